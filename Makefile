@@ -1,0 +1,47 @@
+# The two commands of the README: `make run` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SYSTEM_PACKAGES := wkhtmltopdf dovecot-imapd poppler-utils swaks
+
+.PHONY: run test install system-packages lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+var/mailflow.db: $(STAMP)
+	$(BIN)/mailflow init
+
+run: install var/mailflow.db
+	$(BIN)/mailflow init
+	$(BIN)/mailflow serve
+
+# As root (CI, a fresh machine), install the system packages the tests drive for real.
+system-packages:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "installing:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	  else echo "missing system packages (install as root):$$missing"; fi; \
+	fi
+
+lint: install
+	$(BIN)/ruff check mailflow tests benchmarks
+
+test: install system-packages
+	$(BIN)/ruff check mailflow tests benchmarks
+	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+bench: install
+	$(BIN)/python -m benchmarks
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

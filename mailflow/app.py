@@ -1,0 +1,64 @@
+"""The application context: configuration, keys, blob store and database, opened once."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow.config import Config
+from mailflow.db.session import make_engine, make_sessionmaker, migrate
+from mailflow.db.types import install_column_key
+from mailflow.store.blobs import BlobStore
+from mailflow.store.keys import Keyring, create_master_key
+from mailflow.store.tls import create_self_signed
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class App:
+    config: Config
+    keys: Keyring
+    blobs: BlobStore
+    engine: Engine
+    sessions: sessionmaker[Session]
+
+    @classmethod
+    def open(cls, config: Config) -> App:
+        keys = Keyring.load(config.storage_dir)
+        install_column_key(keys.column_key)
+        engine = make_engine(config.database_url, echo=config.database.echo)
+        return cls(
+            config=config,
+            keys=keys,
+            blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key),
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+        )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def initialise(config: Config) -> list[str]:
+    """Create var/ (key, TLS certificate, folders) and migrate the database. Idempotent."""
+    done: list[str] = []
+    storage: Path = config.storage_dir
+    storage.mkdir(parents=True, exist_ok=True)
+    storage.chmod(0o700)
+    if create_master_key(storage):
+        done.append(f"created the encryption key in {storage / 'keys'}")
+    if create_self_signed(storage, config.smtp.hostname or config.mail.domain):
+        done.append(f"created a self-signed TLS certificate in {storage / 'tls'}")
+    (storage / "blobs").mkdir(exist_ok=True)
+    app = App.open(config)
+    try:
+        migrate(app.engine)
+    finally:
+        app.close()
+    done.append("database migrated to the latest schema")
+    return done

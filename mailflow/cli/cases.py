@@ -1,0 +1,167 @@
+"""mailflow cases list|show"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.cli.output import emit, emit_json
+from mailflow.db.models import Account, Case, CaseNote, CaseState, InboundMessage, OutboundMessage
+from mailflow.db.session import transaction
+from mailflow.workflow.fields import field_label
+
+
+class CliError(Exception):
+    pass
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    cases = sub.add_parser("cases", help="consult cases")
+    cmds = cases.add_subparsers(dest="action", required=True)
+    lst = cmds.add_parser("list", help="list cases")
+    lst.add_argument("--state", choices=CaseState.ALL)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=cmd_list)
+    show = cmds.add_parser("show", help="one case in full (a PHI read: audited)")
+    show.add_argument("case", metavar="CASE")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=cmd_show)
+
+
+def summary(case: Case) -> dict[str, Any]:
+    return {
+        "number": case.number,
+        "state": case.state,
+        "urgency": case.urgency,
+        "provider": case.provider.email,
+        "assignee": case.assignee.email if case.assignee else None,
+        "photos": len(case.images),
+        "missing": list(case.missing),
+        "created_at": case.created_at,
+        "submitted_at": case.submitted_at,
+    }
+
+
+def cmd_list(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        query = select(Case).order_by(Case.id)
+        if args.state:
+            query = query.where(Case.state == args.state)
+        rows = [summary(c) for c in session.execute(query).scalars()]
+    emit(
+        rows,
+        args.json,
+        ["number", "state", "urgency", "provider", "photos", "created_at"],
+        "no cases",
+    )
+    return 0
+
+
+def find_case(session: Session, number: str) -> Case:
+    case = session.execute(select(Case).where(Case.number == number.upper())).scalar_one_or_none()
+    if case is None:
+        raise CliError(f"no case {number}")
+    return case
+
+
+def detail(session: Session, case: Case) -> dict[str, Any]:
+    notes = session.execute(
+        select(CaseNote, Account.email)
+        .outerjoin(Account, Account.id == CaseNote.author_id)
+        .where(CaseNote.case_id == case.id)
+        .order_by(CaseNote.id)
+    ).all()
+    inbound = session.execute(
+        select(InboundMessage).where(InboundMessage.case_id == case.id).order_by(InboundMessage.id)
+    ).scalars()
+    outbound = session.execute(
+        select(OutboundMessage)
+        .where(OutboundMessage.case_id == case.id)
+        .order_by(OutboundMessage.id)
+    ).scalars()
+    patient = case.patient
+    return {
+        **summary(case),
+        "patient": {
+            "name": patient.name,
+            "date_of_birth": patient.date_of_birth,
+            "sex": patient.sex,
+            "mrn": patient.mrn,
+        }
+        if patient
+        else None,
+        "fields": dict(case.form),
+        "labels": {k: field_label(k) for k in case.form},
+        "problems": [{"field": k, "why": why} for k, why in case.form_problems],
+        "images": [
+            {
+                "position": img.position,
+                "view": img.view,
+                "filename": img.filename,
+                "caption": img.caption,
+                "format": img.format,
+                "width": img.width,
+                "height": img.height,
+                "warnings": list(img.warnings),
+                "content_type": img.clean_content_type,
+            }
+            for img in case.images
+        ],
+        "notes": [
+            {"kind": n.kind, "author": email, "at": n.created_at, "body": n.body}
+            for n, email in notes
+        ],
+        "messages": [
+            {"id": m.id, "received_at": m.received_at, "status": m.status, "outcome": m.outcome}
+            for m in inbound
+        ],
+        "outbox": [
+            {
+                "id": o.id,
+                "kind": o.kind,
+                "to": o.to_addr,
+                "status": o.status,
+                "created_at": o.created_at,
+            }
+            for o in outbound
+        ],
+    }
+
+
+def cmd_show(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        case = find_case(session, args.case)
+        data = detail(session, case)
+        audit.record(
+            session,
+            "case.viewed",
+            actor="cli",
+            case_id=case.id,
+            entity="case",
+            entity_id=case.number,
+            detail={"via": "cli"},
+        )
+    if args.json:
+        emit_json(data)
+        return 0
+    print(f"{data['number']}  {data['state']}  {data['urgency']}  provider {data['provider']}")
+    if data["missing"]:
+        print("missing: " + ", ".join(data["missing"]))
+    for key, value in data["fields"].items():
+        print(f"  {field_label(key)}: {value}")
+    for img in data["images"]:
+        warn = f"  ({'; '.join(img['warnings'])})" if img["warnings"] else ""
+        print(
+            f"  photo {img['position']}: {img['view']} - {img['filename']} "
+            f"{img['width']}x{img['height']}{warn}"
+        )
+    for note in data["notes"]:
+        print(
+            f"  [{note['at']:%Y-%m-%d %H:%M}] {note['kind']} from {note['author']}: {note['body']}"
+        )
+    return 0

@@ -1,0 +1,132 @@
+"""The `mailflow` command: the admin's and the scripts' interface (DESIGN §7)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from mailflow import audit
+from mailflow.app import App, initialise
+from mailflow.cli import cases, messages, users
+from mailflow.cli.cases import CliError
+from mailflow.cli.output import emit_json
+from mailflow.config import Config, ConfigError, load_config
+from mailflow.store.keys import KeyError_
+from mailflow.workflow.accounts import AccountError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mailflow", description=__doc__)
+    parser.add_argument("--config", help="config file (default: $MAILFLOW_CONFIG or ./config.toml)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser(
+        "init", help="create var/ (database, keys, TLS certificate), migrate"
+    ).set_defaults(handler=cmd_init, needs_app=False)
+    sub.add_parser("serve", help="every part in one process").set_defaults(
+        handler=cmd_serve, parts=("smtp", "worker", "outbox")
+    )
+    sub.add_parser("smtpd", help="the SMTP door only").set_defaults(
+        handler=cmd_serve, parts=("smtp",)
+    )
+    sub.add_parser("worker", help="processing and outbound delivery only").set_defaults(
+        handler=cmd_serve, parts=("worker", "outbox")
+    )
+    users.register(sub)
+    cases.register(sub)
+    messages.register(sub)
+    aud = sub.add_parser("audit", help="the audit log")
+    acmds = aud.add_subparsers(dest="action", required=True)
+    verify = acmds.add_parser("verify", help="check the hash chain")
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=cmd_audit_verify)
+    return parser
+
+
+def cmd_init(config: Config, args: argparse.Namespace) -> int:
+    for line in initialise(config):
+        print(line)
+    print(f"ready: {config.storage_dir}")
+    return 0
+
+
+def cmd_serve(app: App, args: argparse.Namespace) -> int:
+    from mailflow.serve import Service, run_forever
+
+    config = app.config
+
+    def announce(service: Service) -> None:
+        mail = config.mail
+        lines = [f"mailflow is running ({', '.join(service.parts)})"]
+        if service.smtp_address:
+            host, port = service.smtp_address
+            lines += [
+                f"  SMTP submission: {host}:{port} (STARTTLS, then AUTH with an account's email "
+                "address and password)",
+                f"  send cases to:   {config.address(mail.cases_local)}",
+                f"  instructions:    {config.address(mail.help_local)}",
+            ]
+        if "outbox" in service.parts:
+            if config.outbound.relay_host:
+                relay = config.outbound
+                lines.append(f"  outgoing mail:   relay {relay.relay_host}:{relay.relay_port}")
+            else:
+                lines.append(
+                    f"  outgoing mail:   written to {config.path(config.outbound.maildir_path)}/new"
+                )
+        lines.append("  stop with Ctrl-C")
+        print("\n".join(lines), flush=True)
+
+    run_forever(app, args.parts, announce)
+    return 0
+
+
+def cmd_audit_verify(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        report = audit.verify(session)
+    if args.json:
+        emit_json(
+            {
+                "ok": report.ok,
+                "events": report.events,
+                "broken_at": report.broken_at,
+                "problem": report.problem,
+            }
+        )
+    elif report.ok:
+        print(f"audit chain intact: {report.events} events")
+    else:
+        where = f"event {report.broken_at}" if report.broken_at else "the end of the chain"
+        print(f"audit chain BROKEN at {where}: {report.problem}")
+        print(f"({report.events} events verified before it)")
+    return 0 if report.ok else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        print(f"mailflow: {exc}", file=sys.stderr)
+        return 2
+    logging.basicConfig(
+        level=config.logging.level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        if not getattr(args, "needs_app", True):
+            return int(args.handler(config, args))
+        app = App.open(config)
+        try:
+            return int(args.handler(app, args))
+        finally:
+            app.close()
+    except (CliError, AccountError, KeyError_) as exc:
+        print(f"mailflow: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

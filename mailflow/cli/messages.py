@@ -1,0 +1,129 @@
+"""mailflow messages list|reprocess · mailflow outbox list|retry"""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy import select
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.cli.cases import CliError
+from mailflow.cli.output import emit
+from mailflow.db.models import InboundMessage, MessageStatus, OutboundMessage, OutboxStatus
+from mailflow.db.session import transaction
+from mailflow.outbound.delivery import retry_now
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    messages = sub.add_parser("messages", help="inbound messages and the quarantine")
+    cmds = messages.add_subparsers(dest="action", required=True)
+    lst = cmds.add_parser("list", help="list inbound messages")
+    lst.add_argument("--status", choices=MessageStatus.ALL)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=cmd_list)
+    again = cmds.add_parser("reprocess", help="process a message again (e.g. from quarantine)")
+    again.add_argument("id", type=int, metavar="ID")
+    again.set_defaults(handler=cmd_reprocess)
+
+    outbox = sub.add_parser("outbox", help="outgoing email")
+    ocmds = outbox.add_subparsers(dest="action", required=True)
+    olst = ocmds.add_parser("list", help="list outgoing email")
+    olst.add_argument("--status", choices=OutboxStatus.ALL)
+    olst.add_argument("--json", action="store_true")
+    olst.set_defaults(handler=cmd_outbox_list)
+    retry = ocmds.add_parser("retry", help="try to deliver again now")
+    retry.add_argument("id", type=int, metavar="ID")
+    retry.set_defaults(handler=cmd_outbox_retry)
+
+
+def cmd_list(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        query = select(InboundMessage).order_by(InboundMessage.id)
+        if args.status:
+            query = query.where(InboundMessage.status == args.status)
+        rows = [
+            {
+                "id": m.id,
+                "received_at": m.received_at,
+                "source": m.source,
+                "from": m.mail_from,
+                "to": ", ".join(m.rcpt_to),
+                "size": m.size,
+                "status": m.status,
+                "route": m.route,
+                "reason_code": m.reason_code,
+                "outcome": m.outcome,
+                "attempts": m.attempts,
+                "last_error": m.last_error,
+                "case_id": m.case_id,
+                "duplicate_of": m.duplicate_of_id,
+            }
+            for m in session.execute(query).scalars()
+        ]
+    emit(rows, args.json, ["id", "received_at", "from", "status", "outcome"], "no messages")
+    return 0
+
+
+def cmd_reprocess(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        row = session.get(InboundMessage, args.id)
+        if row is None:
+            raise CliError(f"no message {args.id}")
+        if row.status in (MessageStatus.RECEIVED, MessageStatus.PROCESSING):
+            raise CliError(f"message {args.id} is {row.status}: it will be processed anyway")
+        previous = row.status
+        row.status = MessageStatus.RECEIVED
+        row.attempts = 0
+        row.claimed_at = None
+        audit.record(
+            session,
+            "message.reprocess",
+            actor="cli",
+            entity="inbound_message",
+            entity_id=row.id,
+            case_id=row.case_id,
+            detail={"was": previous},
+        )
+    print(f"message {args.id} queued for processing again (was {previous})")
+    return 0
+
+
+def cmd_outbox_list(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        query = select(OutboundMessage).order_by(OutboundMessage.id)
+        if args.status:
+            query = query.where(OutboundMessage.status == args.status)
+        rows = [
+            {
+                "id": o.id,
+                "created_at": o.created_at,
+                "kind": o.kind,
+                "to": o.to_addr,
+                "status": o.status,
+                "attempts": o.attempts,
+                "next_attempt_at": o.next_attempt_at,
+                "last_error": o.last_error,
+                "sent_at": o.sent_at,
+                "message_id": o.message_id,
+                "case_id": o.case_id,
+            }
+            for o in session.execute(query).scalars()
+        ]
+    emit(
+        rows,
+        args.json,
+        ["id", "created_at", "kind", "to", "status", "attempts", "last_error"],
+        "no outgoing email",
+    )
+    return 0
+
+
+def cmd_outbox_retry(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        try:
+            retry_now(session, args.id)
+        except (LookupError, ValueError) as exc:
+            raise CliError(str(exc)) from exc
+    print(f"outbound message {args.id} will be delivered at the next attempt")
+    return 0

@@ -1,0 +1,89 @@
+"""mailflow users add|list|approve"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from mailflow.app import App
+from mailflow.cli.output import emit
+from mailflow.db.models import Account, Role
+from mailflow.db.session import transaction
+from mailflow.workflow import accounts
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    users = sub.add_parser("users", help="accounts: providers, dermatologists, admins")
+    cmds = users.add_subparsers(dest="action", required=True)
+    add = cmds.add_parser("add", help="add an account")
+    add.add_argument("--role", required=True, choices=Role.ALL)
+    add.add_argument("--email", required=True)
+    add.add_argument("--name", required=True)
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add.add_argument("--approved", action="store_true", help="approve at once")
+    for opt in ("practice", "npi", "phone", "license-state", "credentials"):
+        add.add_argument(f"--{opt}", default="")
+    add.add_argument("--json", action="store_true")
+    add.set_defaults(handler=cmd_add)
+    lst = cmds.add_parser("list", help="list accounts")
+    lst.add_argument("--role", choices=Role.ALL)
+    lst.add_argument("--json", action="store_true")
+    lst.set_defaults(handler=cmd_list)
+    approve = cmds.add_parser("approve", help="approve pending accounts")
+    approve.add_argument("emails", nargs="+", metavar="EMAIL")
+    approve.add_argument("--json", action="store_true")
+    approve.set_defaults(handler=cmd_approve)
+
+
+def as_dict(a: Account) -> dict[str, object]:
+    return {
+        "id": a.id,
+        "email": a.email,
+        "name": a.name,
+        "role": a.role,
+        "status": a.status,
+        "practice": a.practice,
+        "npi": a.npi,
+        "license_state": a.license_state,
+        "credentials": a.credentials,
+        "has_password": bool(a.password_hash),
+        "created_at": a.created_at,
+        "approved_at": a.approved_at,
+    }
+
+
+def cmd_add(app: App, args: argparse.Namespace) -> int:
+    password = None
+    if args.password_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    with transaction(app.sessions) as session:
+        account = accounts.add(
+            session,
+            email=args.email,
+            name=args.name,
+            role=args.role,
+            password=password,
+            approved=args.approved,
+            practice=args.practice,
+            npi=args.npi,
+            phone=args.phone,
+            license_state=args.license_state.upper(),
+            credentials=args.credentials,
+        )
+        row = as_dict(account)
+    emit([row], args.json, ["id", "email", "role", "status"], "")
+    return 0
+
+
+def cmd_list(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        rows = [as_dict(a) for a in accounts.list_accounts(session, args.role)]
+    emit(rows, args.json, ["id", "email", "name", "role", "status"], "no accounts")
+    return 0
+
+
+def cmd_approve(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        rows = [as_dict(accounts.approve(session, email)) for email in args.emails]
+    emit(rows, args.json, ["id", "email", "role", "status"], "")
+    return 0

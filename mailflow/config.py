@@ -1,0 +1,197 @@
+"""Typed configuration: config.toml, overridden by MAILFLOW_<SECTION>__<KEY> variables.
+
+A wrong key or value stops start-up with a message naming it (pydantic, extra keys forbidden).
+Relative paths are relative to the config file's folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+ENV_PREFIX = "MAILFLOW_"
+DEFAULT_CONFIG_ENV = "MAILFLOW_CONFIG"
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; the message names the key and the problem."""
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MailConfig(_Section):
+    domain: str = "derm.localhost"
+    from_name: str = "mailflow consults"
+    cases_local: str = "cases"
+    help_local: str = "help"
+    register_local: str = "register"
+    reply_local: str = "case"  # case+<case>.<participant>.<hmac>@domain
+    noreply_local: str = "no-reply"
+
+
+class SmtpConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(2525, ge=0, le=65535)
+    hostname: str = ""  # EHLO name; the mail domain when empty
+    require_auth: bool = True  # submission: AUTH (after STARTTLS) before MAIL
+    max_message_bytes: int = Field(40 * 1024 * 1024, gt=0)
+    max_recipients: int = Field(20, gt=0)
+    rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
+    timeout_seconds: float = Field(300, gt=0)
+
+
+class OutboundConfig(_Section):
+    relay_host: str = ""  # empty: write to maildir_path instead
+    relay_port: int = Field(25, ge=0, le=65535)
+    relay_starttls: bool = False
+    relay_tls_verify: bool = True
+    relay_username: str = ""
+    relay_password: str = ""
+    maildir_path: str = "var/outgoing"
+    retry_schedule_seconds: tuple[int, ...] = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
+    poll_seconds: float = Field(5.0, gt=0)
+    connect_timeout_seconds: float = Field(30.0, gt=0)
+
+
+class DatabaseConfig(_Section):
+    url: str = "sqlite:///var/mailflow.db"
+    echo: bool = False
+
+
+class StorageConfig(_Section):
+    path: str = "var"
+
+
+class WebConfig(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+
+
+class SchedulesConfig(_Section):
+    path: str = "schedules"
+
+
+class TemplatesConfig(_Section):
+    path: str = "templates"
+
+
+class IntakeConfig(_Section):
+    max_depth: int = Field(8, gt=0)
+    max_parts: int = Field(200, gt=0)
+    max_headers: int = Field(500, gt=0)
+    max_decoded_bytes: int = Field(60 * 1024 * 1024, gt=0)
+    max_attachments: int = Field(40, gt=0)
+    max_image_pixels: int = Field(60_000_000, gt=0)
+    max_attempts: int = Field(5, gt=0)  # processing tries before quarantine
+    lease_seconds: float = Field(300, gt=0)  # a claimed message is retried after this
+    workers: int = Field(2, ge=1)  # processes that parse and decode photos
+    poll_seconds: float = Field(2.0, gt=0)
+
+
+class TrustConfig(_Section):
+    # Accept mail without SMTP AUTH only when a trusted upstream says DKIM/DMARC passed.
+    trusted_relays: tuple[str, ...] = ()
+    authserv_id: str = ""
+
+
+class LoggingConfig(_Section):
+    level: str = "INFO"
+
+
+class Config(_Section):
+    mail: MailConfig = MailConfig()
+    smtp: SmtpConfig = SmtpConfig()
+    outbound: OutboundConfig = OutboundConfig()
+    database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
+    web: WebConfig = WebConfig()
+    schedules: SchedulesConfig = SchedulesConfig()
+    templates: TemplatesConfig = TemplatesConfig()
+    intake: IntakeConfig = IntakeConfig()
+    trust: TrustConfig = TrustConfig()
+    logging: LoggingConfig = LoggingConfig()
+    base_dir: Path = Path(".")
+
+    def path(self, value: str) -> Path:
+        """A configured path, relative ones taken from the config file's folder."""
+        p = Path(value)
+        return p if p.is_absolute() else (self.base_dir / p)
+
+    @property
+    def storage_dir(self) -> Path:
+        return self.path(self.storage.path)
+
+    @property
+    def schedules_dir(self) -> Path:
+        return self.path(self.schedules.path)
+
+    @property
+    def templates_dir(self) -> Path:
+        return self.path(self.templates.path)
+
+    @property
+    def database_url(self) -> str:
+        url = self.database.url
+        prefix = "sqlite:///"
+        if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
+            return prefix + str(self.path(url[len(prefix) :]))
+        return url
+
+    def address(self, local: str) -> str:
+        return f"{local}@{self.mail.domain}"
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, dict[str, Any]]:
+    sections = set(Config.model_fields) - {"base_dir"}
+    out: dict[str, dict[str, Any]] = {}
+    for name, raw in environ.items():
+        if not name.startswith(ENV_PREFIX) or "__" not in name:
+            continue
+        section, _, key = name[len(ENV_PREFIX) :].lower().partition("__")
+        if section not in sections:
+            raise ConfigError(f"{name}: there is no [{section}] section in the configuration")
+        out.setdefault(section, {})[key] = _env_value(raw)
+    return out
+
+
+def _env_value(raw: str) -> Any:
+    """Environment values are strings; JSON lets lists and numbers through, pydantic coerces."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
+
+
+def load_config(path: Path | str | None = None, environ: dict[str, str] | None = None) -> Config:
+    environ = dict(os.environ if environ is None else environ)
+    if path is None:
+        path = environ.get(DEFAULT_CONFIG_ENV, "config.toml")
+    config_path = Path(path).resolve()
+    data: dict[str, Any] = {}
+    if config_path.exists():
+        try:
+            data = tomllib.loads(config_path.read_text(encoding="utf-8"))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{config_path}: not valid TOML: {exc}") from exc
+    elif path != "config.toml":
+        raise ConfigError(f"{config_path}: no such configuration file")
+    for section, values in _env_overrides(environ).items():
+        current = data.setdefault(section, {})
+        if not isinstance(current, dict):
+            raise ConfigError(f"[{section}] must be a table")
+        current.update(values)
+    data["base_dir"] = config_path.parent
+    try:
+        return Config.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise ConfigError(f"configuration {config_path}: {problems}") from exc

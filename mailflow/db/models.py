@@ -1,0 +1,258 @@
+"""The database schema. PHI columns use EncryptedText/EncryptedJSON; nothing else holds PHI."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+from mailflow.db.types import EncryptedJSON, EncryptedText, UTCDateTime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime, dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Role:
+    PROVIDER = "provider"
+    DERMATOLOGIST = "dermatologist"
+    ADMIN = "admin"
+    ALL = (PROVIDER, DERMATOLOGIST, ADMIN)
+
+
+class AccountStatus:
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    DISABLED = "disabled"
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(20))
+    status: Mapped[str] = mapped_column(String(20), default=AccountStatus.PENDING)
+    password_hash: Mapped[str | None] = mapped_column(String(200))
+    practice: Mapped[str] = mapped_column(String(200), default="")
+    npi: Mapped[str] = mapped_column(String(20), default="")
+    phone: Mapped[str] = mapped_column(String(40), default="")
+    license_state: Mapped[str] = mapped_column(String(10), default="")
+    credentials: Mapped[str] = mapped_column(String(100), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    approved_at: Mapped[datetime | None]
+
+
+class Patient(Base):
+    __tablename__ = "patients"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    name: Mapped[str] = mapped_column(EncryptedText)
+    date_of_birth: Mapped[str | None] = mapped_column(EncryptedText)
+    sex: Mapped[str] = mapped_column(String(10), default="")
+    mrn: Mapped[str | None] = mapped_column(EncryptedText)
+    lookup: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash: provider+name+dob
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CaseState:
+    INCOMPLETE = "incomplete"
+    SUBMITTED = "submitted"
+    ASSIGNED = "assigned"
+    NEEDS_INFO = "needs_info"
+    REVIEWED = "reviewed"
+    FOLLOW_UP = "follow_up"
+    CLOSED = "closed"
+    ALL = (INCOMPLETE, SUBMITTED, ASSIGNED, NEEDS_INFO, REVIEWED, FOLLOW_UP, CLOSED)
+
+
+class CaseCounter(Base):
+    """The last case number issued in a year: DERM-YYYY-NNNNNN."""
+
+    __tablename__ = "case_counters"
+
+    year: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Case(Base):
+    __tablename__ = "cases"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), unique=True)
+    provider_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    patient_id: Mapped[int | None] = mapped_column(ForeignKey("patients.id"))
+    assignee_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"), index=True)
+    state: Mapped[str] = mapped_column(String(20), index=True)
+    urgency: Mapped[str] = mapped_column(String(10), default="routine")
+    form: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)  # field -> value, as understood
+    form_labels: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)  # field -> label used
+    form_problems: Mapped[list[Any]] = mapped_column(EncryptedJSON, default=list)  # [(field, why)]
+    missing: Mapped[list[Any]] = mapped_column(JSON, default=list)  # field keys and view names
+    subject: Mapped[str] = mapped_column(EncryptedText, default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+    submitted_at: Mapped[datetime | None]
+    closed_at: Mapped[datetime | None]
+
+    provider: Mapped[Account] = relationship(foreign_keys=[provider_id])
+    assignee: Mapped[Account | None] = relationship(foreign_keys=[assignee_id])
+    patient: Mapped[Patient | None] = relationship()
+    images: Mapped[list[CaseImage]] = relationship(
+        back_populates="case", order_by="CaseImage.position"
+    )
+
+
+class CaseImage(Base):
+    __tablename__ = "case_images"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    view: Mapped[str] = mapped_column(String(40))
+    filename: Mapped[str] = mapped_column(EncryptedText)  # file names can carry a patient's name
+    caption: Mapped[str] = mapped_column(EncryptedText, default="")
+    format: Mapped[str] = mapped_column(String(10))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    original_sha: Mapped[str] = mapped_column(String(64))
+    clean_sha: Mapped[str] = mapped_column(String(64))
+    clean_content_type: Mapped[str] = mapped_column(String(40))
+    thumbnail_sha: Mapped[str] = mapped_column(String(64))
+    warnings: Mapped[list[Any]] = mapped_column(EncryptedJSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    case: Mapped[Case] = relationship(back_populates="images")
+
+
+class CaseNote(Base):
+    """A message on a case's thread kept as text: completions, comments, questions, answers."""
+
+    __tablename__ = "case_notes"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    kind: Mapped[str] = mapped_column(String(20))  # completion | comment | ...
+    body: Mapped[str] = mapped_column(EncryptedText)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class MessageStatus:
+    RECEIVED = "received"  # spooled, waiting for the worker
+    PROCESSING = "processing"  # claimed by a worker (lease in claimed_at)
+    PROCESSED = "processed"  # ended in a case change or a reply
+    QUARANTINED = "quarantined"  # held for an admin, with a reason
+    DUPLICATE = "duplicate"  # the same message was already processed
+    DISCARDED = "discarded"  # an admin discarded it from quarantine
+    ALL = (RECEIVED, PROCESSING, PROCESSED, QUARANTINED, DUPLICATE, DISCARDED)
+
+
+class InboundMessage(Base):
+    __tablename__ = "inbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    source: Mapped[str] = mapped_column(String(10))  # smtp | imap
+    peer: Mapped[str] = mapped_column(String(100), default="")
+    mail_from: Mapped[str] = mapped_column(String(320), default="")
+    rcpt_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
+    auth_user: Mapped[str] = mapped_column(String(320), default="")
+    tls: Mapped[bool] = mapped_column(default=False)
+    blob_sha: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    status: Mapped[str] = mapped_column(String(20), default=MessageStatus.RECEIVED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    claimed_at: Mapped[datetime | None]
+    processed_at: Mapped[datetime | None]
+    route: Mapped[str] = mapped_column(String(30), default="")  # what the router decided
+    outcome: Mapped[str] = mapped_column(Text, default="")  # people-readable, no PHI
+    reason_code: Mapped[str] = mapped_column(String(40), default="")
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    sender_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+
+    __table_args__ = (Index("ix_inbound_status_received", "status", "received_at"),)
+
+
+class MessageFingerprint(Base):
+    """One row per distinct message processed: the unique key that makes processing once-only."""
+
+    __tablename__ = "message_fingerprints"
+
+    fingerprint: Mapped[str] = mapped_column(String(64), primary_key=True)
+    inbound_message_id: Mapped[int] = mapped_column(ForeignKey("inbound_messages.id"))
+
+
+class OutboxStatus:
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    DEAD = "dead"
+    ALL = (QUEUED, SENDING, SENT, DEAD)
+
+
+class OutboundMessage(Base):
+    __tablename__ = "outbound_messages"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(40))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    cause_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    recipient_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
+    to_addr: Mapped[str] = mapped_column(String(320))
+    from_addr: Mapped[str] = mapped_column(String(320))
+    message_id: Mapped[str] = mapped_column(String(250), unique=True)
+    blob_sha: Mapped[str] = mapped_column(String(64))
+    size: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(20), default=OutboxStatus.QUEUED)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
+    claimed_at: Mapped[datetime | None]
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    sent_at: Mapped[datetime | None]
+
+    __table_args__ = (Index("ix_outbound_status_next", "status", "next_attempt_at"),)
+
+
+class AuditEvent(Base):
+    """Hash-chained: hash = sha256(prev_hash + canonical event). Details never hold PHI."""
+
+    __tablename__ = "audit_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str] = mapped_column(String(320))  # account email, "system", "smtp"...
+    action: Mapped[str] = mapped_column(String(60))
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
+    entity: Mapped[str] = mapped_column(String(40), default="")
+    entity_id: Mapped[str] = mapped_column(String(64), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class AuditHead(Base):
+    """A single row locked by each audit write, so the chain has one order under concurrency."""
+
+    __tablename__ = "audit_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    last_hash: Mapped[str] = mapped_column(String(64))
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+    __table_args__ = (UniqueConstraint("id"),)

@@ -1,0 +1,225 @@
+"""The SMTP door (aiosmtpd): STARTTLS, AUTH after TLS, cheap checks early, spool before 250.
+
+Reply codes follow RFC 3463: temporary problems are 4xx with a 4.x.x code, so the sender's
+client retries; nothing is acknowledged before the message is on disk and in the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from concurrent.futures import Executor
+from email.parser import BytesHeaderParser
+from email.policy import default as default_policy
+from email.utils import getaddresses
+from typing import Any
+
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from mailflow.app import App
+from mailflow.db.models import AccountStatus
+from mailflow.intake.spool import Arrival, spool
+from mailflow.store.tls import server_context
+from mailflow.trust import replyaddr
+from mailflow.workflow import accounts
+
+log = logging.getLogger(__name__)
+
+
+class Reply:
+    """The replies this door gives, each with its enhanced status code."""
+
+    OK = "250 2.1.0 OK"
+    RCPT_OK = "250 2.1.5 OK"
+    NO_MAILBOX = "550 5.1.1 {address}: no such mailbox here"
+    TOO_MANY_RCPT = "452 4.5.3 Too many recipients"
+    NOT_YOUR_ADDRESS = "553 5.7.1 {address}: you may only send as {user}"
+    FROM_MISMATCH = "550 5.7.1 The From: header must be your account's address {user}"
+    RATE = "451 4.7.1 Too many messages from {user}; try again in a minute"
+    TOO_BIG = "552 5.3.4 Message too big: the limit is {limit} bytes"
+    LINE_TOO_LONG = "500 5.5.2 Line too long (RFC 5321 4.5.3.1.6)"
+    SPOOL_FAILED = "451 4.3.0 Temporary problem storing the message; please try again"
+    ACCEPTED = "250 2.0.0 Accepted as message {ref}"
+
+
+class MailflowSMTP(SMTP):
+    """aiosmtpd's SMTP, with enhanced status codes on the replies aiosmtpd words itself."""
+
+    # RFC 5321 says 1000, but real clients send longer lines; refusing them would lose mail.
+    line_length_limit = 64 * 1024
+
+    async def push(self, status: str) -> None:
+        if status.startswith("552 Error"):
+            status = Reply.TOO_BIG.format(limit=self.data_size_limit)
+        elif status.startswith("500 Line too long"):
+            status = Reply.LINE_TOO_LONG
+        await super().push(status)
+
+
+class SenderRate:
+    """A sliding one-minute window of accepted messages per sender."""
+
+    def __init__(self, per_minute: int) -> None:
+        self.per_minute = per_minute
+        self._seen: dict[str, deque[float]] = defaultdict(deque)
+
+    def allow(self, who: str) -> bool:
+        now = time.monotonic()
+        window = self._seen[who]
+        while window and now - window[0] > 60:
+            window.popleft()
+        if len(window) >= self.per_minute:
+            return False
+        window.append(now)
+        return True
+
+
+class Authenticator:
+    """AUTH PLAIN/LOGIN against approved accounts; the login is the account's email address."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def __call__(
+        self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        if not isinstance(auth_data, LoginPassword):
+            return AuthResult(success=False, handled=False)
+        login = auth_data.login.decode("utf-8", "replace").strip().lower()
+        password = auth_data.password.decode("utf-8", "replace")
+        with self.app.sessions() as db:
+            account = accounts.find(db, login)
+            ok = (
+                account is not None
+                and account.status == AccountStatus.APPROVED
+                and accounts.check_password(account, password)
+            )
+        if not ok:
+            log.info("smtp auth failed for a login from %s", session.peer)
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=login)
+
+
+class IntakeHandler:
+    def __init__(
+        self,
+        app: App,
+        executor: Executor | None = None,
+        on_spooled: Callable[[int], None] | None = None,
+    ) -> None:
+        self.app = app
+        self.executor = executor
+        self.on_spooled = on_spooled or (lambda _id: None)
+        self.rate = SenderRate(app.config.smtp.rate_per_minute)
+        mail = app.config.mail
+        self._domain = mail.domain.lower()
+        self._locals = {mail.cases_local, mail.help_local, mail.register_local}
+
+    def accepts(self, address: str) -> bool:
+        local, _, domain = address.strip().lower().rpartition("@")
+        if domain != self._domain:
+            return False
+        mail = self.app.config.mail
+        return local in self._locals or replyaddr.is_reply_address(
+            address, mail.reply_local, mail.domain
+        )
+
+    @staticmethod
+    def _user(session: Session) -> str:
+        return str(session.auth_data or "") if session.authenticated else ""
+
+    async def handle_MAIL(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        user = self._user(session)
+        if user and address.strip().lower() != user:
+            return Reply.NOT_YOUR_ADDRESS.format(address=address, user=user)
+        envelope.mail_from = address
+        envelope.mail_options.extend(options)
+        return Reply.OK
+
+    async def handle_RCPT(
+        self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
+    ) -> str:
+        if len(envelope.rcpt_tos) >= self.app.config.smtp.max_recipients:
+            return Reply.TOO_MANY_RCPT
+        if not self.accepts(address):
+            return Reply.NO_MAILBOX.format(address=address)
+        envelope.rcpt_tos.append(address)
+        envelope.rcpt_options.extend(options)
+        return Reply.RCPT_OK
+
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
+        raw = envelope.original_content or b""
+        user = self._user(session)
+        if user:
+            from_addrs = _header_from(raw)
+            if from_addrs and from_addrs != [user]:
+                return Reply.FROM_MISMATCH.format(user=user)
+            if not self.rate.allow(user):
+                return Reply.RATE.format(user=user)
+        arrival = Arrival(
+            source="smtp",
+            raw=raw,
+            peer=str(session.peer[0]) if session.peer else "",
+            mail_from=envelope.mail_from or "",
+            rcpt_to=tuple(envelope.rcpt_tos),
+            auth_user=user,
+            tls=server._tls_protocol is not None,
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            message_id = await loop.run_in_executor(self.executor, spool, self.app, arrival)
+        except Exception:
+            log.exception("could not spool a message from %s", arrival.peer)
+            return Reply.SPOOL_FAILED
+        log.info("accepted message %d (%d bytes) from %s", message_id, len(raw), user or "-")
+        self.on_spooled(message_id)
+        return Reply.ACCEPTED.format(ref=message_id)
+
+
+def _header_from(raw: bytes) -> list[str]:
+    """The From: addresses, read from the header block only (cheap, on the accept path)."""
+    end = raw.find(b"\r\n\r\n")
+    head = raw if end < 0 else raw[: end + 2]
+    try:
+        headers = BytesHeaderParser(policy=default_policy).parsebytes(head)
+        values = headers.get_all("From") or []
+        return [addr.lower() for _name, addr in getaddresses([str(v) for v in values]) if addr]
+    except Exception:  # a malformed header is the worker's problem, not a reason to refuse
+        return []
+
+
+def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], MailflowSMTP]:
+    cfg = app.config.smtp
+    tls = server_context(app.config.storage_dir)
+    authenticator = Authenticator(app)
+    hostname = cfg.hostname or app.config.mail.domain
+
+    def factory() -> MailflowSMTP:
+        return MailflowSMTP(
+            handler,
+            data_size_limit=cfg.max_message_bytes,
+            hostname=hostname,
+            tls_context=tls,
+            require_starttls=False,
+            auth_required=cfg.require_auth,
+            auth_require_tls=True,
+            authenticator=authenticator,
+            timeout=cfg.timeout_seconds,
+        )
+
+    return factory
+
+
+async def start_smtp(
+    app: App, handler: IntakeHandler, host: str | None = None, port: int | None = None
+) -> asyncio.Server:
+    loop = asyncio.get_running_loop()
+    cfg = app.config.smtp
+    return await loop.create_server(
+        make_smtp_factory(app, handler), host or cfg.host, cfg.port if port is None else port
+    )

@@ -1,0 +1,54 @@
+"""The one function both doors call: store the raw message durably, then say yes.
+
+The encrypted blob is fsynced and the inbound_message row committed before this returns; only
+then may SMTP answer 250 or IMAP move the message. Everything after is a worker's retryable step.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.db.models import InboundMessage
+from mailflow.db.session import transaction
+from mailflow.parse.fingerprint import fingerprint
+
+
+@dataclass(frozen=True)
+class Arrival:
+    source: str  # "smtp" | "imap"
+    raw: bytes
+    peer: str = ""
+    mail_from: str = ""
+    rcpt_to: tuple[str, ...] = ()
+    auth_user: str = ""
+    tls: bool = False
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def spool(app: App, arrival: Arrival) -> int:
+    digest = app.blobs.put(arrival.raw)
+    with transaction(app.sessions) as session:
+        row = InboundMessage(
+            source=arrival.source,
+            peer=arrival.peer[:100],
+            mail_from=arrival.mail_from[:320],
+            rcpt_to=list(arrival.rcpt_to),
+            auth_user=arrival.auth_user,
+            tls=arrival.tls,
+            blob_sha=digest,
+            size=len(arrival.raw),
+            fingerprint=fingerprint(arrival.raw),
+        )
+        session.add(row)
+        session.flush()
+        audit.record(
+            session,
+            "message.received",
+            actor=arrival.auth_user or arrival.source,
+            entity="inbound_message",
+            entity_id=row.id,
+            detail={"source": arrival.source, "size": len(arrival.raw)},
+        )
+        return row.id

@@ -1,0 +1,173 @@
+"""Deliver queued email through the relay (or into a maildir), with retries and backoff.
+
+A row is claimed (status `sending`, claimed_at) in its own transaction, sent, then marked
+`sent`, or put back with the next attempt time, or `dead` after the last retry or a permanent
+(5xx) refusal. A claim older than the lease is taken again, so a crash mid-send loses nothing
+(at worst the relay sees the message twice, and Message-ID lets clients fold the copy).
+"""
+
+from __future__ import annotations
+
+import logging
+import mailbox
+import smtplib
+import ssl
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.db.models import OutboundMessage, OutboxStatus, utcnow
+from mailflow.db.session import transaction
+
+log = logging.getLogger(__name__)
+
+CLAIM_LEASE = timedelta(minutes=10)
+
+
+class PermanentFailure(Exception):
+    pass
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    blob_sha: str
+    from_addr: str
+    to_addr: str
+    attempts: int
+
+
+def _claim(app: App, limit: int) -> list[Claim]:
+    now = utcnow()
+    with transaction(app.sessions) as session:
+        query = (
+            select(OutboundMessage)
+            .where(
+                or_(
+                    (OutboundMessage.status == OutboxStatus.QUEUED)
+                    & (OutboundMessage.next_attempt_at <= now),
+                    (OutboundMessage.status == OutboxStatus.SENDING)
+                    & (OutboundMessage.claimed_at < now - CLAIM_LEASE),
+                )
+            )
+            .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        rows = session.execute(query).scalars().all()
+        claims = []
+        for row in rows:
+            row.status = OutboxStatus.SENDING
+            row.claimed_at = now
+            row.attempts += 1
+            claims.append(Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts))
+        return claims
+
+
+def _send(app: App, claim: Claim, raw: bytes) -> None:
+    cfg = app.config.outbound
+    if not cfg.relay_host:
+        box = mailbox.Maildir(app.config.path(cfg.maildir_path), create=True)
+        box.add(raw)
+        return
+    try:
+        with smtplib.SMTP(
+            cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds
+        ) as smtp:
+            if cfg.relay_starttls:
+                ctx = ssl.create_default_context()
+                if not cfg.relay_tls_verify:
+                    ctx.check_hostname = False
+                    ctx.verify_mode = ssl.CERT_NONE
+                smtp.starttls(context=ctx)
+            if cfg.relay_username:
+                smtp.login(cfg.relay_username, cfg.relay_password)
+            smtp.sendmail(claim.from_addr, [claim.to_addr], raw)
+    except smtplib.SMTPRecipientsRefused as exc:
+        code, text = next(iter(exc.recipients.values()))
+        if 500 <= code < 600:
+            raise PermanentFailure(f"{code} {text.decode(errors='replace')}") from exc
+        raise
+    except smtplib.SMTPResponseException as exc:
+        if 500 <= exc.smtp_code < 600:
+            detail = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
+            raise PermanentFailure(f"{exc.smtp_code} {detail}") from exc
+        raise
+
+
+def _finish(app: App, claim: Claim, error: str | None, permanent: bool) -> None:
+    schedule = app.config.outbound.retry_schedule_seconds
+    with transaction(app.sessions) as session:
+        row = session.get(OutboundMessage, claim.id, with_for_update=True)
+        if row is None or row.status != OutboxStatus.SENDING:
+            return
+        if error is None:
+            row.status = OutboxStatus.SENT
+            row.sent_at = utcnow()
+            row.last_error = ""
+            _audit(session, row, "outbox.sent")
+        elif permanent or row.attempts > len(schedule):
+            row.status = OutboxStatus.DEAD
+            row.last_error = error[:2000]
+            _audit(session, row, "outbox.dead")
+            log.error("outbound message %d is dead after %d attempts", row.id, row.attempts)
+        else:
+            row.status = OutboxStatus.QUEUED
+            row.last_error = error[:2000]
+            row.next_attempt_at = utcnow() + timedelta(seconds=schedule[row.attempts - 1])
+            log.warning("outbound message %d failed (attempt %d), will retry", row.id, row.attempts)
+
+
+def _audit(session: Session, row: OutboundMessage, action: str) -> None:
+    audit.record(
+        session,
+        action,
+        case_id=row.case_id,
+        entity="outbound_message",
+        entity_id=row.id,
+        detail={"kind": row.kind, "attempts": row.attempts},
+    )
+
+
+def deliver_due(app: App, limit: int = 20) -> int:
+    """Deliver what is due now; returns how many were attempted."""
+    claims = _claim(app, limit)
+    for claim in claims:
+        error: str | None = None
+        permanent = False
+        try:
+            _send(app, claim, app.blobs.get(claim.blob_sha))
+        except PermanentFailure as exc:
+            error, permanent = str(exc), True
+        except Exception as exc:  # network, TLS, relay 4xx: retry later
+            error = f"{type(exc).__name__}: {exc}"
+        _finish(app, claim, error, permanent)
+    return len(claims)
+
+
+def retry_now(session: Session, outbound_id: int, actor: str = "cli") -> OutboundMessage:
+    row = session.get(OutboundMessage, outbound_id)
+    if row is None:
+        raise LookupError(f"no outbound message {outbound_id}")
+    if row.status == OutboxStatus.SENT:
+        raise ValueError(f"outbound message {outbound_id} was already delivered")
+    row.status = OutboxStatus.QUEUED
+    row.next_attempt_at = utcnow()
+    row.attempts = 0
+    audit.record(
+        session,
+        "outbox.retry",
+        actor=actor,
+        case_id=row.case_id,
+        entity="outbound_message",
+        entity_id=row.id,
+    )
+    return row

@@ -1,0 +1,51 @@
+"""Jinja2 rendering for every email: `<name>.txt.j2` (first line `Subject: ...`) and an
+optional autoescaped `<name>.html.j2` alternative."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from jinja2 import (
+    Environment,
+    FileSystemLoader,
+    StrictUndefined,
+    TemplateNotFound,
+    select_autoescape,
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    subject: str
+    text: str
+    html: str | None
+
+
+@lru_cache(maxsize=8)
+def environment(templates_dir: Path) -> Environment:
+    env = Environment(
+        loader=FileSystemLoader(str(templates_dir)),
+        autoescape=select_autoescape(enabled_extensions=("html", "html.j2"), default=False),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    return env
+
+
+def render_email(templates_dir: Path, name: str, context: dict[str, Any]) -> Rendered:
+    env = environment(templates_dir)
+    text = env.get_template(f"email/{name}.txt.j2").render(**context)
+    first, _, body = text.partition("\n")
+    if not first.startswith("Subject:"):
+        raise ValueError(f"email/{name}.txt.j2 must start with a 'Subject:' line")
+    subject = " ".join(first[len("Subject:") :].split())
+    try:
+        html = env.get_template(f"email/{name}.html.j2").render(**context)
+    except TemplateNotFound:
+        html = None
+    return Rendered(subject=subject, text=body.lstrip("\n"), html=html)

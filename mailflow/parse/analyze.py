@@ -1,0 +1,90 @@
+"""Everything CPU-heavy about one inbound message, in one pure call.
+
+The worker runs this in a separate process (bytes in, picklable values out), so MIME parsing
+and photo decoding never hold up the SMTP event loop or the database thread.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from mailflow.parse.auto import automatic_reason
+from mailflow.parse.images import process_image
+from mailflow.parse.mime import parse_message
+from mailflow.parse.reply import strip_quoted
+from mailflow.parse.types import (
+    ImageLimits,
+    MimeLimits,
+    ParsedMessage,
+    ParseRejected,
+    ProcessedImage,
+)
+
+# Inline images this small are signature logos and icons, not clinical photos.
+MIN_INLINE_PHOTO_PIXELS = 300 * 300
+
+
+@dataclass(frozen=True)
+class Photo:
+    filename: str
+    description: str
+    original: bytes
+    image: ProcessedImage
+
+
+@dataclass(frozen=True)
+class RefusedFile:
+    filename: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Analysis:
+    message: ParsedMessage | None  # None when the message could not be read at all
+    rejected_code: str = ""
+    rejected_reason: str = ""
+    automatic: str = ""  # why this is an automatic message, "" for a person's
+    body: str = ""  # the new text: quoted original and signature removed
+    photos: tuple[Photo, ...] = ()
+    refused: tuple[RefusedFile, ...] = ()
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.body.strip() and not self.photos and not self.refused
+
+
+def analyze(
+    raw: bytes,
+    envelope_from: str,
+    mime_limits: MimeLimits = MimeLimits(),
+    image_limits: ImageLimits = ImageLimits(),
+) -> Analysis:
+    try:
+        message = parse_message(raw, mime_limits)
+    except ParseRejected as exc:
+        return Analysis(message=None, rejected_code=exc.code, rejected_reason=exc.reason)
+    automatic = automatic_reason(message, envelope_from)
+    if automatic:  # never decode photos for a bounce or an out-of-office
+        return Analysis(message=_without_payloads(message), automatic=automatic)
+    photos: list[Photo] = []
+    refused: list[RefusedFile] = []
+    for att in message.attachments:
+        try:
+            image = process_image(att.data, att.filename, image_limits)
+        except ParseRejected as exc:
+            refused.append(RefusedFile(att.filename, exc.reason))
+            continue
+        if att.inline and image.width * image.height < MIN_INLINE_PHOTO_PIXELS:
+            continue  # a logo in a signature: neither a photo nor worth a complaint
+        photos.append(Photo(att.filename, att.description, att.data, image))
+    return Analysis(
+        message=_without_payloads(message),
+        body=strip_quoted(message.text),
+        photos=tuple(photos),
+        refused=tuple(refused),
+    )
+
+
+def _without_payloads(message: ParsedMessage) -> ParsedMessage:
+    """Attachment bytes already live in Photo.original; don't ship them back twice."""
+    return replace(message, attachments=tuple(replace(a, data=b"") for a in message.attachments))

@@ -1,0 +1,153 @@
+"""`mailflow serve`: the SMTP door, the worker and outbound delivery in one asyncio process.
+
+The event loop only receives mail. Spooling (fsync + commit) runs on a small thread pool, the
+worker and the deliverer each on their own thread, and parsing/photo decoding in a process
+pool, so a large case never stalls the SMTP conversation of the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import signal
+from collections.abc import Callable
+from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from mailflow.app import App
+from mailflow.intake.smtp import IntakeHandler, start_smtp
+from mailflow.outbound.delivery import deliver_due
+from mailflow.workflow.worker import drain
+
+log = logging.getLogger(__name__)
+
+PARTS = ("smtp", "worker", "outbox")
+
+
+def _warm() -> int:
+    import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
+
+    return 0
+
+
+def make_process_pool(workers: int) -> ProcessPoolExecutor:
+    # spawn, not fork: forking a process that holds threads and database handles is unsafe.
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+
+
+@dataclass
+class Service:
+    app: App
+    parts: tuple[str, ...] = PARTS
+    smtp_port: int | None = None
+    pool: Executor | None = None  # a shared process pool (tests); else one is made and owned
+    stop_event: asyncio.Event = field(default_factory=asyncio.Event)
+    ready: asyncio.Event = field(default_factory=asyncio.Event)
+    smtp_address: tuple[str, int] | None = None
+
+    async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        wake_worker = asyncio.Event()
+        wake_outbox = asyncio.Event()
+        spool_threads = ThreadPoolExecutor(4, thread_name_prefix="spool")
+        worker_thread = ThreadPoolExecutor(1, thread_name_prefix="worker")
+        outbox_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        owned_pool = None
+        if self.pool is None and "worker" in self.parts:
+            owned_pool = make_process_pool(self.app.config.intake.workers)
+        pool = self.pool or owned_pool
+        tasks: list[asyncio.Task[None]] = []
+        server = None
+        try:
+            if owned_pool is not None:
+                await loop.run_in_executor(owned_pool, _warm)
+            if "smtp" in self.parts:
+                handler = IntakeHandler(
+                    self.app, spool_threads, lambda _id: loop.call_soon_threadsafe(wake_worker.set)
+                )
+                server = await start_smtp(self.app, handler, port=self.smtp_port)
+                sock = server.sockets[0].getsockname()
+                self.smtp_address = (sock[0], sock[1])
+            if "worker" in self.parts:
+                tasks.append(
+                    asyncio.create_task(
+                        self._loop(
+                            "worker",
+                            wake_worker,
+                            worker_thread,
+                            lambda: drain(self.app, pool, limit=20),
+                            on_work=wake_outbox.set,
+                            poll=self.app.config.intake.poll_seconds,
+                        )
+                    )
+                )
+            if "outbox" in self.parts:
+                tasks.append(
+                    asyncio.create_task(
+                        self._loop(
+                            "outbox",
+                            wake_outbox,
+                            outbox_thread,
+                            lambda: deliver_due(self.app),
+                            poll=self.app.config.outbound.poll_seconds,
+                        )
+                    )
+                )
+            self.ready.set()
+            await self.stop_event.wait()
+        finally:
+            if server is not None:
+                server.close()
+                await server.wait_closed()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            for executor in (spool_threads, worker_thread, outbox_thread):
+                executor.shutdown(wait=True)
+            if owned_pool is not None:
+                owned_pool.shutdown(wait=True, cancel_futures=True)
+
+    async def _loop(
+        self,
+        name: str,
+        wake: asyncio.Event,
+        thread: Executor,
+        step: Callable[[], int],
+        poll: float,
+        on_work: Callable[[], None] | None = None,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            wake.clear()
+            try:
+                done = await loop.run_in_executor(thread, step)
+            except Exception:
+                log.exception("%s step failed; retrying after the poll interval", name)
+                done = 0
+            if done:
+                if on_work is not None:
+                    on_work()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=poll)
+
+    def stop(self) -> None:
+        self.stop_event.set()
+
+
+def run_forever(app: App, parts: tuple[str, ...], announce: Callable[[Service], None]) -> None:
+    async def main() -> None:
+        service = Service(app, parts)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, service.stop)
+        runner = asyncio.create_task(service.run())
+        ready = asyncio.create_task(service.ready.wait())
+        await asyncio.wait({runner, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if service.ready.is_set():
+            announce(service)
+        await runner
+
+    asyncio.run(main())

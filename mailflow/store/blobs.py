@@ -1,0 +1,74 @@
+"""Encrypted, content-addressed blob store: raw messages, photos, PDFs.
+
+A blob is named by the SHA-256 of its plaintext and written as nonce||AES-GCM ciphertext to a
+temporary file, fsynced, renamed into place, and the folder fsynced: once `put` returns, the
+bytes survive a crash. The name is bound into the ciphertext, so a swapped file fails to open.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+
+from mailflow.store.keys import seal, unseal
+
+
+class BlobError(Exception):
+    pass
+
+
+class BlobStore:
+    def __init__(self, root: Path, key: bytes) -> None:
+        self.root = root
+        self._key = key
+
+    def _path(self, digest: str) -> Path:
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise BlobError(f"not a blob name: {digest!r}")
+        return self.root / digest[:2] / digest[2:4] / digest
+
+    def put(self, data: bytes) -> str:
+        digest = hashlib.sha256(data).hexdigest()
+        path = self._path(digest)
+        if path.exists():
+            return digest
+        path.parent.mkdir(parents=True, exist_ok=True)
+        sealed = seal(self._key, data, digest.encode())
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(sealed)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+        return digest
+
+    def get(self, digest: str) -> bytes:
+        path = self._path(digest)
+        try:
+            sealed = path.read_bytes()
+        except FileNotFoundError as exc:
+            raise BlobError(f"blob {digest[:12]}… is missing") from exc
+        try:
+            return unseal(self._key, sealed, digest.encode())
+        except InvalidTag as exc:
+            raise BlobError(f"blob {digest[:12]}… failed its integrity check") from exc
+
+    def exists(self, digest: str) -> bool:
+        return self._path(digest).exists()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,31 @@
+"""How the case form's fields and the photo views are named to people."""
+
+from __future__ import annotations
+
+FIELD_LABELS: dict[str, str] = {
+    "patient_name": "Patient name",
+    "date_of_birth": "Date of birth",
+    "sex": "Sex",
+    "mrn": "Chart/MRN",
+    "question": "Reason for referral / question",
+    "location": "Location on body",
+    "duration": "Duration",
+    "symptoms": "Symptoms",
+    "evolution": "Evolution",
+    "treatments": "Treatments tried and response",
+    "medications": "Current medications",
+    "allergies": "Allergies",
+    "history": "Past medical history",
+    "family_history": "Family history of skin cancer",
+    "fitzpatrick": "Fitzpatrick skin type",
+    "pregnant": "Pregnant or nursing",
+    "immunosuppressed": "Immunosuppressed",
+    "consent": "Patient consent to photos",
+    "urgency": "Urgency",
+}
+
+REQUIRED_FIELDS = ("patient_name", "date_of_birth", "sex", "question", "location", "duration")
+
+
+def field_label(key: str) -> str:
+    return FIELD_LABELS.get(key, key.replace("_", " ").capitalize())

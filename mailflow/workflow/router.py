@@ -1,0 +1,261 @@
+"""The routing policy, as one table: each link's rule answers yes (with why) or no; the first
+yes decides, and its action acts. Read top to bottom, this is the whole policy."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from mailflow.db.models import AccountStatus, Case, OutboundMessage, Role
+from mailflow.outbound.outbox import Email, queue
+from mailflow.trust import replyaddr, sender
+from mailflow.workflow import accounts, cases
+from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.intake_cases import complete_case, create_case
+
+Rule = Callable[[Inbound], str | None]
+Action = Callable[[Inbound, str], Outcome]
+
+CASE_NUMBER = re.compile(r"\bDERM-\d{4}-\d{6}\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Link:
+    name: str
+    rule: Rule
+    action: Action
+
+
+# --- rules -------------------------------------------------------------------------------
+
+
+def unreadable(m: Inbound) -> str | None:
+    if m.analysis.message is None:
+        return m.analysis.rejected_reason or "the message could not be read"
+    return None
+
+
+def automatic(m: Inbound) -> str | None:
+    return m.analysis.automatic or None
+
+
+def unregistered(m: Inbound) -> str | None:
+    if m.sender is None:
+        return (
+            f"mail from {m.analysis.message.from_addr or 'an unknown sender'}, who has no account"
+        )
+    return None
+
+
+def not_approved(m: Inbound) -> str | None:
+    assert m.sender is not None
+    if m.sender.status != AccountStatus.APPROVED:
+        return f"mail from {m.sender.email}, whose account is {m.sender.status}"
+    return None
+
+
+def unverified(m: Inbound) -> str | None:
+    assert m.verdict is not None
+    return None if m.verdict.verified else f"the sender could not be verified: {m.verdict.how}"
+
+
+def to_reply_address(m: Inbound) -> str | None:
+    mail = m.app.config.mail
+    for rcpt in m.row.rcpt_to:
+        if replyaddr.is_reply_address(rcpt, mail.reply_local, mail.domain):
+            return rcpt
+    return None
+
+
+def to_register(m: Inbound) -> str | None:
+    return _to_local(m, m.app.config.mail.register_local)
+
+
+def to_help_or_empty(m: Inbound) -> str | None:
+    if _to_local(m, m.app.config.mail.help_local):
+        return "a message to help@"
+    return "an empty message" if m.analysis.is_empty else None
+
+
+def not_a_provider(m: Inbound) -> str | None:
+    assert m.sender is not None
+    return None if m.sender.role == Role.PROVIDER else f"{m.sender.role}s cannot submit cases"
+
+
+def to_cases(m: Inbound) -> str | None:
+    return _to_local(m, m.app.config.mail.cases_local)
+
+
+def always(m: Inbound) -> str | None:
+    return "no rule matched"
+
+
+def _to_local(m: Inbound, local: str) -> str | None:
+    wanted = m.app.config.address(local)
+    return wanted if any(r.strip().lower() == wanted for r in m.row.rcpt_to) else None
+
+
+# --- actions -----------------------------------------------------------------------------
+
+
+def hold(code: str) -> Action:
+    def action(m: Inbound, why: str) -> Outcome:
+        return Outcome.hold(code, code, why)
+
+    return action
+
+
+def answer_unreadable(m: Inbound, why: str) -> Outcome:
+    """A known, signed-in sender is told what was wrong; anyone else is held (no backscatter)."""
+    row = m.row
+    account = accounts.find(m.session, row.auth_user) if row.auth_user else None
+    if (
+        account is None
+        or account.status != AccountStatus.APPROVED
+        or row.auth_user != row.mail_from.lower()
+    ):
+        return Outcome.hold("unreadable", m.analysis.rejected_code, why)
+    queue(
+        m.app,
+        m.session,
+        Email(
+            kind="rejected",
+            template="rejected",
+            to=account.email,
+            context={"reason": why},
+            recipient=account,
+        ),
+        cause_message_id=row.id,
+    )
+    return Outcome.done("unreadable", f"sender told the message could not be read: {why}")
+
+
+def send_help(m: Inbound, why: str) -> Outcome:
+    assert m.sender is not None and m.analysis.message is not None
+    queue(
+        m.app,
+        m.session,
+        Email(
+            kind="help",
+            template="help",
+            to=m.sender.email,
+            recipient=m.sender,
+            in_reply_to=m.analysis.message.message_id,
+        ),
+        cause_message_id=m.row.id,
+    )
+    return Outcome.done("help", f"instructions sent ({why})")
+
+
+def answer_not_provider(m: Inbound, why: str) -> Outcome:
+    assert m.sender is not None
+    queue(
+        m.app,
+        m.session,
+        Email(
+            kind="rejected",
+            template="rejected",
+            to=m.sender.email,
+            context={
+                "reason": f"Only referring providers can submit cases; "
+                f"your account is a {m.sender.role} account."
+            },
+            recipient=m.sender,
+        ),
+        cause_message_id=m.row.id,
+    )
+    return Outcome.done("not-provider", f"sender told: {why}")
+
+
+def case_reply(m: Inbound, address: str) -> Outcome:
+    app, session = m.app, m.session
+    mail = app.config.mail
+    message = m.analysis.message
+    assert m.sender is not None and message is not None
+    try:
+        bound = replyaddr.parse(app.keys.reply_key, address, mail.reply_local, mail.domain)
+    except replyaddr.ReplyAddressError as exc:
+        return Outcome.hold("case-reply", "forged-address", f"{exc}; held as a possible forgery")
+    case = session.execute(
+        select(Case).where(Case.number == bound.case_number)
+    ).scalar_one_or_none()
+    if case is None:
+        return Outcome.hold(
+            "case-reply", "unknown-case", f"a reply to {bound.case_number}, which does not exist"
+        )
+    if bound.participant_id != m.sender.id:
+        return Outcome.hold(
+            "case-reply",
+            "wrong-participant",
+            f"a reply to {case.number} from {m.sender.email}, but that reply address "
+            "was issued to another participant",
+        )
+    disagreement = _signals_disagree(m, case)
+    if disagreement:
+        return Outcome.hold("case-reply", "signals-disagree", disagreement)
+    if case.state == cases.S.INCOMPLETE and m.sender.id == case.provider_id:
+        return complete_case(m, case)
+    cases.add_note(
+        session,
+        case,
+        author=m.sender,
+        kind="comment",
+        body=m.analysis.body,
+        inbound_message_id=m.row.id,
+    )
+    return Outcome.done("case-reply", f"comment added to {case.number}", case.id)
+
+
+def _signals_disagree(m: Inbound, case: Case) -> str:
+    """The reply address, our Message-IDs it answers, and the subject must name one case."""
+    message = m.analysis.message
+    assert message is not None
+    ids = [*message.in_reply_to, *message.references]
+    if ids:
+        referenced = (
+            m.session.execute(
+                select(OutboundMessage.case_id).where(OutboundMessage.message_id.in_(ids))
+            )
+            .scalars()
+            .all()
+        )
+        other = {cid for cid in referenced if cid is not None and cid != case.id}
+        if other:
+            return f"a reply to {case.number} that answers an email about another case"
+    numbers = {n.upper() for n in CASE_NUMBER.findall(message.subject)}
+    if numbers and case.number not in numbers:
+        return f"a reply to {case.number} whose subject names {', '.join(sorted(numbers))}"
+    return ""
+
+
+CHAIN: tuple[Link, ...] = (
+    Link("unreadable", unreadable, answer_unreadable),
+    Link("automatic", automatic, hold("automatic")),
+    Link("unregistered", unregistered, hold("unregistered")),
+    Link("not-approved", not_approved, hold("not-approved")),
+    Link("unverified", unverified, hold("unverified")),
+    Link("case-reply", to_reply_address, case_reply),
+    Link("registration", to_register, hold("registration")),
+    Link("help", to_help_or_empty, send_help),
+    Link("not-provider", not_a_provider, answer_not_provider),
+    Link("new-case", to_cases, create_case),
+    Link("no-route", always, hold("no-route")),
+)
+
+
+def route(m: Inbound) -> Outcome:
+    if m.analysis.message is not None:
+        m.sender = (
+            accounts.find(m.session, m.analysis.message.from_addr)
+            if m.analysis.message.from_addr
+            else None
+        )
+        m.verdict = sender.verify(m.row, m.analysis.message, m.app.config.trust)
+    for link in CHAIN:
+        why = link.rule(m)
+        if why:
+            return link.action(m, why)
+    raise AssertionError("the chain ends with a rule that always matches")

@@ -1,0 +1,184 @@
+"""The worker: claim a spooled message, analyse it (in a process pool), route it, commit.
+
+Like Mailman's runner: claim -> work -> commit, and on error roll back and put the message back
+with its attempt counted; after `max_attempts` it goes to quarantine with the last error. A
+claim whose lease ran out (the process died mid-work) is taken again, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.db.models import InboundMessage, MessageFingerprint, MessageStatus, utcnow
+from mailflow.db.session import transaction
+from mailflow.parse.analyze import Analysis, analyze
+from mailflow.parse.types import ImageLimits, MimeLimits
+from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.router import route
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Claim:
+    id: int
+    claimed_at: datetime
+    blob_sha: str
+    mail_from: str
+    attempts: int
+
+
+def limits(app: App) -> tuple[MimeLimits, ImageLimits]:
+    c = app.config.intake
+    return (
+        MimeLimits(c.max_depth, c.max_parts, c.max_headers, c.max_decoded_bytes, c.max_attachments),
+        ImageLimits(max_pixels=c.max_image_pixels),
+    )
+
+
+def claim_next(app: App) -> Claim | None:
+    now = utcnow()
+    lease = timedelta(seconds=app.config.intake.lease_seconds)
+    with transaction(app.sessions) as session:
+        row = session.execute(
+            select(InboundMessage)
+            .where(
+                or_(
+                    InboundMessage.status == MessageStatus.RECEIVED,
+                    (InboundMessage.status == MessageStatus.PROCESSING)
+                    & (InboundMessage.claimed_at < now - lease),
+                )
+            )
+            .order_by(InboundMessage.id)
+            .limit(1)
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if row is None:
+            return None
+        row.status = MessageStatus.PROCESSING
+        row.claimed_at = now
+        row.attempts += 1
+        return Claim(row.id, now, row.blob_sha, row.mail_from, row.attempts)
+
+
+def _owned(row: InboundMessage | None, claim: Claim) -> bool:
+    return (
+        row is not None
+        and row.status == MessageStatus.PROCESSING
+        and row.claimed_at == claim.claimed_at
+    )
+
+
+def _give_up(app: App, claim: Claim, error: str) -> None:
+    with transaction(app.sessions) as session:
+        row = session.get(InboundMessage, claim.id, with_for_update=True)
+        if not _owned(row, claim):
+            return
+        assert row is not None
+        row.last_error = error[:4000]
+        if claim.attempts >= app.config.intake.max_attempts:
+            log.error("message %d quarantined after %d failed attempts", row.id, claim.attempts)
+            _finish(
+                session,
+                row,
+                Outcome.hold(
+                    "failed",
+                    "processing-failed",
+                    f"processing failed {claim.attempts} times; last error: {error[:300]}",
+                ),
+            )
+        else:
+            row.status = MessageStatus.RECEIVED
+
+
+def _finish(session: Session, row: InboundMessage, outcome: Outcome) -> None:
+    row.status = outcome.status
+    row.route = outcome.route
+    row.outcome = outcome.text
+    row.reason_code = outcome.reason_code
+    row.case_id = outcome.case_id
+    row.processed_at = utcnow()
+    row.claimed_at = None
+    audit.record(
+        session,
+        f"message.{outcome.status}",
+        case_id=outcome.case_id,
+        entity="inbound_message",
+        entity_id=row.id,
+        detail={"route": outcome.route, "code": outcome.reason_code},
+    )
+
+
+def apply(app: App, claim: Claim, analysis: Analysis) -> Outcome | None:
+    """Route and act in one transaction; None when the claim was lost to another worker."""
+    with transaction(app.sessions) as session:
+        row = session.get(InboundMessage, claim.id, with_for_update=True)
+        if not _owned(row, claim):
+            return None
+        assert row is not None
+        seen = session.get(MessageFingerprint, row.fingerprint)
+        if seen is not None and seen.inbound_message_id != row.id:
+            outcome = Outcome(
+                MessageStatus.DUPLICATE,
+                "duplicate",
+                f"the same message as message {seen.inbound_message_id}; not processed again",
+            )
+            row.duplicate_of_id = seen.inbound_message_id
+            _finish(session, row, outcome)
+            return outcome
+        if seen is None:
+            session.add(MessageFingerprint(fingerprint=row.fingerprint, inbound_message_id=row.id))
+            session.flush()
+        inbound = Inbound(app=app, session=session, row=row, analysis=analysis)
+        outcome = route(inbound)
+        row.sender_id = inbound.sender.id if inbound.sender is not None else None
+        _finish(session, row, outcome)
+        return outcome
+
+
+def process(app: App, claim: Claim, pool: Executor | None = None) -> Outcome | None:
+    if claim.attempts > app.config.intake.max_attempts:  # it keeps killing whoever works on it
+        _give_up(app, claim, "the worker stopped while processing it, every time")
+        return None
+    try:
+        raw = app.blobs.get(claim.blob_sha)
+        mime_limits, image_limits = limits(app)
+        if pool is None:
+            analysis = analyze(raw, claim.mail_from, mime_limits, image_limits)
+        else:
+            analysis = pool.submit(
+                analyze, raw, claim.mail_from, mime_limits, image_limits
+            ).result()
+        del raw
+        outcome = apply(app, claim, analysis)
+    except IntegrityError as exc:  # a concurrent worker processed the same message: retry
+        _give_up(app, claim, f"conflict: {exc.orig}")
+        return None
+    except Exception as exc:
+        log.exception("message %d failed (attempt %d)", claim.id, claim.attempts)
+        _give_up(app, claim, f"{type(exc).__name__}: {exc}")
+        return None
+    if outcome is not None:
+        log.info("message %d: %s (%s)", claim.id, outcome.status, outcome.route)
+    return outcome
+
+
+def drain(app: App, pool: Executor | None = None, limit: int | None = None) -> int:
+    """Process every waiting message; returns how many were claimed."""
+    done = 0
+    while limit is None or done < limit:
+        claim = claim_next(app)
+        if claim is None:
+            break
+        process(app, claim, pool)
+        done += 1
+    return done

@@ -1,0 +1,181 @@
+"""Shared fixtures: a database per test (SQLite, and PostgreSQL when
+MAILFLOW_TEST_POSTGRES_URL is set), a configured and initialised app, a real relay sink, and
+the real service (SMTP door, worker, delivery) running in a thread."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from mailflow.app import App, initialise
+from mailflow.config import Config, load_config
+from mailflow.db.session import transaction
+from mailflow.serve import Service, make_process_pool
+from mailflow.workflow import accounts
+from tests.support.sink import RelaySink
+
+ROOT = Path(__file__).resolve().parents[1]
+PG_URL = os.environ.get("MAILFLOW_TEST_POSTGRES_URL", "")
+DATABASES = ["sqlite", "postgres"] if PG_URL else ["sqlite"]
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(params=DATABASES)
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path}/mailflow.db"
+        return
+    import psycopg
+
+    schema = f"t_{uuid.uuid4().hex[:16]}"
+    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'CREATE SCHEMA "{schema}"')
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with psycopg.connect(plain, autocommit=True) as conn:
+        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> Config:
+    """Write a real config.toml for the test (so the CLI in a subprocess reads the same)."""
+    values: dict[str, dict[str, object]] = {
+        "database": {"url": db_url},
+        "storage": {"path": str(tmp_path / "var")},
+        "templates": {"path": str(ROOT / "templates")},
+        "schedules": {"path": str(ROOT / "schedules")},
+        "outbound": {"maildir_path": str(tmp_path / "var" / "outgoing"), "poll_seconds": 0.2},
+        "intake": {"poll_seconds": 0.2},
+        "logging": {"level": "INFO"},
+    }
+    for section, entries in sections.items():
+        values.setdefault(section, {}).update(entries)
+    lines = []
+    for section, entries in values.items():
+        lines.append(f"[{section}]")
+        lines += [f"{key} = {_toml_value(value)}" for key, value in entries.items()]
+        lines.append("")
+    path = tmp_path / "config.toml"
+    path.write_text("\n".join(lines))
+    return load_config(path, environ={})
+
+
+@pytest.fixture
+def sink() -> Iterator[RelaySink]:
+    relay = RelaySink()
+    relay.start()
+    yield relay
+    relay.stop()
+
+
+@pytest.fixture
+def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
+    cfg = make_config(
+        tmp_path,
+        db_url,
+        outbound={
+            "relay_host": "127.0.0.1",
+            "relay_port": sink.port,
+            "retry_schedule_seconds": [1, 1, 1],
+        },
+    )
+    initialise(cfg)
+    return cfg
+
+
+@pytest.fixture
+def app(config: Config) -> Iterator[App]:
+    application = App.open(config)
+    yield application
+    application.close()
+
+
+@pytest.fixture(scope="session")
+def process_pool() -> Iterator[ProcessPoolExecutor]:
+    pool = make_process_pool(2)
+    yield pool
+    pool.shutdown(cancel_futures=True)
+
+
+class RunningService:
+    """The real service on an ephemeral port, in a thread with its own event loop."""
+
+    def __init__(self, app: App, pool: ProcessPoolExecutor, parts: tuple[str, ...]) -> None:
+        self.app = app
+        self.service: Service | None = None
+        self._pool = pool
+        self._parts = parts
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._started = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        async def main() -> None:
+            self._loop = asyncio.get_running_loop()
+            self.service = Service(self.app, self._parts, smtp_port=0, pool=self._pool)
+            runner = asyncio.create_task(self.service.run())
+            await self.service.ready.wait()
+            self._started.set()
+            await runner
+
+        try:
+            asyncio.run(main())
+        except BaseException as exc:  # surfaced by start()
+            self._error = exc
+            self._started.set()
+
+    def start(self) -> RunningService:
+        self._thread.start()
+        if not self._started.wait(60) or self._error is not None:
+            raise RuntimeError(f"the service did not start: {self._error!r}")
+        return self
+
+    @property
+    def port(self) -> int:
+        assert self.service is not None and self.service.smtp_address is not None
+        return self.service.smtp_address[1]
+
+    def stop(self) -> None:
+        if self._loop is not None and self.service is not None:
+            self._loop.call_soon_threadsafe(self.service.stop)
+        self._thread.join(60)
+
+
+@pytest.fixture
+def service(app: App, process_pool: ProcessPoolExecutor) -> Iterator[RunningService]:
+    running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
+    yield running
+    running.stop()
+
+
+@pytest.fixture
+def provider(app: App) -> str:
+    with transaction(app.sessions) as session:
+        accounts.add(
+            session,
+            email="dr.family@clinic.test",
+            name="Dr Pat Family",
+            role="provider",
+            password=PASSWORD,
+            approved=True,
+            license_state="NY",
+        )
+    return "dr.family@clinic.test"

@@ -1,0 +1,83 @@
+"""A real aiosmtpd server standing in for the outbound relay: it keeps what it is given."""
+
+from __future__ import annotations
+
+import email
+import socket
+import threading
+from dataclasses import dataclass
+from email.message import EmailMessage
+from email.policy import default as default_policy
+
+from aiosmtpd.controller import Controller
+
+from tests.support.mail import wait_until
+
+
+@dataclass(frozen=True)
+class Delivered:
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    raw: bytes
+
+    @property
+    def message(self) -> EmailMessage:
+        return email.message_from_bytes(self.raw, policy=default_policy)  # type: ignore[return-value]
+
+    @property
+    def text(self) -> str:
+        part = self.message.get_body(("plain",))
+        return part.get_content() if part is not None else ""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class _Handler:
+    def __init__(self, sink: RelaySink) -> None:
+        self.sink = sink
+
+    async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
+        if self.sink.refuse_with:
+            return self.sink.refuse_with
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        with self.sink.lock:
+            self.sink.messages.append(
+                Delivered(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content)
+            )
+        return "250 2.0.0 delivered"
+
+
+class RelaySink:
+    def __init__(self) -> None:
+        self.messages: list[Delivered] = []
+        self.lock = threading.Lock()
+        self.refuse_with = ""  # e.g. "451 4.3.0 try later" to simulate a relay in trouble
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port())
+
+    def start(self) -> None:
+        self.controller.start()
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    @property
+    def port(self) -> int:
+        return int(self.controller.port)
+
+    def to(self, address: str) -> list[Delivered]:
+        with self.lock:
+            return [m for m in self.messages if address in m.rcpt_tos]
+
+    def wait_for(self, address: str, count: int = 1, timeout: float = 30.0) -> list[Delivered]:
+        return wait_until(
+            lambda: (found := self.to(address)) and len(found) >= count and found,
+            timeout,
+            f"{count} message(s) to {address} at the relay",
+        )
