@@ -95,6 +95,7 @@ def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
             "relay_port": sink.port,
             "retry_schedule_seconds": [1, 1, 1],
         },
+        smtp={"rate_per_minute": 1000},  # the rate limit has its own test
     )
     initialise(cfg)
     return cfg

@@ -15,7 +15,7 @@ from concurrent.futures import Executor
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
-from typing import Any
+from typing import Any, AnyStr
 
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
@@ -27,6 +27,16 @@ from mailflow.trust import replyaddr
 from mailflow.workflow import accounts
 
 log = logging.getLogger(__name__)
+
+
+class _QuietDeprecation(logging.Filter):
+    """aiosmtpd warns on every AUTH that it sets its own deprecated attribute; not our news."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "login_data is deprecated" not in record.getMessage()
+
+
+logging.getLogger("mail.log").addFilter(_QuietDeprecation())
 
 
 class Reply:
@@ -51,11 +61,12 @@ class MailflowSMTP(SMTP):
     # RFC 5321 says 1000, but real clients send longer lines; refusing them would lose mail.
     line_length_limit = 64 * 1024
 
-    async def push(self, status: str) -> None:
-        if status.startswith("552 Error"):
-            status = Reply.TOO_BIG.format(limit=self.data_size_limit)
-        elif status.startswith("500 Line too long"):
-            status = Reply.LINE_TOO_LONG
+    async def push(self, status: AnyStr) -> None:
+        if isinstance(status, str):  # AUTH challenges are bytes, and pass through untouched
+            if status.startswith("552 Error"):
+                status = Reply.TOO_BIG.format(limit=self.data_size_limit)
+            elif status.startswith("500 Line too long"):
+                status = Reply.LINE_TOO_LONG
         await super().push(status)
 
 

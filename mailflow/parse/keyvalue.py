@@ -95,7 +95,7 @@ def parse_key_values(
     entries: list[_Entry] = []
     other: list[str] = []
     current: _Entry | None = None
-    for raw_line in _clean(text).replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+    for raw_line in _clean(text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
         line = raw_line.rstrip()
         entry = _key_line(line, lookup, current)
         if entry is not None:
@@ -118,14 +118,23 @@ def parse_key_values(
     return _collect(entries, other)
 
 
+def _lookup(label: str, lookup: Mapping[str, str]) -> str | None:
+    """The canonical key for a label; "Patient DOB" and "Chart/MRN" are tried in parts."""
+    for candidate in (label, *label.split("/")):
+        normalized = normalize_label(candidate)
+        key = lookup.get(normalized) or lookup.get(_LEADING_PATIENT.sub("", normalized))
+        if key is not None:
+            return key
+    return None
+
+
 def _key_line(line: str, lookup: Mapping[str, str], current: _Entry | None) -> _Entry | None:
     match = _KEY_LINE.match(line)
     if match is None:
         return None
     label = match.group("label").strip().strip("*_").strip()
     value = match.group("value").strip()
-    normalized = normalize_label(label)
-    key = lookup.get(normalized) or lookup.get(_LEADING_PATIENT.sub("", normalized))
+    key = _lookup(label, lookup)
     block = not value
     if key is not None:
         return _Entry(key, label, value, line.strip(), block)

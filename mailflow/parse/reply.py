@@ -37,6 +37,9 @@ _HEADER_LINE = re.compile(
     r"|Enviado(?: el)?|Para|Asunto)\s*\**\s*:",
     re.IGNORECASE,
 )
+_DATE_LINE = re.compile(
+    r"^\s*\**\s*(Sent|Date|Gesendet|Datum|Envoyé|Enviado(?: el)?|Fecha)\s*\**\s*:", re.IGNORECASE
+)
 _FROM_LINE = re.compile(r"^\s*\**\s*(From|Von|De)\s*\**\s*:", re.IGNORECASE)
 _INLINE_HEADERS = re.compile(
     r"^\s*\**\s*(From|Von|De)\s*\**\s*:.*\b(Sent|Date|Gesendet|Envoyé|Enviado)\s*\**\s*:",
@@ -66,8 +69,10 @@ def _is_header_block(lines: list[str], i: int) -> bool:
         return True
     if not _FROM_LINE.match(lines[i]):
         return False
-    following = [line for line in lines[i + 1 : i + 6] if line.strip()][:2]
-    return bool(following) and all(_HEADER_LINE.match(line) for line in following)
+    following = [line for line in lines[i + 1 : i + 8] if line.strip()][:2]
+    if any(_DATE_LINE.match(line) for line in following):  # Lotus Notes: "Von:", "An", "Datum:"
+        return True
+    return len(following) == 2 and all(_HEADER_LINE.match(line) for line in following)
 
 
 def _attribution_length(lines: list[str], i: int) -> int:

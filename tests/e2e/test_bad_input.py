@@ -322,3 +322,26 @@ def test_unknown_recipient_is_550_and_sending_as_someone_else_is_refused(
         mail_from="someone.else@clinic.test",
     )
     assert code == 553
+
+
+def test_a_sender_over_the_rate_limit_is_told_to_retry_later(
+    tmp_path: Path, db_url: str, sink: RelaySink, process_pool
+) -> None:
+    from mailflow.app import initialise
+
+    config = make_config(tmp_path, db_url, smtp={"rate_per_minute": 2},
+                         outbound={"relay_host": "127.0.0.1", "relay_port": sink.port})
+    initialise(config)
+    app = App.open(config)
+    with transaction(app.sessions) as s:
+        accounts.add(s, email="fast@clinic.test", name="Dr Fast", role="provider",
+                     password=PASSWORD, approved=True)
+    running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
+    try:
+        replies = [submit(running.port, "fast@clinic.test", PASSWORD,
+                          case_email("fast@clinic.test", HELP, f"question {i}"))[0]
+                   for i in range(3)]
+        assert replies == [250, 250, 451]  # temporary: the client retries later, nothing lost
+    finally:
+        running.stop()
+        app.close()
