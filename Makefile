@@ -16,10 +16,7 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-var/mailflow.db: $(STAMP)
-	$(BIN)/mailflow init
-
-run: install var/mailflow.db
+run: install
 	$(BIN)/mailflow init
 	$(BIN)/mailflow serve
 

@@ -115,6 +115,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=config.logging.level.upper(),
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         if not getattr(args, "needs_app", True):
             return int(args.handler(config, args))
