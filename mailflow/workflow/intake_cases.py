@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mailflow.parse.form import parse_case_form
-
 from mailflow.db.models import Case, CaseImage
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import Photo
+from mailflow.parse.form import parse_case_form
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
 from mailflow.workflow import cases

@@ -114,3 +114,57 @@ def test_no_patient_name_at_rest_or_in_the_logs(
         engine.dispose()
         assert "Testpatient" not in dump
     assert "Testpatient" not in caplog.text
+
+
+def test_photos_are_stored_encrypted_and_every_derived_copy_is_exif_free(
+    service: RunningService, sink: RelaySink, provider: str, config: Config, app
+) -> None:
+    import io
+
+    import pillow_heif
+    from PIL import Image
+    from sqlalchemy import select
+
+    from mailflow.db.models import CaseImage
+    from tests.support.images import gps_exif
+
+    heic = io.BytesIO()
+    pillow_heif.from_pillow(Image.open(io.BytesIO(skin_photo(seed=9)))).save(heic, quality=80)
+    photos = [("distribution.jpg", skin_photo(seed=7, exif=gps_exif())),
+              ("closeup.heic", heic.getvalue()),
+              ("oblique.jpg", skin_photo(seed=8, exif=gps_exif()))]
+    submit(service.port, provider, PASSWORD, case_email(provider, CASES, FULL_FORM, photos))
+    ack = sink.wait_for(provider)[0]
+    assert "STILL NEEDED" not in ack.text
+    with app.sessions() as session:
+        images = session.execute(select(CaseImage).order_by(CaseImage.position)).scalars().all()
+    assert [i.format for i in images] == ["jpeg", "heif", "jpeg"]
+    for image, (_name, sent) in zip(images, photos, strict=True):
+        assert app.blobs.get(image.original_sha) == sent  # the original, as received
+        for sha in (image.clean_sha, image.thumbnail_sha):
+            data = app.blobs.get(sha)
+            assert b"Exif\x00\x00" not in data and b"TestCam" not in data
+            assert not Image.open(io.BytesIO(data)).getexif()
+        blob_file = next(config.storage_dir.joinpath("blobs").rglob(image.original_sha))
+        assert blob_file.read_bytes()[:64] != sent[:64]  # encrypted on disk
+
+
+def test_an_html_only_form_from_outlook_is_understood(
+    service: RunningService, sink: RelaySink, provider: str, config: Config
+) -> None:
+    from email.message import EmailMessage
+
+    html = "".join(f"<p><b>{line.split(':', 1)[0]}:</b>{line.split(':', 1)[1]}</p>"
+                   for line in FULL_FORM.strip().splitlines())
+    msg = EmailMessage()
+    msg["From"], msg["To"], msg["Subject"] = provider, CASES, "consult"
+    msg.set_content(f"<html><body>{html}</body></html>", subtype="html")
+    for name, data in three_photos():
+        msg.add_attachment(data, maintype="image", subtype="jpeg", filename=name)
+    submit(service.port, provider, PASSWORD, msg)
+    ack = sink.wait_for(provider)[0]
+    assert ack.message["In-Reply-To"] == msg["Message-ID"] or msg["Message-ID"] is None
+    number = CASE_NUMBER.search(str(ack.message["Subject"])).group(0)
+    shown = cli_json(config, "cases", "show", number)
+    assert shown["state"] == "submitted"
+    assert shown["fields"]["duration"] == "3 months"

@@ -169,3 +169,34 @@ def test_no_reply_to_automatic_mail(
     assert row.status == MessageStatus.QUARANTINED and row.reason_code == "automatic"
     # replies are queued in the same transaction as the outcome: none was queued
     assert outbox(app) == []
+
+
+@pytest.mark.parametrize("headers, mail_from", [
+    ({"Precedence": "bulk"}, "news@lists.test"),
+    ({"List-Id": "<derm.lists.test>"}, "list@lists.test"),
+    ({}, ""),  # a bounce: empty envelope sender
+    ({"From": "MAILER-DAEMON@mx.clinic.test"}, "postmaster@mx.clinic.test"),
+])
+def test_no_reply_to_lists_bounces_or_mailer_daemons(
+    tmp_path, db_url: str, sink: RelaySink, process_pool, headers: dict[str, str], mail_from: str
+) -> None:
+    from mailflow.app import initialise
+    from tests.conftest import make_config
+
+    # the MX-style door (no AUTH), where such mail really arrives
+    config = make_config(tmp_path, db_url, smtp={"require_auth": False},
+                         outbound={"relay_host": "127.0.0.1", "relay_port": sink.port})
+    initialise(config)
+    app = App.open(config)
+    running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
+    try:
+        msg = case_email(headers.get("From", "someone@lists.test"), CASES, "Weekly digest",
+                         headers={k: v for k, v in headers.items() if k != "From"})
+        code, text = submit(running.port, None, None, msg, mail_from=mail_from, rcpt=[CASES])
+        assert code == 250
+        row = wait_final(app, accepted_id(text))
+        assert row.status == MessageStatus.QUARANTINED and row.reason_code == "automatic"
+        assert outbox(app) == []
+    finally:
+        running.stop()
+        app.close()

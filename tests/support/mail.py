@@ -71,7 +71,7 @@ def submit(
             smtp.login(user, password)
         if isinstance(msg, EmailMessage):
             raw = msg.as_bytes()
-            mail_from = mail_from or str(msg["From"])
+            mail_from = str(msg["From"]) if mail_from is None else mail_from
             rcpt = rcpt or [str(msg["To"])]
         else:
             raw = msg
