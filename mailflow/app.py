@@ -15,6 +15,7 @@ from mailflow.db.types import install_column_key
 from mailflow.store.blobs import BlobStore
 from mailflow.store.keys import Keyring, create_master_key
 from mailflow.store.tls import create_self_signed
+from mailflow.workflow.roster import Roster, load_roster
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ class App:
     blobs: BlobStore
     engine: Engine
     sessions: sessionmaker[Session]
+    roster: Roster
 
     @classmethod
     def open(cls, config: Config) -> App:
@@ -38,6 +40,7 @@ class App:
             blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key),
             engine=engine,
             sessions=make_sessionmaker(engine),
+            roster=load_roster(config.schedules_dir / "roster.toml"),
         )
 
     def close(self) -> None:

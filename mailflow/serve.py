@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from mailflow.app import App
 from mailflow.intake.smtp import IntakeHandler, start_smtp
 from mailflow.outbound.delivery import deliver_due
-from mailflow.workflow.worker import drain
+from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +77,7 @@ class Service:
                             "worker",
                             wake_worker,
                             worker_thread,
-                            lambda: drain(self.app, pool, limit=20),
+                            lambda: step(self.app, pool),
                             on_work=wake_outbox.set,
                             poll=self.app.config.intake.poll_seconds,
                         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import threading
 import uuid
 from collections.abc import Iterator
@@ -54,13 +55,48 @@ def _toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+TEST_ROSTER = """
+timezone = "America/New_York"
+{entries}
+"""
+ROSTER_ENTRY = """
+[[dermatologist]]
+email = "{email}"
+max_open = {max_open}
+states = {states}
+on_call_lead = {lead}
+[dermatologist.hours]
+mon = ["00:00-24:00"]
+tue = ["00:00-24:00"]
+wed = ["00:00-24:00"]
+thu = ["00:00-24:00"]
+fri = ["00:00-24:00"]
+sat = ["00:00-24:00"]
+sun = ["00:00-24:00"]
+"""
+DERMS = ("derm.one@derm.localhost", "derm.two@derm.localhost")
+
+
+def write_schedules(tmp_path: Path, roster: str | None = None) -> Path:
+    """The repository's schedules/, with a roster of dermatologists on duty around the clock
+    (the roster's own tests use their own hours)."""
+    folder = tmp_path / "schedules"
+    shutil.copytree(ROOT / "schedules", folder, dirs_exist_ok=True)
+    if roster is None:
+        roster = TEST_ROSTER.format(entries="".join(
+            ROSTER_ENTRY.format(email=e, max_open=10, states="[]", lead=str(i == 0).lower())
+            for i, e in enumerate(DERMS)))
+    (folder / "roster.toml").write_text(roster)
+    return folder
+
+
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> Config:
     """Write a real config.toml for the test (so the CLI in a subprocess reads the same)."""
     values: dict[str, dict[str, object]] = {
         "database": {"url": db_url},
         "storage": {"path": str(tmp_path / "var")},
         "templates": {"path": str(ROOT / "templates")},
-        "schedules": {"path": str(ROOT / "schedules")},
+        "schedules": {"path": str(write_schedules(tmp_path))},
         "outbound": {"maildir_path": str(tmp_path / "var" / "outgoing"), "poll_seconds": 0.2},
         "intake": {"poll_seconds": 0.2},
         "logging": {"level": "INFO"},
@@ -180,3 +216,13 @@ def provider(app: App) -> str:
             license_state="NY",
         )
     return "dr.family@clinic.test"
+
+
+@pytest.fixture
+def dermatologists(app: App) -> tuple[str, str]:
+    with transaction(app.sessions) as session:
+        for i, email in enumerate(DERMS):
+            accounts.add(session, email=email, name=f"Dr Derm {('One', 'Two')[i]}",
+                         role="dermatologist", password=PASSWORD, approved=True,
+                         credentials="MD, FAAD")
+    return DERMS

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -11,7 +12,15 @@ from sqlalchemy.orm import Session
 from mailflow import audit
 from mailflow.app import App
 from mailflow.cli.output import emit, emit_json
-from mailflow.db.models import Account, Case, CaseNote, CaseState, InboundMessage, OutboundMessage
+from mailflow.db.models import (
+    Account,
+    Case,
+    CaseNote,
+    CaseState,
+    Consult,
+    InboundMessage,
+    OutboundMessage,
+)
 from mailflow.db.session import transaction
 from mailflow.workflow.fields import field_label
 
@@ -31,6 +40,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     show.add_argument("case", metavar="CASE")
     show.add_argument("--json", action="store_true")
     show.set_defaults(handler=cmd_show)
+    assign = cmds.add_parser("assign", help="assign (or reassign) a case to a dermatologist")
+    assign.add_argument("case", metavar="CASE")
+    assign.add_argument("--to", required=True, metavar="EMAIL")
+    assign.set_defaults(handler=cmd_assign)
+    report = cmds.add_parser("report", help="write the latest consult report (a PHI read)")
+    report.add_argument("case", metavar="CASE")
+    report.add_argument("--out", required=True, metavar="FILE.pdf")
+    report.set_defaults(handler=cmd_report)
 
 
 def summary(case: Case) -> dict[str, Any]:
@@ -84,6 +101,12 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         .where(OutboundMessage.case_id == case.id)
         .order_by(OutboundMessage.id)
     ).scalars()
+    consults = session.execute(
+        select(Consult, Account.email)
+        .join(Account, Account.id == Consult.dermatologist_id)
+        .where(Consult.case_id == case.id)
+        .order_by(Consult.version)
+    ).all()
     patient = case.patient
     return {
         **summary(case),
@@ -115,6 +138,11 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         "notes": [
             {"kind": n.kind, "author": email, "at": n.created_at, "body": n.body}
             for n, email in notes
+        ],
+        "consults": [
+            {"version": c.version, "dermatologist": email, "at": c.created_at,
+             "answer": dict(c.answer), "has_report": bool(c.pdf_sha), "sla_met": c.sla_met}
+            for c, email in consults
         ],
         "messages": [
             {"id": m.id, "received_at": m.received_at, "status": m.status, "outcome": m.outcome}
@@ -164,4 +192,38 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
         print(
             f"  [{note['at']:%Y-%m-%d %H:%M}] {note['kind']} from {note['author']}: {note['body']}"
         )
+    return 0
+
+
+def cmd_assign(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.assign import assign_by_hand
+    from mailflow.workflow.cases import TransitionError
+
+    with transaction(app.sessions) as session:
+        case = find_case(session, args.case)
+        try:
+            derm = assign_by_hand(app, session, case, args.to, actor="cli")
+        except TransitionError as exc:
+            raise CliError(str(exc)) from exc
+        number, email = case.number, derm.email
+    print(f"{number} assigned to {email}; the case was emailed to them")
+    return 0
+
+
+def cmd_report(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        case = find_case(session, args.case)
+        sha = session.execute(
+            select(Consult.pdf_sha)
+            .where(Consult.case_id == case.id, Consult.pdf_sha != "")
+            .order_by(Consult.version.desc())
+            .limit(1)
+        ).scalar_one_or_none()
+        if sha is None:
+            raise CliError(f"{case.number} has no consult report yet (it is {case.state})")
+        audit.record(session, "report.read", actor="cli", case_id=case.id, entity="case",
+                     entity_id=case.number, detail={"via": "cli"})
+        data = app.blobs.get(sha)
+    Path(args.out).write_bytes(data)
+    print(f"wrote {args.out} ({len(data)} bytes)")
     return 0

@@ -47,6 +47,7 @@ class Account(Base):
     phone: Mapped[str] = mapped_column(String(40), default="")
     license_state: Mapped[str] = mapped_column(String(10), default="")
     credentials: Mapped[str] = mapped_column(String(100), default="")
+    pdf_password: Mapped[str | None] = mapped_column(EncryptedText)  # providers: protects reports
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     approved_at: Mapped[datetime | None]
 
@@ -102,7 +103,9 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
     submitted_at: Mapped[datetime | None]
+    reviewed_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
+    last_activity_at: Mapped[datetime | None]  # last message either way: for the idle close
 
     provider: Mapped[Account] = relationship(foreign_keys=[provider_id])
     assignee: Mapped[Account | None] = relationship(foreign_keys=[assignee_id])
@@ -129,10 +132,33 @@ class CaseImage(Base):
     clean_sha: Mapped[str] = mapped_column(String(64))
     clean_content_type: Mapped[str] = mapped_column(String(40))
     thumbnail_sha: Mapped[str] = mapped_column(String(64))
+    review_sha: Mapped[str] = mapped_column(String(64), default="", server_default="")
     warnings: Mapped[list[Any]] = mapped_column(EncryptedJSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     case: Mapped[Case] = relationship(back_populates="images")
+
+
+class Consult(Base):
+    """A dermatologist's answer. Version 1 is the consult; later versions are addenda.
+
+    Nothing is overwritten: an answer to an answered case adds a version and re-issues the PDF.
+    """
+
+    __tablename__ = "consults"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    dermatologist_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"))
+    inbound_message_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    version: Mapped[int] = mapped_column(Integer)
+    answer: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)  # the parsed answer fields
+    in_person: Mapped[str] = mapped_column(String(30), default="")  # the next step, no PHI
+    pdf_sha: Mapped[str] = mapped_column(String(64), default="")
+    sla_met: Mapped[bool | None]
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (UniqueConstraint("case_id", "version"),)
 
 
 class CaseNote(Base):

@@ -21,7 +21,7 @@ from jinja2 import (
 class Rendered:
     subject: str
     text: str
-    html: str | None
+    html: str
 
 
 @lru_cache(maxsize=8)
@@ -44,8 +44,11 @@ def render_email(templates_dir: Path, name: str, context: dict[str, Any]) -> Ren
     if not first.startswith("Subject:"):
         raise ValueError(f"email/{name}.txt.j2 must start with a 'Subject:' line")
     subject = " ".join(first[len("Subject:") :].split())
+    body = body.lstrip("\n")
     try:
         html = env.get_template(f"email/{name}.html.j2").render(**context)
-    except TemplateNotFound:
-        html = None
-    return Rendered(subject=subject, text=body.lstrip("\n"), html=html)
+    except TemplateNotFound:  # every email gets an HTML part that reads well on a phone
+        html = env.get_template("email/_text.html.j2").render(
+            **context, subject=subject, text=body.split("\n--\n")[0]
+        )
+    return Rendered(subject=subject, text=body, html=html)

@@ -34,6 +34,7 @@ _ACCEPTED_TEXT = "JPEG, PNG, HEIC or WebP"
 
 _JPEG_QUALITY = 90
 _THUMB_QUALITY = 85
+_REVIEW_QUALITY = 88
 _STATS_PX = 512  # the quality figures are computed on a grey copy about this size
 
 _LAPLACIAN = ImageFilter.Kernel((3, 3), [0, 1, 0, 1, -4, 1, 0, 1, 0], scale=1, offset=128)
@@ -62,7 +63,12 @@ def process_image(
     upright: Image.Image = ImageOps.exif_transpose(im) if orientation != 1 else im
     ready, icc = _jpeg_ready(upright)
     clean, clean_type = _clean_copy(data, fmt, orientation, upright, ready, icc)
-    thumb = _shrink(ready, limits.thumbnail_px)
+    review = _shrink(ready, limits.review_px)
+    if review is ready and clean_type == "image/jpeg":
+        review_jpeg = clean  # already small enough and already a clean JPEG
+    else:
+        review_jpeg = _encode_jpeg(review, icc, _REVIEW_QUALITY)
+    thumb = _shrink(review, limits.thumbnail_px)  # from the smaller copy: cheaper
     return ProcessedImage(
         format=fmt,
         width=upright.width,
@@ -70,6 +76,7 @@ def process_image(
         clean=clean,
         clean_content_type=clean_type,
         thumbnail=_encode_jpeg(thumb, icc, _THUMB_QUALITY),
+        review=review_jpeg,
         warnings=_quality_warnings(name, upright.size, thumb, limits),
     )
 

@@ -83,13 +83,17 @@ def parse_key_values(
     text: str,
     synonyms: Mapping[str, str],
     single_paragraph: Collection[str] = (),
+    *,
+    unknown_labels: bool = True,
 ) -> KeyValues:
     """Read `Label: value` lines. `synonyms` maps labels (normalized here) to canonical keys.
 
     A line that is not a recognised key line continues the value above it. Keys listed in
     `single_paragraph` end at a blank line, so a signature below the last field does not
     become part of it. Only the first colon splits; an unrecognised label that does not
-    look like one ("at 8:00", a sentence, a URL) is text, not a new key.
+    look like one ("at 8:00", a sentence, a URL) is text, not a new key. With
+    `unknown_labels=False` every unrecognised label is text: for free-text answers, where
+    "Face: hydrocortisone 1%" inside a plan belongs to the plan.
     """
     lookup = {normalize_label(k): v for k, v in synonyms.items()}
     entries: list[_Entry] = []
@@ -97,7 +101,7 @@ def parse_key_values(
     current: _Entry | None = None
     for raw_line in _clean(text.replace("\r\n", "\n").replace("\r", "\n")).split("\n"):
         line = raw_line.rstrip()
-        entry = _key_line(line, lookup, current)
+        entry = _key_line(line, lookup, current, unknown_labels)
         if entry is not None:
             entries.append(entry)
             current = entry
@@ -128,7 +132,9 @@ def _lookup(label: str, lookup: Mapping[str, str]) -> str | None:
     return None
 
 
-def _key_line(line: str, lookup: Mapping[str, str], current: _Entry | None) -> _Entry | None:
+def _key_line(
+    line: str, lookup: Mapping[str, str], current: _Entry | None, unknown_labels: bool = True
+) -> _Entry | None:
     match = _KEY_LINE.match(line)
     if match is None:
         return None
@@ -138,7 +144,7 @@ def _key_line(line: str, lookup: Mapping[str, str], current: _Entry | None) -> _
     block = not value
     if key is not None:
         return _Entry(key, label, value, line.strip(), block)
-    if not _plausible_label(label, value):
+    if not unknown_labels or not _plausible_label(label, value):
         return None
     # Inside a value that began on its own lines ("Treatments:" then the list), or on an
     # indented line, "Hydrocortisone: no effect" is part of that value.

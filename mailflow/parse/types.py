@@ -89,6 +89,7 @@ class ProcessedImage:
     clean_content_type: str  # "image/jpeg" or "image/png"
     thumbnail: bytes  # JPEG, longest side <= ImageLimits.thumbnail_px, no metadata
     warnings: tuple[str, ...]  # people-readable quality warnings
+    review: bytes = b""  # JPEG, longest side <= ImageLimits.review_px: what reviewers receive
 
 
 @dataclass(frozen=True)
@@ -98,6 +99,7 @@ class ImageLimits:
     min_width: int = 800  # teledermatology quality standard: at least 800x600
     min_height: int = 600
     thumbnail_px: int = 1024
+    review_px: int = 2048  # copies sent to the dermatologist and put in the report
     # Variance of the Laplacian on a 512 px grey copy. Calibrated: sharp test patterns and real
     # photos score 50-2200, a Gaussian blur of 8 px (at 1600 px) scores under 10; skin is
     # smoother than test patterns, so the bar is set low to avoid false alarms.

@@ -22,7 +22,7 @@ ALLOWED: dict[str | None, set[str]] = {
     S.INCOMPLETE: {S.SUBMITTED, S.CLOSED},
     S.SUBMITTED: {S.ASSIGNED, S.CLOSED},
     S.ASSIGNED: {S.NEEDS_INFO, S.REVIEWED, S.SUBMITTED, S.CLOSED},
-    S.NEEDS_INFO: {S.ASSIGNED, S.CLOSED},
+    S.NEEDS_INFO: {S.ASSIGNED, S.SUBMITTED, S.REVIEWED, S.CLOSED},
     S.REVIEWED: {S.FOLLOW_UP, S.CLOSED},
     S.FOLLOW_UP: {S.CLOSED, S.REVIEWED},
     S.CLOSED: {S.FOLLOW_UP},
@@ -165,3 +165,76 @@ def add_note(
         entity_id=note.id,
     )
     return note
+
+
+def touch(case: Case) -> None:
+    """A message went either way: the idle-close clock starts again."""
+    case.last_activity_at = utcnow()
+
+
+def assign(session: Session, case: Case, derm: Account, actor: str) -> None:
+    previous = case.assignee_id
+    case.assignee_id = derm.id
+    case.assignee = derm
+    if case.state == S.SUBMITTED:
+        _move(session, case, S.ASSIGNED, actor, assignee=derm.id)
+    elif case.state in (S.ASSIGNED, S.NEEDS_INFO):
+        case.updated_at = utcnow()
+        audit.record(
+            session,
+            "case.reassigned",
+            actor=actor,
+            case_id=case.id,
+            entity="case",
+            entity_id=case.number,
+            detail={"from": previous, "to": derm.id},
+        )
+    else:
+        raise TransitionError(f"{case.number} is {case.state}: it cannot be assigned")
+
+
+def decline(
+    session: Session, case: Case, derm: Account, reason: str, inbound_id: int | None
+) -> None:
+    add_note(session, case, author=derm, kind="decline", body=reason, inbound_message_id=inbound_id)
+    case.assignee_id = None
+    case.assignee = None
+    _move(session, case, S.SUBMITTED, derm.email, declined_by=derm.id)
+
+
+def request_info(
+    session: Session, case: Case, derm: Account, question: str, inbound_id: int | None
+) -> None:
+    add_note(
+        session, case, author=derm, kind="question", body=question, inbound_message_id=inbound_id
+    )
+    _move(session, case, S.NEEDS_INFO, derm.email)
+
+
+def info_received(
+    session: Session, case: Case, provider: Account, body: str, inbound_id: int | None
+) -> None:
+    add_note(
+        session,
+        case,
+        author=provider,
+        kind="answer_to_question",
+        body=body,
+        inbound_message_id=inbound_id,
+    )
+    _move(session, case, S.ASSIGNED, provider.email)
+
+
+def reviewed(session: Session, case: Case, derm: Account, version: int) -> None:
+    case.reviewed_at = utcnow()
+    _move(session, case, S.REVIEWED, derm.email, version=version)
+
+
+def follow_up(session: Session, case: Case, actor: str) -> None:
+    if case.state in (S.REVIEWED, S.CLOSED):
+        _move(session, case, S.FOLLOW_UP, actor)
+
+
+def close(session: Session, case: Case, actor: str, why: str) -> None:
+    if case.state != S.CLOSED:
+        _move(session, case, S.CLOSED, actor, why=why)

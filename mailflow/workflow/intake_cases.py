@@ -12,6 +12,7 @@ from mailflow.parse.form import parse_case_form
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
 from mailflow.workflow import cases
+from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.fields import REQUIRED_FIELDS, field_label
 
@@ -38,7 +39,9 @@ def _missing(form_missing: list[str], views: list[str]) -> list[str]:
     return form_missing + [VIEW_PREFIX + v for v in missing_views(views)]
 
 
-def _caption(form: CaseForm, photo: Photo, number: int) -> str:
+def _caption(form: CaseForm | None, photo: Photo, number: int) -> str:
+    if form is None:
+        return photo.description
     return (
         form.photo_captions.get(photo.filename)
         or form.photo_captions.get(str(number))
@@ -46,8 +49,12 @@ def _caption(form: CaseForm, photo: Photo, number: int) -> str:
     )
 
 
-def _store_photos(
-    inbound: Inbound, case: Case, photos: tuple[Photo, ...], form: CaseForm, first_position: int
+def store_photos(
+    inbound: Inbound,
+    case: Case,
+    photos: tuple[Photo, ...],
+    form: CaseForm | None,
+    first_position: int,
 ) -> list[CaseImage]:
     blobs = inbound.app.blobs
     taken = [img.view for img in case.images]
@@ -71,6 +78,7 @@ def _store_photos(
             clean_sha=blobs.put(photo.image.clean),
             clean_content_type=photo.image.clean_content_type,
             thumbnail_sha=blobs.put(photo.image.thumbnail),
+            review_sha=blobs.put(photo.image.review) if photo.image.review else "",
             warnings=list(photo.image.warnings),
         )
         inbound.session.add(image)
@@ -145,8 +153,10 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
         case.patient = cases.find_or_create_patient(
             inbound.session, inbound.app.keys, provider, dict(form.fields), form.sex
         )
-    _store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
+    store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
     _ack(inbound, case, form, completed_now=False)
+    if case.state == cases.S.SUBMITTED:
+        try_assign(inbound.app, inbound.session, case)
     log.info("case %s opened (%s)", case.number, case.state)
     return Outcome.done("new-case", f"new case {case.number} ({case.state})", case.id)
 
@@ -177,7 +187,7 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
             inbound.session, inbound.app.keys, provider, merged, form.sex
         )
     first = max((img.position for img in case.images), default=0) + 1
-    _store_photos(inbound, case, inbound.analysis.photos, form, first_position=first)
+    store_photos(inbound, case, inbound.analysis.photos, form, first_position=first)
     blocking = [k for k, _why in problems if k in REQUIRED_FIELDS or k == "consent"]
     form_missing = [k for k in REQUIRED_FIELDS if not merged.get(k)]
     form_missing = list(dict.fromkeys([*form_missing, *blocking]))
@@ -194,4 +204,6 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
     was_incomplete = bool(case.missing)
     cases.update_missing(inbound.session, case, missing, actor=provider.email)
     _ack(inbound, case, form, completed_now=was_incomplete and not missing)
+    if case.state == cases.S.SUBMITTED:
+        try_assign(inbound.app, inbound.session, case)
     return Outcome.done("case-reply", f"case {case.number} updated ({case.state})", case.id)

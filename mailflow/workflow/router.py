@@ -15,6 +15,7 @@ from mailflow.trust import replyaddr, sender
 from mailflow.workflow import accounts, cases
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.intake_cases import complete_case, create_case
+from mailflow.workflow.review import handle_reply
 
 Rule = Callable[[Inbound], str | None]
 Action = Callable[[Inbound, str], Outcome]
@@ -198,15 +199,7 @@ def case_reply(m: Inbound, address: str) -> Outcome:
         return Outcome.hold("case-reply", "signals-disagree", disagreement)
     if case.state == cases.S.INCOMPLETE and m.sender.id == case.provider_id:
         return complete_case(m, case)
-    cases.add_note(
-        session,
-        case,
-        author=m.sender,
-        kind="comment",
-        body=m.analysis.body,
-        inbound_message_id=m.row.id,
-    )
-    return Outcome.done("case-reply", f"comment added to {case.number}", case.id)
+    return handle_reply(m, case)
 
 
 def _signals_disagree(m: Inbound, case: Case) -> str:

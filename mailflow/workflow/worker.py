@@ -22,6 +22,7 @@ from mailflow.db.models import InboundMessage, MessageFingerprint, MessageStatus
 from mailflow.db.session import transaction
 from mailflow.parse.analyze import Analysis, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
+from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.router import route
 
@@ -182,3 +183,14 @@ def drain(app: App, pool: Executor | None = None, limit: int | None = None) -> i
         process(app, claim, pool)
         done += 1
     return done
+
+
+def assign_sweep(app: App) -> int:
+    """Assign submitted cases that wait for someone on duty (the opening of a shift)."""
+    with transaction(app.sessions) as session:
+        return assign_waiting(app, session)
+
+
+def step(app: App, pool: Executor | None = None, limit: int = 20) -> int:
+    """One round of the worker: process waiting messages, then assign waiting cases."""
+    return drain(app, pool, limit) + assign_sweep(app)

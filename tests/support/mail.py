@@ -97,3 +97,17 @@ def wait_until(probe: Callable[[], T | None], timeout: float = 30.0, what: str =
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.05)
+
+
+def reply_to(received: object, sender: str, body: str,
+             photos: Sequence[tuple[str, bytes]] = ()) -> tuple[EmailMessage, str]:
+    """A reply as a mail client makes it: to the Reply-To, threaded, the original quoted."""
+    original = received.message  # type: ignore[attr-defined]
+    address = original["Reply-To"].addresses[0].addr_spec
+    quoted = "\n".join("> " + line for line in received.text.splitlines())  # type: ignore[attr-defined]
+    msg = case_email(
+        sender, address, f"{body}\n\nOn Mon, 2 Nov 2026 at 10:00, mailflow wrote:\n{quoted}\n",
+        photos, subject=f"Re: {original['Subject']}",
+        headers={"In-Reply-To": original["Message-ID"], "References": original["Message-ID"]},
+    )
+    return msg, address

@@ -407,3 +407,29 @@ def test_twelve_megapixel_jpeg_cost_is_printed(capsys: pytest.CaptureFixture[str
             f"\nprocess_image, 12 MP JPEG of {len(data) / 1e6:.1f} MB: "
             f"{sorted(timings)[1] * 1000:.0f} ms (median of 3)"
         )
+
+
+def test_review_copy_is_a_clean_jpeg_no_longer_than_2048_px() -> None:
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from mailflow.parse.images import process_image as _process
+
+    big = _io.BytesIO()
+    _Image.new("RGB", (4000, 3000), (180, 120, 110)).save(big, "JPEG", exif=_gps_exif_bytes())
+    out = _process(big.getvalue(), "big.jpg")
+    review = _Image.open(_io.BytesIO(out.review))
+    assert review.format == "JPEG" and max(review.size) == 2048
+    assert b"Exif\x00\x00" not in out.review
+    small = _io.BytesIO()
+    _Image.new("RGB", (1600, 1200), (180, 120, 110)).save(small, "JPEG")
+    assert _process(small.getvalue(), "small.jpg").review == _process(small.getvalue(), "s").clean
+
+
+def _gps_exif_bytes() -> bytes:
+    from PIL import Image as _Image
+
+    exif = _Image.Exif()
+    exif.get_ifd(0x8825)[1] = "N"
+    return exif.tobytes()
