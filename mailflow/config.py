@@ -95,6 +95,10 @@ class IntakeConfig(_Section):
     poll_seconds: float = Field(2.0, gt=0)
 
 
+class WorkflowConfig(_Section):
+    idle_close_days: float = Field(30, gt=0)  # a reviewed case with no message for this long
+
+
 class TrustConfig(_Section):
     # Accept mail without SMTP AUTH only when a trusted upstream says DKIM/DMARC passed.
     trusted_relays: tuple[str, ...] = ()
@@ -116,6 +120,7 @@ class Config(_Section):
     templates: TemplatesConfig = TemplatesConfig()
     intake: IntakeConfig = IntakeConfig()
     trust: TrustConfig = TrustConfig()
+    workflow: WorkflowConfig = WorkflowConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")
 

@@ -29,6 +29,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     lst.add_argument("--role", choices=Role.ALL)
     lst.add_argument("--json", action="store_true")
     lst.set_defaults(handler=cmd_list)
+    pdfpw = cmds.add_parser(
+        "pdf-password", help="protect a provider's reports with a password (AES-256), from stdin"
+    )
+    pdfpw.add_argument("email", metavar="EMAIL")
+    pdfpw.add_argument("--remove", action="store_true", help="send reports unprotected again")
+    pdfpw.set_defaults(handler=cmd_pdf_password)
     approve = cmds.add_parser("approve", help="approve pending accounts")
     approve.add_argument("emails", nargs="+", metavar="EMAIL")
     approve.add_argument("--json", action="store_true")
@@ -86,4 +92,12 @@ def cmd_approve(app: App, args: argparse.Namespace) -> int:
     with transaction(app.sessions) as session:
         rows = [as_dict(accounts.approve(session, email)) for email in args.emails]
     emit(rows, args.json, ["id", "email", "role", "status"], "")
+    return 0
+
+
+def cmd_pdf_password(app: App, args: argparse.Namespace) -> int:
+    password = None if args.remove else sys.stdin.readline().rstrip("\r\n")
+    with transaction(app.sessions) as session:
+        accounts.set_pdf_password(session, args.email, password)
+    print(f"reports for {args.email} are " + ("unprotected" if args.remove else "protected"))
     return 0

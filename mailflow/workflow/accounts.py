@@ -104,3 +104,18 @@ def list_accounts(session: Session, role: str | None = None) -> list[Account]:
     if role:
         query = query.where(Account.role == role)
     return list(session.execute(query).scalars())
+
+
+def set_pdf_password(session: Session, email: str, password: str | None, actor: str = "cli"
+                     ) -> Account:
+    account = find(session, email)
+    if account is None:
+        raise AccountError(f"no account for {email}")
+    if account.role != Role.PROVIDER:
+        raise AccountError(f"{email} is not a provider: only providers receive reports")
+    if password is not None and len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    account.pdf_password = password
+    audit.record(session, "account.pdf_password", actor=actor, entity="account",
+                 entity_id=account.id, detail={"protected": password is not None})
+    return account

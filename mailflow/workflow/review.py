@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from mailflow import audit
-from mailflow.db.models import Account, Case, CaseState, Consult, Role
+from mailflow.app import App
+from mailflow.db.models import Account, Case, CaseState, Consult, Role, utcnow
 from mailflow.parse.answer import Answer, parse_answer
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
@@ -95,11 +98,7 @@ def provider_reply(m: Inbound, case: Case) -> Outcome:
 
 
 def _last_reviewer(m: Inbound, case: Case) -> Account | None:
-    derm_id = m.session.execute(
-        select(Consult.dermatologist_id).where(Consult.case_id == case.id)
-        .order_by(Consult.version.desc()).limit(1)
-    ).scalar_one_or_none()
-    return m.session.get(Account, derm_id) if derm_id else None
+    return _last_reviewer_of(m.session, case)
 
 
 def derm_reply(m: Inbound, case: Case, derm: Account) -> Outcome:
@@ -185,3 +184,30 @@ def _answer_fields(answer: Answer) -> dict[str, str]:
     keys = ("diagnosis", "differential", "plan", "follow_up", "in_person", "biopsy", "icd10",
             "image_quality")
     return {k: getattr(answer, k) for k in keys}
+
+
+def close_idle(app: App, session: Session, now: datetime | None = None) -> int:
+    """Close reviewed cases nobody has written about for `workflow.idle_close_days`."""
+    now = now or utcnow()
+    cutoff = now - timedelta(days=app.config.workflow.idle_close_days)
+    idle = session.execute(
+        select(Case)
+        .where(Case.state.in_((S.REVIEWED, S.FOLLOW_UP)),
+               func.coalesce(Case.last_activity_at, Case.reviewed_at) < cutoff)
+        .with_for_update(skip_locked=True)
+    ).scalars().all()
+    days = app.config.workflow.idle_close_days
+    why = f"after {days:g} days without a message"
+    for case in idle:
+        cases.close(session, case, "system", why)
+        for person in filter(None, (case.provider, _last_reviewer_of(session, case))):
+            send(app, session, case, person, "case_closed", "case_closed", {"why": why})
+    return len(idle)
+
+
+def _last_reviewer_of(session: Session, case: Case) -> Account | None:
+    derm_id = session.execute(
+        select(Consult.dermatologist_id).where(Consult.case_id == case.id)
+        .order_by(Consult.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    return session.get(Account, derm_id) if derm_id else None

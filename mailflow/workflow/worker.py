@@ -24,6 +24,7 @@ from mailflow.parse.analyze import Analysis, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
 
 log = logging.getLogger(__name__)
@@ -185,12 +186,12 @@ def drain(app: App, pool: Executor | None = None, limit: int | None = None) -> i
     return done
 
 
-def assign_sweep(app: App) -> int:
-    """Assign submitted cases that wait for someone on duty (the opening of a shift)."""
+def sweep(app: App) -> int:
+    """Assign cases waiting for someone on duty; close cases idle past the configured time."""
     with transaction(app.sessions) as session:
-        return assign_waiting(app, session)
+        return assign_waiting(app, session) + close_idle(app, session)
 
 
 def step(app: App, pool: Executor | None = None, limit: int = 20) -> int:
     """One round of the worker: process waiting messages, then assign waiting cases."""
-    return drain(app, pool, limit) + assign_sweep(app)
+    return drain(app, pool, limit) + sweep(app)

@@ -226,3 +226,145 @@ def test_a_reply_with_only_the_quoted_original_adds_nothing(
     assert row.route == "empty-reply"
     assert "no new text" in sink.wait_for(derm, count=2)[1].text
     assert cli_json(config, "cases", "show", number)["state"] == "assigned"
+
+
+def reviewed_case(service: RunningService, app: App, sink: RelaySink, provider: str, derm: str,
+                  form: str = FULL_FORM) -> tuple[str, Delivered, Delivered]:
+    send(service, provider, case_email(provider, CASES, form, three_photos()))
+    notification = sink.wait_for(derm)[0]
+    number = CASE_NUMBER.search(str(notification.message["Subject"])).group(0)
+    answer(service, app, derm, notification, ANSWER)
+    consult = [m for m in sink.wait_for(provider, count=2)
+               if "consult report" in str(m.message["Subject"])][0]
+    return number, notification, consult
+
+
+def test_an_idle_case_closes_itself_and_tells_both(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    from datetime import timedelta
+
+    from mailflow.db.models import utcnow
+    from mailflow.db.session import transaction
+    from mailflow.workflow.review import close_idle
+
+    derm = dermatologists[0]
+    number, _n, _c = reviewed_case(service, app, sink, provider, derm)
+    with transaction(app.sessions) as session:
+        assert close_idle(app, session, now=utcnow() + timedelta(days=29)) == 0
+        assert close_idle(app, session, now=utcnow() + timedelta(days=31)) == 1
+    assert cli_json(config, "cases", "show", number)["state"] == "closed"
+    assert "30 days" in sink.wait_for(provider, count=3)[2].text
+    assert "closed" in str(sink.wait_for(derm, count=2)[1].message["Subject"])
+
+
+def test_a_providers_reports_can_be_password_protected(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    run_cli(config, "users", "pdf-password", provider, input="practice secret 42\n")
+    _number, _n, consult = reviewed_case(service, app, sink, provider, dermatologists[0])
+    reader = PdfReader(io.BytesIO(pdf_of(consult)))
+    assert reader.is_encrypted
+    assert reader.decrypt("wrong password") == 0
+    assert reader.decrypt("practice secret 42") != 0
+    assert reader.trailer["/Encrypt"]["/V"] == 5  # AES-256
+    assert "Nummular eczema" in " ".join(reader.pages[0].extract_text().split()) + " ".join(
+        " ".join(p.extract_text().split()) for p in reader.pages)
+
+
+def test_html_only_answers_from_outlook_and_gmail_are_understood(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    from email.message import EmailMessage
+
+    for style in ("outlook", "gmail"):
+        send(service, provider, case_email(provider, CASES, FULL_FORM, three_photos(),
+                                           subject=f"case {style}"))
+    # the least-loaded dermatologist gets each case: one each
+    notifications = [sink.wait_for(d)[0] for d in dermatologists]
+    for style, notification, derm in zip(("outlook", "gmail"), notifications, dermatologists,
+                                         strict=True):
+        lines = ANSWER.strip().splitlines()
+        if style == "outlook":
+            html = "".join(f'<p class="MsoNormal"><b>{ln.split(":")[0]}:</b>{ln.split(":", 1)[1]}'
+                           "<o:p></o:p></p>" for ln in lines)
+            html += ('<div style="border-top:solid #E1E1E1 1.0pt"><p><b>From:</b> mailflow<br>'
+                     "<b>Sent:</b> Monday<br><b>Subject:</b> case</p></div>"
+                     f"<p>{notification.text[:400]}</p>")
+        else:
+            html = '<div dir="ltr">' + "<br>".join(lines) + '</div><br><div class="gmail_quote">'
+            html += f"<div>On Mon, mailflow wrote:</div><blockquote>{notification.text[:400]}"
+            html += "</blockquote></div>"
+        msg = EmailMessage()
+        address = notification.message["Reply-To"].addresses[0].addr_spec
+        msg["From"], msg["To"] = derm, address
+        msg["Subject"] = f"RE: {notification.message['Subject']}"
+        msg["In-Reply-To"] = notification.message["Message-ID"]
+        msg.set_content(f"<html><body>{html}</body></html>", subtype="html")
+        row = wait_final(app, send(service, derm, msg, address))
+        assert row.route == "consult", (style, row.outcome)
+    assert [c["state"] for c in cli_json(config, "cases", "list")] == ["reviewed", "reviewed"]
+
+
+def test_a_30_mb_reply_with_photos_is_forwarded_with_review_copies(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    import os
+
+    derm = dermatologists[0]
+    _number, _n, consult = reviewed_case(service, app, sink, provider, derm)
+    big = []
+    for i in range(3):  # noise does not compress: about 7 MB of JPEG each
+        out = io.BytesIO()
+        Image.frombytes("RGB", (3000, 2500), os.urandom(3000 * 2500 * 3)).save(
+            out, "JPEG", quality=92)
+        big.append((f"followup-{i}.jpg", out.getvalue()))
+    msg, address = reply_to(consult, provider, "Two weeks later, photos attached.", big)
+    assert len(msg.as_bytes()) > 28_000_000
+    row = wait_final(app, send(service, provider, msg, address), timeout=90)
+    assert row.status == MessageStatus.PROCESSED and row.route == "comment"
+    forwarded = sink.wait_for(derm, count=2, timeout=60)[1]
+    sizes = [Image.open(io.BytesIO(p.get_content())).size
+             for p in forwarded.message.iter_attachments()]
+    assert len(sizes) == 3 and all(max(s) <= 2048 for s in sizes)
+
+
+def test_an_answer_on_one_case_naming_another_is_quarantined(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    derm, other = dermatologists
+    for subject in ("first", "second"):
+        send(service, provider, case_email(provider, CASES, FULL_FORM, three_photos(),
+                                           subject=subject))
+    second_number = CASE_NUMBER.search(str(sink.wait_for(other)[0].message["Subject"])).group(0)
+    out = run_cli(config, "cases", "assign", second_number, "--to", derm).stdout
+    assert f"{second_number} assigned to {derm}" in out
+    first, second = sink.wait_for(derm, count=2)
+    assert cli_json(config, "cases", "show", second_number)["assignee"] == derm
+    msg, address = reply_to(first, derm, ANSWER)
+    msg.replace_header("In-Reply-To", second.message["Message-ID"])  # answers the other case
+    row = wait_final(app, send(service, derm, msg, address))
+    assert row.status == MessageStatus.QUARANTINED and row.reason_code == "signals-disagree"
+    assert [c["state"] for c in cli_json(config, "cases", "list")] == ["assigned", "assigned"]
+
+
+def test_html_typed_into_the_form_is_shown_as_text_in_the_report(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str],
+) -> None:
+    hostname = Path("/etc/hostname").read_text().strip() if Path("/etc/hostname").exists() else ""
+    form = FULL_FORM.replace(
+        "Symptoms: itch, worse at night",
+        "Symptoms: <img src=\"file:///etc/hostname\"><iframe src=\"file:///etc/passwd\">"
+        "</iframe><script>document.write('JS'+'RAN')</script>")
+    _number, _n, consult = reviewed_case(service, app, sink, provider, dermatologists[0], form)
+    report = pdf_text(pdf_of(consult))
+    assert "<img src=" in report and "<script>" in report  # shown, not interpreted
+    assert "JSRAN" not in report and "root:x:0:0" not in report
+    if hostname and hostname not in ("localhost",):
+        assert hostname not in report
