@@ -8,8 +8,10 @@ Security (DESIGN §6), as measured on Debian's wkhtmltopdf 0.12.6 (unpatched Qt)
   on the machine is readable (an ``<iframe src="file:///etc/passwd">`` renders it) whatever
   ``--allow`` says. The allowed folder is checked on canonical paths, so ``../`` and symlinks
   out of it are refused too.
-- Network: ``--proxy`` to a closed local port, so a request that slips through anything else
-  still goes nowhere (http://127.0.0.1 included: the proxy is used for loopback too).
+- Network: wkhtmltopdf has no switch to turn it off (local file access settings do not touch
+  http), so ``--proxy`` points every request at a closed local port, loopback included, and
+  ``--proxy-hostname-lookup`` leaves name resolution to that proxy: without it Qt first looks
+  the host up in DNS, and a query for a made-up host name is itself a way out.
 - Blocked resources must not fail the render: wkhtmltopdf then exits 1 ("due to network
   error") although the PDF is complete; that exit is accepted when the PDF is whole.
 
@@ -87,6 +89,7 @@ def _options(workdir: Path) -> dict[str, str | None]:
         "--disable-local-file-access": None,
         "--allow": str(workdir),
         "--proxy": CLOSED_PROXY,
+        "--proxy-hostname-lookup": None,  # no DNS query either
         "--encoding": "utf-8",
         "--page-size": "Letter",
         "--margin-top": "12mm",
@@ -286,9 +289,7 @@ def _environment_for(templates_dir: Path) -> jinja2.Environment:
     )
 
 
-def render_consult_html(
-    report: ConsultReport, templates_dir: Path, photos: list[PhotoView]
-) -> str:
+def render_consult_html(report: ConsultReport, templates_dir: Path, photos: list[PhotoView]) -> str:
     env = _environment_for(Path(templates_dir).resolve())
     return env.get_template(f"pdf/{TEMPLATE}").render(_context(report, photos))
 
@@ -320,7 +321,10 @@ def render_consult_pdf(
             (workdir / name).write_bytes(photo.jpeg)  # as received: already a clean JPEG
             w, h = _photo_size(photo.jpeg)
             photos.append(PhotoView(photo, name, w, h))
-        html = render_consult_html(report, templates_dir, photos)
+        try:
+            html = render_consult_html(report, templates_dir, photos)
+        except jinja2.TemplateError as exc:
+            raise ReportError(f"consult template failed: {exc}") from exc
         pdf = html_to_pdf(html, workdir, timeout=timeout)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

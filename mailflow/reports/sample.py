@@ -123,8 +123,7 @@ def sample_report(
             ReportAddendum(
                 at=answered + timedelta(days=1, hours=2),
                 author="Dr Morgan Skinner",
-                text="Tests: KOH scraping now, before starting the steroid\n"
-                "Follow-up: 3 weeks",
+                text="Tests: KOH scraping now, before starting the steroid\nFollow-up: 3 weeks",
             ),
         )
     if comments:
