@@ -71,7 +71,7 @@ def sample_report(
     received = _EASTERN_NOV
     answered = received + timedelta(hours=1, minutes=12)
     fields: dict[str, object] = dict(
-        case_number="C-2026-000123",
+        case_number="DERM-2026-000123",
         issued_at=answered + timedelta(minutes=1),
         timezone="America/New_York",
         patient_name="Jane Testpatient",

@@ -260,7 +260,7 @@ def test_password_protected_report_is_aes_256() -> None:
     with pytest.raises(FileNotDecryptedError):
         reader.pages[0].extract_text()
     assert not PdfReader(io.BytesIO(data)).decrypt("wrong password")
-    assert b"Jane Testpatient" not in data and b"C-2026-000123" not in data
+    assert b"Jane Testpatient" not in data and b"DERM-2026-000123" not in data
     assert_contains(pdf_text(data, password), "Jane Testpatient", "Nummular eczema")
 
 
@@ -492,8 +492,8 @@ def test_long_unbroken_text_wraps_instead_of_shrinking_the_page() -> None:
     data = render_consult_pdf(report, TEMPLATES)
     text = pdf_text(data)
     assert squash(text).count(token) == 2  # all of it, nothing clipped
-    assert _font_size_of(data, "C-2026-000123") == pytest.approx(
-        _font_size_of(render_consult_pdf(sample_report(photos=0), TEMPLATES), "C-2026-000123"),
+    assert _font_size_of(data, "DERM-2026-000123") == pytest.approx(
+        _font_size_of(render_consult_pdf(sample_report(photos=0), TEMPLATES), "DERM-2026-000123"),
         rel=0.02,
     )
 
