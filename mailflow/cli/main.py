@@ -15,6 +15,7 @@ from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
 from mailflow.store.keys import KeyError_
 from mailflow.workflow.accounts import AccountError
+from mailflow.workflow.roster import RosterError
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -124,6 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(app, args))
         finally:
             app.close()
+    except RosterError as exc:
+        print(f"mailflow: {exc}", file=sys.stderr)
+        return 2
     except (CliError, AccountError, KeyError_) as exc:
         print(f"mailflow: {exc}", file=sys.stderr)
         return 1

@@ -1,0 +1,116 @@
+"""Issue #3 item 1: who gets a case, and when (time moved with time-machine, never slept)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+import time_machine
+from sqlalchemy import select
+
+from mailflow.app import App, initialise
+from mailflow.db.models import Case, OutboundMessage
+from mailflow.db.session import transaction
+from mailflow.intake.spool import Arrival, spool
+from mailflow.workflow import accounts
+from mailflow.workflow.roster import RosterError, load_roster
+from mailflow.workflow.worker import drain, sweep
+from tests.conftest import PASSWORD, make_config, write_schedules
+from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.mail import FULL_FORM, case_email
+
+ET = ZoneInfo("America/New_York")
+ROSTER = """
+timezone = "America/New_York"
+
+[[dermatologist]]
+email = "ny.derm@derm.localhost"
+max_open = 1
+states = ["NY"]
+[dermatologist.hours]
+mon = ["09:00-17:00"]
+
+[[dermatologist]]
+email = "nj.derm@derm.localhost"
+max_open = 5
+states = ["NJ"]
+[dermatologist.hours]
+mon = ["09:00-12:00", "13:00-17:00"]
+"""
+
+
+@pytest.fixture
+def roster_app(tmp_path: Path, db_url: str) -> App:
+    config = make_config(tmp_path, db_url)
+    write_schedules(tmp_path, ROSTER)
+    initialise(config)
+    app = App.open(config)
+    with transaction(app.sessions) as session:
+        for email in ("ny.derm@derm.localhost", "nj.derm@derm.localhost"):
+            accounts.add(session, email=email, name=email.split("@")[0], role="dermatologist",
+                         approved=True)
+        for state in ("NY", "NJ", "CA"):
+            accounts.add(session, email=f"doc.{state.lower()}@clinic.test", name=f"Dr {state}",
+                         role="provider", password=PASSWORD, approved=True, license_state=state)
+    yield app
+    app.close()
+
+
+def new_case(app: App, provider: str, n: int) -> None:
+    raw = case_email(provider, CASES, FULL_FORM.replace("3 months", f"{n} months"),
+                     three_photos()).as_bytes()
+    spool(app, Arrival("smtp", raw, mail_from=provider, rcpt_to=(CASES,), auth_user=provider))
+    drain(app)
+
+
+def assignees(app: App) -> list[tuple[str, str | None]]:
+    with app.sessions() as session:
+        return [(c.provider.email, c.assignee.email if c.assignee else None)
+                for c in session.execute(select(Case).order_by(Case.id)).scalars()]
+
+
+def test_a_case_sent_on_saturday_waits_for_mondays_opening(roster_app: App) -> None:
+    with time_machine.travel(datetime(2026, 11, 28, 10, 0, tzinfo=ET), tick=False):
+        new_case(roster_app, "doc.ny@clinic.test", 1)
+        assert assignees(roster_app) == [("doc.ny@clinic.test", None)]
+        assert sweep(roster_app) == 0
+    with time_machine.travel(datetime(2026, 11, 30, 8, 59, tzinfo=ET), tick=False):
+        assert sweep(roster_app) == 0
+    with time_machine.travel(datetime(2026, 11, 30, 9, 0, tzinfo=ET), tick=False):
+        assert sweep(roster_app) == 1
+    assert assignees(roster_app) == [("doc.ny@clinic.test", "ny.derm@derm.localhost")]
+    with roster_app.sessions() as session:
+        kinds = session.execute(select(OutboundMessage.kind, OutboundMessage.to_addr)).all()
+    assert ("derm_case", "ny.derm@derm.localhost") in kinds
+
+
+def test_licence_state_lunch_break_and_max_open_are_respected(roster_app: App) -> None:
+    with time_machine.travel(datetime(2026, 11, 30, 12, 30, tzinfo=ET), tick=False):
+        new_case(roster_app, "doc.nj@clinic.test", 1)  # NJ derm at lunch
+        new_case(roster_app, "doc.ny@clinic.test", 2)
+        new_case(roster_app, "doc.ny@clinic.test", 3)  # NY derm already has max_open = 1
+        new_case(roster_app, "doc.ca@clinic.test", 4)  # nobody licensed in CA
+    assert assignees(roster_app) == [
+        ("doc.nj@clinic.test", None), ("doc.ny@clinic.test", "ny.derm@derm.localhost"),
+        ("doc.ny@clinic.test", None), ("doc.ca@clinic.test", None)]
+    with time_machine.travel(datetime(2026, 11, 30, 13, 0, tzinfo=ET), tick=False):
+        assert sweep(roster_app) == 1
+    assert assignees(roster_app)[0] == ("doc.nj@clinic.test", "nj.derm@derm.localhost")
+
+
+def test_a_bad_roster_stops_start_up_naming_the_entry(tmp_path: Path) -> None:
+    for text, words in [
+        ('[[dermatologist]]\nemail="a@b.test"\n[dermatologist.hours]\nmon=["9-17"]\n',
+         "dermatologist 1 mon"),
+        ('[[dermatologist]]\nemail="a@b.test"\n[dermatologist.hours]\nfunday=["09:00-17:00"]\n',
+         "'funday'"),
+        ('[[dermatologist]]\nemail="a@b.test"\nmax_open=0\n', "max_open"),
+        ('[[dermatologist]]\nemial="a@b.test"\n', "unknown keys emial"),
+        ('timezone="Mars/Olympus"\n', "unknown timezone"),
+    ]:
+        path = tmp_path / "roster.toml"
+        path.write_text(text)
+        with pytest.raises(RosterError, match=words):
+            load_roster(path)
