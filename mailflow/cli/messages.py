@@ -72,6 +72,9 @@ def cmd_reprocess(app: App, args: argparse.Namespace) -> int:
             raise CliError(f"no message {args.id}")
         if row.status in (MessageStatus.RECEIVED, MessageStatus.PROCESSING):
             raise CliError(f"message {args.id} is {row.status}: it will be processed anyway")
+        if row.status in (MessageStatus.PROCESSED, MessageStatus.DUPLICATE):
+            raise CliError(f"message {args.id} was already {row.status} ({row.outcome}); "
+                           "processing it again would act on it twice")
         previous = row.status
         row.status = MessageStatus.RECEIVED
         row.attempts = 0

@@ -62,7 +62,12 @@ def analyze(
     try:
         message = parse_message(raw, mime_limits)
     except ParseRejected as exc:
-        return Analysis(message=None, rejected_code=exc.code, rejected_reason=exc.reason)
+        return Analysis(
+            message=None,
+            rejected_code=exc.code,
+            rejected_reason=exc.reason,
+            automatic=_automatic_from_headers(raw, envelope_from),
+        )
     automatic = automatic_reason(message, envelope_from)
     if automatic:  # never decode photos for a bounce or an out-of-office
         return Analysis(message=_without_payloads(message), automatic=automatic)
@@ -83,6 +88,19 @@ def analyze(
         photos=tuple(photos),
         refused=tuple(refused),
     )
+
+
+def _automatic_from_headers(raw: bytes, envelope_from: str) -> str:
+    """Is an unreadable message automatic? Its header block alone says, so a bounce that
+    breaks the MIME limits is still never answered."""
+    end = raw.find(b"\r\n\r\n")
+    end = raw.find(b"\n\n") if end < 0 else end
+    head = raw if end < 0 else raw[:end]
+    try:
+        headers_only = parse_message(head + b"\r\n\r\n", MimeLimits())
+    except ParseRejected:
+        return "its headers cannot be read" if not envelope_from.strip("<> ") else ""
+    return automatic_reason(headers_only, envelope_from)
 
 
 def _without_payloads(message: ParsedMessage) -> ParsedMessage:

@@ -24,19 +24,40 @@ class Verdict:
 _RESULT = re.compile(r"\b(dkim|dmarc)=pass\b[^;]*?\bheader\.(?:d|from)=([^\s;]+)", re.IGNORECASE)
 
 
+def _from_count(message: ParsedMessage) -> int:
+    values = [v for name, v in message.headers if name.lower() == "from"]
+    return sum(max(1, v.count("@")) for v in values)
+
+
+def _relay_results(message: ParsedMessage) -> list[str]:
+    """Authentication-Results our relay added: only those above the first Received header.
+
+    Headers further down were there before the message reached the relay, so a sender could
+    have written them; only the top of the header block is the relay's own word.
+    """
+    results = []
+    for name, value in message.headers:
+        lowered = name.lower()
+        if lowered == "received":
+            break
+        if lowered == "authentication-results":
+            results.append(value)
+    return results
+
+
 def verify(inbound: InboundMessage, message: ParsedMessage, trust: TrustConfig) -> Verdict:
     sender = message.from_addr
     if not sender:
         return Verdict(False, "the message has no readable From: address")
+    if _from_count(message) > 1:
+        return Verdict(False, "the message names more than one sender in From:")
     if inbound.auth_user:
         if inbound.auth_user.lower() == sender:
             return Verdict(True, f"SMTP AUTH as {inbound.auth_user}")
         return Verdict(False, f"signed in as {inbound.auth_user} but From: is another address")
     if inbound.peer in trust.trusted_relays and trust.authserv_id:
         domain = sender.rpartition("@")[2]
-        for name, value in message.headers:
-            if name.lower() != "authentication-results":
-                continue
+        for value in _relay_results(message):
             authserv, _, results = value.partition(";")
             if authserv.strip().split()[0:1] != [trust.authserv_id]:
                 continue

@@ -63,6 +63,20 @@ def unverified(m: Inbound) -> str | None:
     return None if m.verdict.verified else f"the sender could not be verified: {m.verdict.how}"
 
 
+def ambiguous_recipients(m: Inbound) -> str | None:
+    """A reply-all that adds cases@ to an old thread, or two case addresses: which case is it
+    for? Guessing could put one patient's history on another's case."""
+    mail = m.app.config.mail
+    replies = [r for r in m.row.rcpt_to
+               if replyaddr.is_reply_address(r, mail.reply_local, mail.domain)]
+    if len({r.lower() for r in replies}) > 1:
+        return "the message was sent to the reply addresses of more than one case"
+    if replies and _to_local(m, mail.cases_local):
+        return ("the message was sent both to a case's reply address and to "
+                f"{m.app.config.address(mail.cases_local)}: a new case or a reply?")
+    return None
+
+
 def to_reply_address(m: Inbound) -> str | None:
     mail = m.app.config.mail
     for rcpt in m.row.rcpt_to:
@@ -180,8 +194,9 @@ def case_reply(m: Inbound, address: str) -> Outcome:
         bound = replyaddr.parse(app.keys.reply_key, address, mail.reply_local, mail.domain)
     except replyaddr.ReplyAddressError as exc:
         return Outcome.hold("case-reply", "forged-address", f"{exc}; held as a possible forgery")
+    # locked: another worker may be moving the same case (PostgreSQL reads do not wait)
     case = session.execute(
-        select(Case).where(Case.number == bound.case_number)
+        select(Case).where(Case.number == bound.case_number).with_for_update()
     ).scalar_one_or_none()
     if case is None:
         return Outcome.hold(
@@ -225,8 +240,9 @@ def _signals_disagree(m: Inbound, case: Case) -> str:
 
 
 CHAIN: tuple[Link, ...] = (
-    Link("unreadable", unreadable, answer_unreadable),
     Link("automatic", automatic, hold("automatic")),
+    Link("unreadable", unreadable, answer_unreadable),
+    Link("ambiguous", ambiguous_recipients, hold("ambiguous-recipients")),
     Link("unregistered", unregistered, hold("unregistered")),
     Link("not-approved", not_approved, hold("not-approved")),
     Link("unverified", unverified, hold("unverified")),

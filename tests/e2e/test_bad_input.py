@@ -345,3 +345,75 @@ def test_a_sender_over_the_rate_limit_is_told_to_retry_later(
     finally:
         running.stop()
         app.close()
+
+
+def test_trusted_relay_results_count_only_from_the_top_of_the_header(
+    tmp_path: Path, db_url: str, sink: RelaySink, process_pool
+) -> None:
+    from mailflow.app import initialise
+
+    config = make_config(tmp_path, db_url, smtp={"require_auth": False},
+                         trust={"trusted_relays": ["127.0.0.1"], "authserv_id": "mx.derm.test"},
+                         outbound={"relay_host": "127.0.0.1", "relay_port": sink.port})
+    initialise(config)
+    app = App.open(config)
+    with transaction(app.sessions) as s:
+        accounts.add(s, email="doc@hospital.org", name="Dr Hospital", role="provider",
+                     approved=True)
+    running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
+    relay_says = "Authentication-Results: mx.derm.test; dkim={dkim} header.d=hospital.org\r\n"
+    received = "Received: from mail.hospital.org by mx.derm.test; Mon, 2 Nov 2026 10:00 -0500\r\n"
+    try:
+        forged = (relay_says.format(dkim="none") + received
+                  + relay_says.format(dkim="pass")  # planted by the sender, below Received
+                  ).encode() + case_email("doc@hospital.org", CASES, FULL_FORM,
+                                          three_photos()).as_bytes()
+        genuine = (relay_says.format(dkim="pass") + received).encode() + case_email(
+            "doc@hospital.org", CASES, FULL_FORM.replace("3 months", "4 months"),
+            three_photos()).as_bytes()
+        rows = []
+        for raw in (forged, genuine):
+            code, text = submit(running.port, None, None, raw, "doc@hospital.org", [CASES])
+            rows.append(wait_final(app, accepted_id(text)))
+        assert rows[0].status == MessageStatus.QUARANTINED and rows[0].reason_code == "unverified"
+        assert rows[1].status == MessageStatus.PROCESSED and rows[1].route == "new-case"
+        assert case_count(app) == 1
+    finally:
+        running.stop()
+        app.close()
+
+
+def test_reply_all_to_an_old_case_plus_cases_is_held_not_guessed(
+    service: RunningService, app: App, sink: RelaySink, provider: str
+) -> None:
+    send(service, provider, case_email(provider, CASES, FULL_FORM, three_photos()))
+    ack = sink.wait_for(provider)[0]
+    old_case = ack.message["Reply-To"].addresses[0].addr_spec
+    msg = case_email(provider, f"{old_case}, {CASES}",
+                     FULL_FORM.replace("Jane Testpatient", "John Otherpatient"), three_photos())
+    row = wait_final(app, send(service, provider, msg, rcpt=[old_case, CASES]))
+    assert row.status == MessageStatus.QUARANTINED
+    assert row.reason_code == "ambiguous-recipients" and CASES in row.outcome
+    assert case_count(app) == 1
+
+
+def test_an_unreadable_automatic_message_is_not_answered(
+    service: RunningService, app: App, sink: RelaySink, provider: str
+) -> None:
+    raw = (b"Auto-Submitted: auto-generated\r\n"
+           + raw_message(provider, CASES, nested(20), subject="Delivery report"))
+    row = wait_final(app, send(service, provider, raw, mail_from=provider, rcpt=[CASES]))
+    assert row.status == MessageStatus.QUARANTINED and row.reason_code == "automatic"
+    assert outbox(app) == []
+
+
+def test_a_processed_message_cannot_be_reprocessed_into_a_second_case(
+    service: RunningService, app: App, sink: RelaySink, provider: str
+) -> None:
+    from tests.support.cli import run_cli
+
+    row = wait_final(app, send(service, provider,
+                               case_email(provider, CASES, FULL_FORM, three_photos())))
+    result = run_cli(app.config, "messages", "reprocess", str(row.id), check=False)
+    assert result.returncode == 1 and "twice" in result.stderr
+    assert case_count(app) == 1
