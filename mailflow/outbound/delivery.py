@@ -9,11 +9,15 @@ A row is claimed (status `sending`, claimed_at) in its own transaction, sent, th
 from __future__ import annotations
 
 import logging
-import mailbox
+import os
 import smtplib
+import socket
 import ssl
+import time
+import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
@@ -39,6 +43,7 @@ class Claim:
     from_addr: str
     to_addr: str
     attempts: int
+    claimed_at: datetime
 
 
 def _claim(app: App, limit: int) -> list[Claim]:
@@ -64,15 +69,16 @@ def _claim(app: App, limit: int) -> list[Claim]:
             row.status = OutboxStatus.SENDING
             row.claimed_at = now
             row.attempts += 1
-            claims.append(Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts))
+            claims.append(
+                Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts, now)
+            )
         return claims
 
 
 def _send(app: App, claim: Claim, raw: bytes) -> None:
     cfg = app.config.outbound
     if not cfg.relay_host:
-        box = mailbox.Maildir(app.config.path(cfg.maildir_path), create=True)
-        box.add(raw)
+        _write_maildir(app.config.path(cfg.maildir_path), raw)
         return
     try:
         with smtplib.SMTP(
@@ -92,6 +98,8 @@ def _send(app: App, claim: Claim, raw: bytes) -> None:
         if 500 <= code < 600:
             raise PermanentFailure(f"{code} {text.decode(errors='replace')}") from exc
         raise
+    except (smtplib.SMTPAuthenticationError, smtplib.SMTPConnectError, smtplib.SMTPHeloError):
+        raise  # the relay or our credentials are at fault, not this message: retry
     except smtplib.SMTPResponseException as exc:
         if 500 <= exc.smtp_code < 600:
             detail = (
@@ -103,12 +111,30 @@ def _send(app: App, claim: Claim, raw: bytes) -> None:
         raise
 
 
+def _write_maildir(folder: Path, raw: bytes) -> None:
+    """Maildir delivery: tmp/, fsync, rename into new/ (what mailbox.Maildir.add skips)."""
+    for sub in ("tmp", "new", "cur"):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+    name = f"{time.time_ns()}.{uuid.uuid4().hex}.{socket.gethostname()}"
+    tmp = folder / "tmp" / name
+    with tmp.open("wb") as fh:
+        fh.write(raw)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, folder / "new" / name)
+    fd = os.open(folder / "new", os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def _finish(app: App, claim: Claim, error: str | None, permanent: bool) -> None:
     schedule = app.config.outbound.retry_schedule_seconds
     with transaction(app.sessions) as session:
         row = session.get(OutboundMessage, claim.id, with_for_update=True)
-        if row is None or row.status != OutboxStatus.SENDING:
-            return
+        if row is None or row.status != OutboxStatus.SENDING or row.claimed_at != claim.claimed_at:
+            return  # our claim lapsed and another deliverer took the row
         if error is None:
             row.status = OutboxStatus.SENT
             row.sent_at = utcnow()
@@ -138,9 +164,15 @@ def _audit(session: Session, row: OutboundMessage, action: str) -> None:
 
 
 def deliver_due(app: App, limit: int = 20) -> int:
-    """Deliver what is due now; returns how many were attempted."""
-    claims = _claim(app, limit)
-    for claim in claims:
+    """Deliver what is due now, one claim at a time (a claim never waits behind another's
+    slow send and lapses); returns how many were attempted."""
+    attempted = 0
+    while attempted < limit:
+        claims = _claim(app, 1)
+        if not claims:
+            break
+        claim = claims[0]
+        attempted += 1
         error: str | None = None
         permanent = False
         try:
@@ -150,7 +182,7 @@ def deliver_due(app: App, limit: int = 20) -> int:
         except Exception as exc:  # network, TLS, relay 4xx: retry later
             error = f"{type(exc).__name__}: {exc}"
         _finish(app, claim, error, permanent)
-    return len(claims)
+    return attempted
 
 
 def retry_now(session: Session, outbound_id: int, actor: str = "cli") -> OutboundMessage:
@@ -159,6 +191,8 @@ def retry_now(session: Session, outbound_id: int, actor: str = "cli") -> Outboun
         raise LookupError(f"no outbound message {outbound_id}")
     if row.status == OutboxStatus.SENT:
         raise ValueError(f"outbound message {outbound_id} was already delivered")
+    if row.status == OutboxStatus.SENDING:
+        raise ValueError(f"outbound message {outbound_id} is being delivered right now")
     row.status = OutboxStatus.QUEUED
     row.next_attempt_at = utcnow()
     row.attempts = 0

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time as wall
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -545,13 +544,3 @@ def test_concurrent_first_use_agrees() -> None:
         t.join()
     for k in range(4):
         assert results[k] == expected[k::4] + expected[:k:4]
-
-
-def test_deadlines_are_fast() -> None:
-    starts = [ny(2026, 1, 1) + timedelta(minutes=37 * i) for i in range(20_000)]
-    add(starts[0], 120)
-    began = wall.perf_counter()
-    for s in starts:
-        CAL.add_business_minutes(s, 120)
-    elapsed = wall.perf_counter() - began
-    assert elapsed < 1.0, f"{elapsed / len(starts) * 1e6:.1f} µs per deadline"
