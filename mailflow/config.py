@@ -90,6 +90,7 @@ class IntakeConfig(_Section):
     max_attachments: int = Field(40, gt=0)
     max_image_pixels: int = Field(60_000_000, gt=0)
     max_attempts: int = Field(5, gt=0)  # processing tries before quarantine
+    retry_backoff_seconds: tuple[int, ...] = (30, 120, 600, 1800)  # after each failed try
     lease_seconds: float = Field(300, gt=0)  # a claimed message is retried after this
     workers: int = Field(2, ge=1)  # processes that parse and decode photos
     poll_seconds: float = Field(2.0, gt=0)

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import multiprocessing
 import signal
 from collections.abc import Callable
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from mailflow.app import App
 from mailflow.intake.smtp import IntakeHandler, start_smtp
 from mailflow.outbound.delivery import deliver_due
+from mailflow.workflow.pool import AnalysisPool
 from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
@@ -26,23 +26,12 @@ log = logging.getLogger(__name__)
 PARTS = ("smtp", "worker", "outbox")
 
 
-def _warm() -> int:
-    import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
-
-    return 0
-
-
-def make_process_pool(workers: int) -> ProcessPoolExecutor:
-    # spawn, not fork: forking a process that holds threads and database handles is unsafe.
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-
-
 @dataclass
 class Service:
     app: App
     parts: tuple[str, ...] = PARTS
     smtp_port: int | None = None
-    pool: Executor | None = None  # a shared process pool (tests); else one is made and owned
+    pool: AnalysisPool | None = None  # a shared pool (tests); else one is made and owned
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     smtp_address: tuple[str, int] | None = None
@@ -56,13 +45,13 @@ class Service:
         outbox_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
         owned_pool = None
         if self.pool is None and "worker" in self.parts:
-            owned_pool = make_process_pool(self.app.config.intake.workers)
+            owned_pool = AnalysisPool(self.app.config.intake.workers)
         pool = self.pool or owned_pool
         tasks: list[asyncio.Task[None]] = []
         server = None
         try:
             if owned_pool is not None:
-                await loop.run_in_executor(owned_pool, _warm)
+                await loop.run_in_executor(None, owned_pool.warm)
             if "smtp" in self.parts:
                 handler = IntakeHandler(
                     self.app, spool_threads, lambda _id: loop.call_soon_threadsafe(wake_worker.set)
@@ -107,7 +96,7 @@ class Service:
             for executor in (spool_threads, worker_thread, outbox_thread):
                 executor.shutdown(wait=True)
             if owned_pool is not None:
-                owned_pool.shutdown(wait=True, cancel_futures=True)
+                owned_pool.shutdown()
 
     async def _loop(
         self,

@@ -10,7 +10,6 @@ import shutil
 import threading
 import uuid
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,9 @@ import pytest
 from mailflow.app import App, initialise
 from mailflow.config import Config, load_config
 from mailflow.db.session import transaction
-from mailflow.serve import Service, make_process_pool
+from mailflow.serve import Service
 from mailflow.workflow import accounts
+from mailflow.workflow.pool import AnalysisPool
 from tests.support.sink import RelaySink
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -145,16 +145,16 @@ def app(config: Config) -> Iterator[App]:
 
 
 @pytest.fixture(scope="session")
-def process_pool() -> Iterator[ProcessPoolExecutor]:
-    pool = make_process_pool(2)
+def process_pool() -> Iterator[AnalysisPool]:
+    pool = AnalysisPool(2)
     yield pool
-    pool.shutdown(cancel_futures=True)
+    pool.shutdown()
 
 
 class RunningService:
     """The real service on an ephemeral port, in a thread with its own event loop."""
 
-    def __init__(self, app: App, pool: ProcessPoolExecutor, parts: tuple[str, ...]) -> None:
+    def __init__(self, app: App, pool: AnalysisPool, parts: tuple[str, ...]) -> None:
         self.app = app
         self.service: Service | None = None
         self._pool = pool
@@ -197,7 +197,7 @@ class RunningService:
 
 
 @pytest.fixture
-def service(app: App, process_pool: ProcessPoolExecutor) -> Iterator[RunningService]:
+def service(app: App, process_pool: AnalysisPool) -> Iterator[RunningService]:
     running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
     yield running
     running.stop()

@@ -202,6 +202,7 @@ class InboundMessage(Base):
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.RECEIVED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None]
+    not_before: Mapped[datetime | None]  # after a failed attempt: back off until then
     processed_at: Mapped[datetime | None]
     route: Mapped[str] = mapped_column(String(30), default="")  # what the router decided
     outcome: Mapped[str] = mapped_column(Text, default="")  # people-readable, no PHI

@@ -8,9 +8,10 @@ claim whose lease ran out (the process died mid-work) is taken again, so nothing
 from __future__ import annotations
 
 import logging
-from concurrent.futures import Executor
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from sqlalchemy import or_, select
 from sqlalchemy.exc import IntegrityError
@@ -24,6 +25,7 @@ from mailflow.parse.analyze import Analysis, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.pool import AnalysisPool
 from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
 
@@ -55,7 +57,8 @@ def claim_next(app: App) -> Claim | None:
             select(InboundMessage)
             .where(
                 or_(
-                    InboundMessage.status == MessageStatus.RECEIVED,
+                    (InboundMessage.status == MessageStatus.RECEIVED)
+                    & or_(InboundMessage.not_before.is_(None), InboundMessage.not_before <= now),
                     (InboundMessage.status == MessageStatus.PROCESSING)
                     & (InboundMessage.claimed_at < now - lease),
                 )
@@ -98,8 +101,11 @@ def _give_up(app: App, claim: Claim, error: str) -> None:
                     f"processing failed {claim.attempts} times; last error: {error[:300]}",
                 ),
             )
-        else:
+        else:  # back off: a full disk or a busy database needs minutes, not milliseconds
+            backoff = app.config.intake.retry_backoff_seconds
+            delay = backoff[min(claim.attempts, len(backoff)) - 1] if backoff else 0
             row.status = MessageStatus.RECEIVED
+            row.not_before = utcnow() + timedelta(seconds=delay)
 
 
 def _finish(session: Session, row: InboundMessage, outcome: Outcome) -> None:
@@ -147,7 +153,7 @@ def apply(app: App, claim: Claim, analysis: Analysis) -> Outcome | None:
         return outcome
 
 
-def process(app: App, claim: Claim, pool: Executor | None = None) -> Outcome | None:
+def process(app: App, claim: Claim, pool: AnalysisPool | None = None) -> Outcome | None:
     if claim.attempts > app.config.intake.max_attempts:  # it keeps killing whoever works on it
         _give_up(app, claim, "the worker stopped while processing it, every time")
         return None
@@ -157,24 +163,35 @@ def process(app: App, claim: Claim, pool: Executor | None = None) -> Outcome | N
         if pool is None:
             analysis = analyze(raw, claim.mail_from, mime_limits, image_limits)
         else:
-            analysis = pool.submit(
-                analyze, raw, claim.mail_from, mime_limits, image_limits
-            ).result()
+            analysis = pool.analyze(raw, claim.mail_from, mime_limits, image_limits)
         del raw
         outcome = apply(app, claim, analysis)
-    except IntegrityError as exc:  # a concurrent worker processed the same message: retry
-        _give_up(app, claim, f"conflict: {exc.orig}")
+    except IntegrityError:  # a concurrent worker processed the same message: retry
+        _give_up(app, claim, "a concurrent change conflicted; retried")
         return None
     except Exception as exc:
-        log.exception("message %d failed (attempt %d)", claim.id, claim.attempts)
-        _give_up(app, claim, f"{type(exc).__name__}: {exc}")
+        # Exception text can quote message content: the log and the row get its kind and
+        # where it happened; the whole traceback only at DEBUG.
+        where = _where(exc)
+        log.error("message %d failed (attempt %d): %s", claim.id, claim.attempts, where)
+        log.debug("message %d traceback", claim.id, exc_info=True)
+        _give_up(app, claim, where)
         return None
     if outcome is not None:
         log.info("message %d: %s (%s)", claim.id, outcome.status, outcome.route)
     return outcome
 
 
-def drain(app: App, pool: Executor | None = None, limit: int | None = None) -> int:
+def _where(exc: BaseException) -> str:
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if "/mailflow/" in f.filename] or frames
+    if not ours:
+        return type(exc).__name__
+    last = ours[-1]
+    return f"{type(exc).__name__} in {Path(last.filename).name}:{last.lineno} ({last.name})"
+
+
+def drain(app: App, pool: AnalysisPool | None = None, limit: int | None = None) -> int:
     """Process every waiting message; returns how many were claimed."""
     done = 0
     while limit is None or done < limit:
@@ -192,6 +209,6 @@ def sweep(app: App) -> int:
         return assign_waiting(app, session) + close_idle(app, session)
 
 
-def step(app: App, pool: Executor | None = None, limit: int = 20) -> int:
+def step(app: App, pool: AnalysisPool | None = None, limit: int = 20) -> int:
     """One round of the worker: process waiting messages, then assign waiting cases."""
     return drain(app, pool, limit) + sweep(app)

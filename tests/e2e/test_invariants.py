@@ -200,3 +200,44 @@ def test_no_reply_to_lists_bounces_or_mailer_daemons(
     finally:
         running.stop()
         app.close()
+
+
+def test_a_transient_failure_backs_off_instead_of_burning_its_retries(
+    app: App, spooled_case: int
+) -> None:
+    from tests.support.db import message
+
+    blob = next(app.config.storage_dir.joinpath("blobs").rglob(message(app, spooled_case).blob_sha))
+    hidden = blob.with_suffix(".away")
+    blob.rename(hidden)  # the storage is briefly unavailable
+    assert drain(app) == 1
+    row = message(app, spooled_case)
+    assert row.status == MessageStatus.RECEIVED and row.attempts == 1
+    assert row.not_before is not None and row.not_before > utcnow()
+    assert "BlobError" in row.last_error and "Testpatient" not in row.last_error
+    assert drain(app) == 0  # not retried at once
+    hidden.rename(blob)  # storage is back
+    with time_machine.travel(utcnow() + timedelta(seconds=31)):
+        assert drain(app) == 1
+    assert message(app, spooled_case).status == MessageStatus.PROCESSED
+    assert case_count(app) == 1
+
+
+def test_a_dead_analysis_process_is_replaced_and_nothing_is_quarantined(
+    app: App, provider: str
+) -> None:
+    from mailflow.workflow.pool import AnalysisPool
+
+    pool = AnalysisPool(1)
+    try:
+        pool.warm()
+        for pid in pool.processes():
+            os.kill(pid, signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+        ids = [spool(app, Arrival("smtp", case_email(
+            provider, CASES, FULL_FORM.replace("3 months", f"{n} weeks"), three_photos()
+        ).as_bytes(), mail_from=provider, rcpt_to=(CASES,), auth_user=provider))
+            for n in (1, 2)]
+        assert drain(app, pool) == 2
+        assert [wait_final(app, i).status for i in ids] == [MessageStatus.PROCESSED] * 2
+    finally:
+        pool.shutdown()

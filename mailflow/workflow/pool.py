@@ -1,0 +1,66 @@
+"""The process pool that runs `parse.analyze`, and that survives losing a worker process.
+
+A child can die (an out-of-memory kill while decoding a photo, a signal); the standard pool
+then refuses every later task. This wrapper builds a new pool and tries the task once more, so
+one bad moment does not send every following message to quarantine.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import signal
+import threading
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from mailflow.parse.analyze import Analysis, analyze
+
+log = logging.getLogger(__name__)
+
+
+def _child_init() -> None:
+    # Ctrl-C and SIGTERM go to the whole process group; the parent shuts the pool down in
+    # order, so the children must not die first with work half done.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
+
+
+class AnalysisPool:
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._executor = self._new()
+
+    def _new(self) -> ProcessPoolExecutor:
+        # spawn, not fork: forking a process that holds threads and database handles is unsafe
+        return ProcessPoolExecutor(
+            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_child_init
+        )
+
+    def warm(self) -> None:
+        self._executor.submit(int).result()
+
+    def analyze(self, *args: Any) -> Analysis:
+        for attempt in (1, 2):
+            executor = self._executor
+            try:
+                return executor.submit(analyze, *args).result()
+            except BrokenProcessPool:
+                if attempt == 2:
+                    raise
+                log.error("an analysis process died; starting a new pool")
+                with self._lock:
+                    if self._executor is executor:
+                        executor.shutdown(wait=False, cancel_futures=True)
+                        self._executor = self._new()
+        raise AssertionError("unreachable")
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=True, cancel_futures=True)
+
+    def processes(self) -> list[int]:
+        """The children's pids (for tests that kill one)."""
+        return [p.pid for p in (self._executor._processes or {}).values()]  # type: ignore[union-attr]
