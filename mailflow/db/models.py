@@ -154,7 +154,9 @@ class Consult(Base):
     version: Mapped[int] = mapped_column(Integer)
     answer: Mapped[dict[str, Any]] = mapped_column(EncryptedJSON)  # the parsed answer fields
     in_person: Mapped[str] = mapped_column(String(30), default="")  # the next step, no PHI
-    pdf_sha: Mapped[str] = mapped_column(String(64), default="")
+    pdf_sha: Mapped[str] = mapped_column(String(64), default="")  # "": report not yet issued
+    report_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    report_error: Mapped[str] = mapped_column(Text, default="", server_default="")
     sla_met: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 

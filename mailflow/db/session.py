@@ -39,8 +39,14 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+WRITE = "mailflow_write"
+
+
 def _sqlite_begin_immediate(conn: Any) -> None:
-    conn.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the lock up front (BEGIN IMMEDIATE) so they queue on the busy timeout
+    # instead of failing on a lock upgrade; readers begin deferred and never block writers.
+    write = conn.get_execution_options().get(WRITE, False)
+    conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
@@ -49,8 +55,9 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
-    """One unit of work: commit on success, roll back on any exception."""
+    """One unit of work that writes: commit on success, roll back on any exception."""
     with factory() as session, session.begin():
+        session.connection(execution_options={WRITE: True})
         yield session
 
 

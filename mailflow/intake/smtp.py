@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import default as default_policy
 from email.utils import getaddresses
@@ -55,11 +57,51 @@ class Reply:
     ACCEPTED = "250 2.0.0 Accepted as message {ref}"
 
 
+@dataclass(frozen=True)
+class _PendingCheck:
+    mechanism: str
+    credentials: LoginPassword
+
+
 class MailflowSMTP(SMTP):
-    """aiosmtpd's SMTP, with enhanced status codes on the replies aiosmtpd words itself."""
+    """aiosmtpd's SMTP, with enhanced status codes on the replies aiosmtpd words itself, and
+    password checks (argon2, a database read) off the event loop."""
 
     # RFC 5321 says 1000, but real clients send longer lines; refusing them would lose mail.
     line_length_limit = 64 * 1024
+
+    def __init__(self, *args: Any, auth_executor: Executor | None = None, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._auth_executor = auth_executor
+        self._checker = kwargs.get("authenticator")
+
+    def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
+        # aiosmtpd calls this synchronously on the loop; hand the check back to the auth_*
+        # methods below, which await it on a thread.
+        return AuthResult(
+            success=False, handled=False, auth_data=_PendingCheck(mechanism, auth_data)
+        )
+
+    async def _finish_auth(self, result: AuthResult) -> AuthResult:
+        pending = result.auth_data
+        if not isinstance(pending, _PendingCheck) or self._checker is None:
+            return result
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(
+            self._auth_executor,
+            self._checker,
+            self,
+            self.session,
+            self.envelope,
+            pending.mechanism,
+            pending.credentials,
+        )
+
+    async def auth_PLAIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_PLAIN(_, args))
+
+    async def auth_LOGIN(self, _: Any, args: list[str]) -> AuthResult:
+        return await self._finish_auth(await super().auth_LOGIN(_, args))
 
     async def push(self, status: AnyStr) -> None:
         if isinstance(status, str):  # AUTH challenges are bytes, and pass through untouched
@@ -89,10 +131,35 @@ class SenderRate:
 
 
 class Authenticator:
-    """AUTH PLAIN/LOGIN against approved accounts; the login is the account's email address."""
+    """AUTH PLAIN/LOGIN against approved accounts; the login is the account's email address.
+
+    After `MAX_FAILURES` failures in `FAILURE_WINDOW` seconds for a login or from a peer, every
+    attempt fails without a check: guessing costs the guesser, not our CPU.
+    """
+
+    MAX_FAILURES = 5
+    FAILURE_WINDOW = 600.0
 
     def __init__(self, app: App) -> None:
         self.app = app
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self._lock = threading.Lock()
+
+    def _blocked(self, *keys: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            for key in keys:
+                window = self._failures[key]
+                while window and now - window[0] > self.FAILURE_WINDOW:
+                    window.popleft()
+                if len(window) >= self.MAX_FAILURES:
+                    return True
+        return False
+
+    def _failed(self, *keys: str) -> None:
+        with self._lock:
+            for key in keys:
+                self._failures[key].append(time.monotonic())
 
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -101,6 +168,10 @@ class Authenticator:
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace").strip().lower()
         password = auth_data.password.decode("utf-8", "replace")
+        peer = f"peer:{session.peer[0] if session.peer else '?'}"
+        if self._blocked(login, peer):
+            log.warning("smtp auth refused without a check: too many failures (%s)", peer)
+            return AuthResult(success=False, handled=False)
         with self.app.sessions() as db:
             account = accounts.find(db, login)
             ok = (
@@ -109,6 +180,7 @@ class Authenticator:
                 and accounts.check_password(account, password)
             )
         if not ok:
+            self._failed(login, peer)
             log.info("smtp auth failed for a login from %s", session.peer)
             return AuthResult(success=False, handled=False)
         return AuthResult(success=True, auth_data=login)
@@ -220,7 +292,9 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             auth_required=cfg.require_auth,
             auth_require_tls=True,
             authenticator=authenticator,
+            auth_executor=handler.executor,
             timeout=cfg.timeout_seconds,
+            command_call_limit={"AUTH": 3, "*": 100_000},
         )
 
     return factory

@@ -80,9 +80,13 @@ def assign_waiting(app: App, session: Session) -> int:
     ).scalars().all()
     done = 0
     for case in waiting:
-        if try_assign(app, session, case) is None:
-            continue
-        done += 1
+        try:
+            with session.begin_nested():  # one broken case must not hold up the others
+                if try_assign(app, session, case) is not None:
+                    done += 1
+        except Exception as exc:
+            log.error("case %s could not be assigned (%s); it waits for an admin",
+                      case.number, type(exc).__name__)
     return done
 
 

@@ -6,6 +6,7 @@ comment thread as an appendix once there is one. Nothing earlier is overwritten.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -14,10 +15,14 @@ from sqlalchemy.orm import Session
 from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
+from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
 from mailflow.workflow.fields import field_label
+from mailflow.workflow.notify import send
+
+log = logging.getLogger(__name__)
 
 NEXT_STEP = {
     "not needed": "Manage in primary care",
@@ -116,10 +121,62 @@ def _as_lines(answer: dict[str, str]) -> str:
     return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {v}" for k, v in answer.items() if v)
 
 
-def issue_report(app: App, session: Session, case: Case, actor: str = "system") -> IssuedReport:
-    report = build(app, session, case)
-    password = case.provider.pdf_password or None
-    data = render_consult_pdf(report, app.config.templates_dir, password=password)
-    audit.record(session, "report.issued", actor=actor, case_id=case.id, entity="case",
-                 entity_id=case.number, detail={"protected": bool(password)})
-    return IssuedReport(data, bool(password))
+def deliver_pending_reports(app: App, limit: int = 5) -> int:
+    """Render each consult whose report is not issued yet, then store it and email it.
+
+    Rendering (wkhtmltopdf, up to its timeout) happens with no write transaction open, so it
+    never holds the lock that the SMTP door needs to accept mail.
+    """
+    with app.sessions() as session:
+        pending = session.execute(
+            select(Consult.id)
+            .where(Consult.pdf_sha == "", Consult.report_attempts < app.config.intake.max_attempts)
+            .order_by(Consult.id)
+            .limit(limit)
+        ).scalars().all()
+    for consult_id in pending:
+        _deliver_one(app, consult_id)
+    return len(pending)
+
+
+def _deliver_one(app: App, consult_id: int) -> None:
+    try:
+        with app.sessions() as session:  # a read: builds the report's values
+            consult = session.get(Consult, consult_id)
+            assert consult is not None
+            case = session.get(Case, consult.case_id)
+            assert case is not None
+            report = build(app, session, case)
+            password = case.provider.pdf_password or None
+        data = render_consult_pdf(report, app.config.templates_dir, password=password)
+    except Exception as exc:
+        with transaction(app.sessions) as session:
+            row = session.get(Consult, consult_id)
+            if row is not None:
+                row.report_attempts += 1
+                row.report_error = type(exc).__name__  # its text may quote the report
+        log.error("consult %d: the report could not be rendered (%s)", consult_id,
+                  type(exc).__name__)
+        return
+    with transaction(app.sessions) as session:
+        consult = session.get(Consult, consult_id, with_for_update=True)
+        if consult is None or consult.pdf_sha:
+            return  # another worker issued it meanwhile
+        case = session.get(Case, consult.case_id)
+        derm = session.get(Account, consult.dermatologist_id)
+        assert case is not None and derm is not None
+        consult.pdf_sha = app.blobs.put(data)
+        consult.report_error = ""
+        audit.record(session, "report.issued", case_id=case.id, entity="case",
+                     entity_id=case.number,
+                     detail={"version": consult.version, "protected": bool(password)})
+        issued = IssuedReport(data, bool(password))
+        send(app, session, case, case.provider, "consult", "consult_ready", {
+            "derm": derm,
+            "diagnosis": consult.answer.get("diagnosis", ""),
+            "next_step": NEXT_STEP.get(consult.in_person, consult.in_person),
+            "sla_met": consult.sla_met,
+            "addendum": consult.version > 1,
+            "pdf_password_hint": issued.protected,
+        }, [issued.attachment(case)], cause=consult.inbound_message_id)
+        log.info("consult report for %s issued (version %d)", case.number, consult.version)

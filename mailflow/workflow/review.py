@@ -16,7 +16,6 @@ from mailflow.db.models import Account, Case, CaseState, Consult, Role, utcnow
 from mailflow.parse.answer import Answer, parse_answer
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
-from mailflow.workflow.consult_report import NEXT_STEP, issue_report
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.intake_cases import store_photos
 from mailflow.workflow.notify import photo_attachments, send
@@ -166,18 +165,11 @@ def consult(m: Inbound, case: Case, derm: Account, answer: Answer) -> Outcome:
     else:
         audit.record(session, "case.addendum", actor=derm.email, case_id=case.id,
                      entity="case", entity_id=case.number, detail={"version": version})
-    pdf = issue_report(m.app, session, case)
-    record.pdf_sha = m.app.blobs.put(pdf.data)
-    send(m.app, session, case, case.provider, "consult", "consult_ready", {
-        "derm": derm,
-        "diagnosis": answer.diagnosis,
-        "next_step": NEXT_STEP.get(answer.in_person, answer.in_person),
-        "sla_met": record.sla_met,
-        "addendum": version > 1,
-        "pdf_password_hint": pdf.protected,
-    }, [pdf.attachment(case)], cause=m.row.id)
+    # The PDF is rendered and sent by the report step, outside this transaction: the empty
+    # pdf_sha committed with the consult is the promise that it will be.
     what = "consult" if version == 1 else f"addendum {version - 1}"
-    return Outcome.done("consult", f"{what} for {case.number} sent to the provider", case.id)
+    return Outcome.done("consult", f"{what} for {case.number} recorded; report to follow",
+                        case.id)
 
 
 def _answer_fields(answer: Answer) -> dict[str, str]:
@@ -198,11 +190,17 @@ def close_idle(app: App, session: Session, now: datetime | None = None) -> int:
     ).scalars().all()
     days = app.config.workflow.idle_close_days
     why = f"after {days:g} days without a message"
+    closed = 0
     for case in idle:
-        cases.close(session, case, "system", why)
-        for person in filter(None, (case.provider, _last_reviewer_of(session, case))):
-            send(app, session, case, person, "case_closed", "case_closed", {"why": why})
-    return len(idle)
+        try:
+            with session.begin_nested():  # one broken case must not hold up the others
+                cases.close(session, case, "system", why)
+                for person in filter(None, (case.provider, _last_reviewer_of(session, case))):
+                    send(app, session, case, person, "case_closed", "case_closed", {"why": why})
+                closed += 1
+        except Exception as exc:
+            log.error("case %s could not be closed (%s)", case.number, type(exc).__name__)
+    return closed
 
 
 def _last_reviewer_of(session: Session, case: Case) -> Account | None:

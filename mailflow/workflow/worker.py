@@ -24,6 +24,7 @@ from mailflow.db.session import transaction
 from mailflow.parse.analyze import Analysis, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.workflow.assign import assign_waiting
+from mailflow.workflow.consult_report import deliver_pending_reports
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.pool import AnalysisPool
 from mailflow.workflow.review import close_idle
@@ -210,5 +211,6 @@ def sweep(app: App) -> int:
 
 
 def step(app: App, pool: AnalysisPool | None = None, limit: int = 20) -> int:
-    """One round of the worker: process waiting messages, then assign waiting cases."""
-    return drain(app, pool, limit) + sweep(app)
+    """One round of the worker: process waiting messages, issue pending consult reports,
+    then assign waiting cases and close idle ones."""
+    return drain(app, pool, limit) + deliver_pending_reports(app) + sweep(app)

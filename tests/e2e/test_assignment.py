@@ -19,6 +19,7 @@ from mailflow.workflow.roster import RosterError, load_roster
 from mailflow.workflow.worker import drain, sweep
 from tests.conftest import PASSWORD, make_config, write_schedules
 from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.images import skin_photo
 from tests.support.mail import FULL_FORM, case_email
 
 ET = ZoneInfo("America/New_York")
@@ -58,9 +59,9 @@ def roster_app(tmp_path: Path, db_url: str) -> App:
     app.close()
 
 
-def new_case(app: App, provider: str, n: int) -> None:
+def new_case(app: App, provider: str, n: int, photos: list | None = None) -> None:
     raw = case_email(provider, CASES, FULL_FORM.replace("3 months", f"{n} months"),
-                     three_photos()).as_bytes()
+                     photos or three_photos()).as_bytes()
     spool(app, Arrival("smtp", raw, mail_from=provider, rcpt_to=(CASES,), auth_user=provider))
     drain(app)
 
@@ -114,3 +115,22 @@ def test_a_bad_roster_stops_start_up_naming_the_entry(tmp_path: Path) -> None:
         path.write_text(text)
         with pytest.raises(RosterError, match=words):
             load_roster(path)
+
+
+def test_one_broken_case_does_not_hold_up_the_sweep(roster_app: App) -> None:
+    from mailflow.db.models import CaseImage
+
+    with time_machine.travel(datetime(2026, 11, 28, 10, 0, tzinfo=ET), tick=False):
+        new_case(roster_app, "doc.nj@clinic.test", 1,
+                 [(f"p{i}.jpg", skin_photo(seed=40 + i)) for i in range(3)])
+        new_case(roster_app, "doc.nj@clinic.test", 2)
+    with roster_app.sessions() as session:
+        first_image = session.execute(
+            select(CaseImage).where(CaseImage.case_id == 1).order_by(CaseImage.position)
+        ).scalars().first()
+        assert first_image is not None
+    next(roster_app.config.storage_dir.joinpath("blobs").rglob(first_image.review_sha)).unlink()
+    with time_machine.travel(datetime(2026, 11, 30, 9, 0, tzinfo=ET), tick=False):
+        assert sweep(roster_app) == 1  # the second case goes; the first waits for an admin
+    assert assignees(roster_app) == [("doc.nj@clinic.test", None),
+                                     ("doc.nj@clinic.test", "nj.derm@derm.localhost")]

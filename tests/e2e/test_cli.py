@@ -174,3 +174,19 @@ def test_auth_login_works_and_a_wrong_password_is_535(
         smtp.ehlo()
         code, _ = smtp.docmd("AUTH", "PLAIN")
         assert code == 538
+
+
+def test_password_guessing_is_locked_out(service: RunningService, provider: str) -> None:
+    from tests.support.mail import client_context
+
+    def login(password: str) -> int:
+        with smtplib.SMTP("127.0.0.1", service.port, timeout=30) as smtp:
+            smtp.starttls(context=client_context())
+            smtp.ehlo()
+            try:
+                return smtp.login(provider, password)[0]
+            except smtplib.SMTPAuthenticationError as exc:
+                return exc.smtp_code
+
+    assert [login(f"guess number {i}") for i in range(5)] == [535] * 5
+    assert login(PASSWORD) == 535  # even the right password, for the next ten minutes

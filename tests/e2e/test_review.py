@@ -368,3 +368,56 @@ def test_html_typed_into_the_form_is_shown_as_text_in_the_report(
     assert "JSRAN" not in report and "root:x:0:0" not in report
     if hostname and hostname not in ("localhost",):
         assert hostname not in report
+
+
+def test_a_failed_render_is_recorded_and_retried_until_the_report_goes_out(
+    tmp_path: Path, db_url: str, sink: RelaySink, process_pool
+) -> None:
+    import shutil
+
+    from sqlalchemy import select
+
+    from mailflow.app import initialise
+    from mailflow.db.models import Consult
+    from mailflow.db.session import transaction
+    from mailflow.workflow import accounts
+    from mailflow.workflow.consult_report import deliver_pending_reports
+    from tests.conftest import DERMS, ROOT, make_config
+
+    templates = tmp_path / "templates"
+    shutil.copytree(ROOT / "templates", templates)
+    config = make_config(tmp_path, db_url, templates={"path": str(templates)},
+                         outbound={"relay_host": "127.0.0.1", "relay_port": sink.port})
+    initialise(config)
+    app = App.open(config)
+    with transaction(app.sessions) as s:
+        accounts.add(s, email="doc@clinic.test", name="Dr Doc", role="provider",
+                     password=PASSWORD, approved=True)
+        accounts.add(s, email=DERMS[0], name="Dr Derm One", role="dermatologist",
+                     password=PASSWORD, approved=True)
+    running = RunningService(app, process_pool, ("smtp", "outbox")).start()  # no worker loop
+    try:
+        from mailflow.workflow.worker import drain
+
+        send(running, "doc@clinic.test", case_email("doc@clinic.test", CASES, FULL_FORM,
+                                                     three_photos()))
+        drain(app, process_pool)
+        notification = sink.wait_for(DERMS[0])[0]
+        (templates / "pdf" / "consult.html.j2").rename(templates / "pdf" / "moved-away")
+        msg, address = reply_to(notification, DERMS[0], ANSWER)
+        send(running, DERMS[0], msg, address)
+        drain(app, process_pool)
+        assert deliver_pending_reports(app) == 1
+        with app.sessions() as session:
+            consult = session.execute(select(Consult)).scalar_one()
+            assert consult.pdf_sha == "" and consult.report_attempts == 1
+            assert consult.report_error
+        (templates / "pdf" / "moved-away").rename(templates / "pdf" / "consult.html.j2")
+        assert deliver_pending_reports(app) == 1
+        report = [m for m in sink.wait_for("doc@clinic.test", count=2)
+                  if "consult report" in str(m.message["Subject"])][0]
+        assert "Nummular eczema" in pdf_text(pdf_of(report))
+        assert deliver_pending_reports(app) == 0
+    finally:
+        running.stop()
+        app.close()
