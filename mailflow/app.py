@@ -37,7 +37,7 @@ class App:
         return cls(
             config=config,
             keys=keys,
-            blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key),
+            blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key, keys.blob_name_key),
             engine=engine,
             sessions=make_sessionmaker(engine),
             roster=load_roster(config.schedules_dir / "roster.toml"),

@@ -1,13 +1,15 @@
 """Encrypted, content-addressed blob store: raw messages, photos, PDFs.
 
-A blob is named by the SHA-256 of its plaintext and written as nonce||AES-GCM ciphertext to a
-temporary file, fsynced, renamed into place, and the folder fsynced: once `put` returns, the
-bytes survive a crash. The name is bound into the ciphertext, so a swapped file fails to open.
+A blob is named by a keyed SHA-256 (HMAC) of its plaintext, so the same bytes are stored once
+but nobody with only the disk can confirm that a known photo is there. It is written as
+nonce||AES-GCM ciphertext to a temporary file, fsynced, renamed into place, and the folder
+fsynced: once `put` returns, the bytes survive a crash. The name is bound into the ciphertext, so a swapped file fails to open.
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import os
 import tempfile
 from pathlib import Path
@@ -22,9 +24,10 @@ class BlobError(Exception):
 
 
 class BlobStore:
-    def __init__(self, root: Path, key: bytes) -> None:
+    def __init__(self, root: Path, key: bytes, name_key: bytes) -> None:
         self.root = root
         self._key = key
+        self._name_key = name_key
 
     def _path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -32,7 +35,7 @@ class BlobStore:
         return self.root / digest[:2] / digest[2:4] / digest
 
     def put(self, data: bytes) -> str:
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hmac.new(self._name_key, data, hashlib.sha256).hexdigest()
         path = self._path(digest)
         if path.exists():
             return digest

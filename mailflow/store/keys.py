@@ -54,6 +54,7 @@ def _derive(master: bytes, purpose: str) -> bytes:
 @dataclass(frozen=True)
 class Keyring:
     blob_key: bytes
+    blob_name_key: bytes
     column_key: bytes
     lookup_key: bytes
     reply_key: bytes
@@ -62,6 +63,7 @@ class Keyring:
     def from_master(cls, master: bytes) -> Keyring:
         return cls(
             blob_key=_derive(master, "mailflow blobs v1"),
+            blob_name_key=_derive(master, "mailflow blob names v1"),
             column_key=_derive(master, "mailflow columns v1"),
             lookup_key=_derive(master, "mailflow lookup v1"),
             reply_key=_derive(master, "mailflow reply addresses v1"),
