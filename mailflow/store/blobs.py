@@ -3,7 +3,8 @@
 A blob is named by a keyed SHA-256 (HMAC) of its plaintext, so the same bytes are stored once
 but nobody with only the disk can confirm that a known photo is there. It is written as
 nonce||AES-GCM ciphertext to a temporary file, fsynced, renamed into place, and the folder
-fsynced: once `put` returns, the bytes survive a crash. The name is bound into the ciphertext, so a swapped file fails to open.
+fsynced: once `put` returns, the bytes survive a crash. The name is bound into the ciphertext,
+so a swapped file fails to open.
 """
 
 from __future__ import annotations
