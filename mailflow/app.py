@@ -12,6 +12,9 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.config import Config
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_column_key
+from mailflow.sla.calendar import load_calendar
+from mailflow.sla.clock import SlaContext
+from mailflow.sla.policy import load_policies
 from mailflow.store.blobs import BlobStore
 from mailflow.store.keys import Keyring, create_master_key
 from mailflow.store.tls import create_self_signed
@@ -28,19 +31,27 @@ class App:
     engine: Engine
     sessions: sessionmaker[Session]
     roster: Roster
+    sla: SlaContext
 
     @classmethod
     def open(cls, config: Config) -> App:
         keys = Keyring.load(config.storage_dir)
         install_column_key(keys.column_key)
         engine = make_engine(config.database_url, echo=config.database.echo)
+        sla = SlaContext(
+            calendar=load_calendar(config.schedules_dir / "calendar.toml"),
+            policies=load_policies(config.schedules_dir / "sla.toml"),
+        )
+        sessions = make_sessionmaker(engine)
+        sessions.configure(info={"sla": sla})  # the clock follows every state change
         return cls(
             config=config,
             keys=keys,
             blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key, keys.blob_name_key),
             engine=engine,
-            sessions=make_sessionmaker(engine),
+            sessions=sessions,
             roster=load_roster(config.schedules_dir / "roster.toml"),
+            sla=sla,
         )
 
     def close(self) -> None:

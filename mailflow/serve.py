@@ -23,7 +23,7 @@ from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
-PARTS = ("smtp", "worker", "outbox")
+PARTS = ("smtp", "worker", "outbox", "scheduler")
 
 
 @dataclass
@@ -49,6 +49,7 @@ class Service:
         pool = self.pool or owned_pool
         tasks: list[asyncio.Task[None]] = []
         server = None
+        scheduler = None
         try:
             if owned_pool is not None:
                 await loop.run_in_executor(None, owned_pool.warm)
@@ -84,9 +85,16 @@ class Service:
                         )
                     )
                 )
+            if "scheduler" in self.parts:
+                from mailflow.sla.scheduler import SlaScheduler
+
+                scheduler = SlaScheduler(self.app)
+                await loop.run_in_executor(None, scheduler.start)
             self.ready.set()
             await self.stop_event.wait()
         finally:
+            if scheduler is not None:
+                await loop.run_in_executor(None, scheduler.stop)
             if server is not None:
                 server.close()
                 await server.wait_closed()

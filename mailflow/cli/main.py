@@ -9,10 +9,12 @@ from collections.abc import Sequence
 
 from mailflow import audit
 from mailflow.app import App, initialise
-from mailflow.cli import cases, messages, users
+from mailflow.cli import cases, messages, sla, users
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
+from mailflow.sla.calendar import CalendarError
+from mailflow.sla.policy import PolicyError
 from mailflow.store.keys import KeyError_
 from mailflow.workflow.accounts import AccountError
 from mailflow.workflow.roster import RosterError
@@ -26,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "init", help="create var/ (database, keys, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
     sub.add_parser("serve", help="every part in one process").set_defaults(
-        handler=cmd_serve, parts=("smtp", "worker", "outbox")
+        handler=cmd_serve, parts=("smtp", "worker", "outbox", "scheduler")
+    )
+    sub.add_parser("scheduler", help="the SLA timers only").set_defaults(
+        handler=cmd_serve, parts=("scheduler",)
     )
     sub.add_parser("smtpd", help="the SMTP door only").set_defaults(
         handler=cmd_serve, parts=("smtp",)
@@ -37,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.register(sub)
     cases.register(sub)
     messages.register(sub)
+    sla.register(sub)
     aud = sub.add_parser("audit", help="the audit log")
     acmds = aud.add_subparsers(dest="action", required=True)
     verify = acmds.add_parser("verify", help="check the hash chain")
@@ -125,7 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(app, args))
         finally:
             app.close()
-    except RosterError as exc:
+    except (RosterError, CalendarError, PolicyError) as exc:
         print(f"mailflow: {exc}", file=sys.stderr)
         return 2
     except (CliError, AccountError, KeyError_) as exc:

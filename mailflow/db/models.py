@@ -106,6 +106,17 @@ class Case(Base):
     reviewed_at: Mapped[datetime | None]
     closed_at: Mapped[datetime | None]
     last_activity_at: Mapped[datetime | None]  # last message either way: for the idle close
+    # The SLA clock (sla/clock.py keeps these; sla_events explains them)
+    sla_target_minutes: Mapped[int | None]
+    sla_started_at: Mapped[datetime | None]  # the business instant the clock started
+    sla_running_since: Mapped[datetime | None]  # start of the current run; None when paused
+    sla_consumed_minutes: Mapped[float] = mapped_column(default=0.0, server_default="0")
+    sla_deadline: Mapped[datetime | None] = mapped_column(index=True)
+    sla_next_due_at: Mapped[datetime | None] = mapped_column(index=True)  # next warning/breach
+    sla_next_kind: Mapped[str] = mapped_column(String(20), default="", server_default="")
+    sla_stopped_at: Mapped[datetime | None]
+    sla_met: Mapped[bool | None]
+    sla_calendar_version: Mapped[str] = mapped_column(String(20), default="", server_default="")
 
     provider: Mapped[Account] = relationship(foreign_keys=[provider_id])
     assignee: Mapped[Account | None] = relationship(foreign_keys=[assignee_id])
@@ -161,6 +172,28 @@ class Consult(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (UniqueConstraint("case_id", "version"),)
+
+
+class SlaEvent(Base):
+    """Each step of a case's SLA clock, so any deadline can be explained to the minute.
+
+    `once` is set for warnings and breaches: unique per case, so each fires exactly once even
+    with several schedulers and across restarts.
+    """
+
+    __tablename__ = "sla_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+    kind: Mapped[str] = mapped_column(String(20))  # start pause resume warning breach met ...
+    once: Mapped[str | None] = mapped_column(String(20))
+    consumed_minutes: Mapped[float] = mapped_column(default=0.0)
+    deadline: Mapped[datetime | None]
+    calendar_version: Mapped[str] = mapped_column(String(20), default="")
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+    __table_args__ = (UniqueConstraint("case_id", "once"),)
 
 
 class CaseNote(Base):

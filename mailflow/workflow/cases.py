@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.db.models import Account, Case, CaseNote, CaseState, Patient, utcnow
+from mailflow.sla import clock
 from mailflow.store.keys import Keyring
 from mailflow.workflow.numbers import next_case_number
 
@@ -47,6 +48,7 @@ def _move(
     if to == S.CLOSED:
         case.closed_at = now
     session.flush()
+    clock.on_transition(session, case, before, to, now)
     audit.record(
         session,
         f"case.{to}",

@@ -5,12 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mailflow.db.models import Case, CaseImage
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from mailflow.app import App
+from mailflow.db.models import Account, Case, CaseImage, utcnow
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import Photo
 from mailflow.parse.form import parse_case_form
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
+from mailflow.sla.words import deadline_in_words
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
@@ -111,6 +116,7 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         "complete": not missing,
         "completed_now": completed_now,
         "required_views": REQUIRED_VIEWS,
+        **expected_review(inbound.app, case),
     }
     queue(
         inbound.app,
@@ -127,6 +133,49 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         ),
         cause_message_id=inbound.row.id,
     )
+
+
+def expected_review(app: App, case: Case) -> dict[str, Any]:
+    """What the acknowledgement promises: the deadline in words, after hours or not, and the
+    red flags that suggest the case is urgent."""
+    history = "\n".join(str(v) for v in case.form.values())
+    out: dict[str, Any] = {
+        "due_words": "",
+        "after_hours": False,
+        "target_minutes": None,
+        "red_flags": app.sla.policies.red_flags_in(history) if case.urgency != "urgent" else [],
+    }
+    if case.sla_deadline is not None and case.sla_started_at is not None:
+        now = utcnow()
+        out["due_words"] = deadline_in_words(case.sla_deadline, now, app.sla.calendar.timezone)
+        out["after_hours"] = case.sla_started_at > now
+        out["target_minutes"] = case.sla_target_minutes
+    return out
+
+
+def page_on_call(app: App, session: Session, case: Case) -> None:
+    """An urgent case pages the on-call lead(s) at once, in hours or not."""
+    if not app.sla.policies.for_urgency(case.urgency).page_on_call:
+        return
+    emails = [e.email for e in app.roster.leads]
+    leads = (
+        session.execute(select(Account).where(Account.email.in_(emails))).scalars()
+        if emails
+        else []
+    )
+    for lead in leads:
+        queue(
+            app,
+            session,
+            Email(
+                kind="urgent_page",
+                template="urgent_page",
+                to=lead.email,
+                case=case,
+                recipient=lead,
+                context=expected_review(app, case),
+            ),
+        )
 
 
 def create_case(inbound: Inbound, _why: str) -> Outcome:
@@ -156,6 +205,7 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
     store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
     _ack(inbound, case, form, completed_now=False)
     if case.state == cases.S.SUBMITTED:
+        page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)
     log.info("case %s opened (%s)", case.number, case.state)
     return Outcome.done("new-case", f"new case {case.number} ({case.state})", case.id)
@@ -204,6 +254,7 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
     was_incomplete = bool(case.missing)
     cases.update_missing(inbound.session, case, missing, actor=provider.email)
     _ack(inbound, case, form, completed_now=was_incomplete and not missing)
-    if case.state == cases.S.SUBMITTED:
+    if case.state == cases.S.SUBMITTED and was_incomplete:
+        page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)
     return Outcome.done("case-reply", f"case {case.number} updated ({case.state})", case.id)

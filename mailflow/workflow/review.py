@@ -14,10 +14,12 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseState, Consult, Role, utcnow
 from mailflow.parse.answer import Answer, parse_answer
+from mailflow.parse.form import parse_case_form
+from mailflow.sla import clock
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.intake_cases import store_photos
+from mailflow.workflow.intake_cases import page_on_call, store_photos
 from mailflow.workflow.notify import photo_attachments, send
 
 log = logging.getLogger(__name__)
@@ -33,12 +35,18 @@ def handle_reply(m: Inbound, case: Case) -> Outcome:
         return provider_reply(m, case)
     if sender.role == Role.DERMATOLOGIST:
         if case.assignee_id != sender.id:
-            return Outcome.hold("case-reply", "not-assignee",
-                                f"an answer to {case.number} from {sender.email}, who is not "
-                                "the dermatologist assigned to it")
+            return Outcome.hold(
+                "case-reply",
+                "not-assignee",
+                f"an answer to {case.number} from {sender.email}, who is not "
+                "the dermatologist assigned to it",
+            )
         return derm_reply(m, case, sender)
-    return Outcome.hold("case-reply", "not-participant",
-                        f"a message to {case.number} from {sender.email}, not a participant")
+    return Outcome.hold(
+        "case-reply",
+        "not-participant",
+        f"a message to {case.number} from {sender.email}, not a participant",
+    )
 
 
 def _photos_for_forward(m: Inbound, case: Case) -> tuple[list, list]:
@@ -56,8 +64,16 @@ def _nothing_new(m: Inbound) -> bool:
 
 def _tell_sender(m: Inbound, case: Case, reason: str, route: str) -> Outcome:
     assert m.sender is not None
-    send(m.app, m.session, case, m.sender, "not_added", "not_your_case", {"reason": reason},
-         cause=m.row.id)
+    send(
+        m.app,
+        m.session,
+        case,
+        m.sender,
+        "not_added",
+        "not_your_case",
+        {"reason": reason},
+        cause=m.row.id,
+    )
     return Outcome.done(route, f"sender told: {reason}", case.id)
 
 
@@ -66,34 +82,79 @@ def provider_reply(m: Inbound, case: Case) -> Outcome:
     assert provider is not None
     session, body = m.session, m.analysis.body.strip()
     if _nothing_new(m):
-        return _tell_sender(m, case, "it had no new text or photos (only the quoted email).",
-                            "empty-reply")
+        return _tell_sender(
+            m, case, "it had no new text or photos (only the quoted email).", "empty-reply"
+        )
     cases.touch(case)
     derm = case.assignee or _last_reviewer(m, case)
+    if _asks_urgent(body) and case.urgency != "urgent" and case.state in (S.SUBMITTED, S.ASSIGNED):
+        clock.change_urgency(session, m.app.sla, case, "urgent", utcnow())
+        audit.record(
+            session,
+            "case.urgent",
+            actor=provider.email,
+            case_id=case.id,
+            entity="case",
+            entity_id=case.number,
+        )
+        page_on_call(m.app, session, case)
     if case.state == S.NEEDS_INFO:
         photos, files = _photos_for_forward(m, case)
         cases.info_received(session, case, provider, body, m.row.id)
         assert case.assignee is not None
-        send(m.app, session, case, case.assignee, "info_forward", "info_forward",
-             {"author": provider, "body": body, "photos": photos}, files, cause=m.row.id)
-        return Outcome.done("provider-info", f"{case.number}: question answered, review resumes",
-                            case.id)
+        send(
+            m.app,
+            session,
+            case,
+            case.assignee,
+            "info_forward",
+            "info_forward",
+            {"author": provider, "body": body, "photos": photos},
+            files,
+            cause=m.row.id,
+        )
+        return Outcome.done(
+            "provider-info", f"{case.number}: question answered, review resumes", case.id
+        )
     if _CLOSE_LINE.search(body) and case.state in (S.REVIEWED, S.FOLLOW_UP):
-        cases.add_note(session, case, author=provider, kind="close", body=body,
-                       inbound_message_id=m.row.id)
+        cases.add_note(
+            session, case, author=provider, kind="close", body=body, inbound_message_id=m.row.id
+        )
         cases.close(session, case, provider.email, "by the referring provider")
         if derm is not None:
-            send(m.app, session, case, derm, "case_closed", "case_closed",
-                 {"why": "by the referring provider"}, cause=m.row.id)
+            send(
+                m.app,
+                session,
+                case,
+                derm,
+                "case_closed",
+                "case_closed",
+                {"why": "by the referring provider"},
+                cause=m.row.id,
+            )
         return Outcome.done("close", f"{case.number} closed by the provider", case.id)
     photos, files = _photos_for_forward(m, case)
-    cases.add_note(session, case, author=provider, kind="comment", body=body,
-                   inbound_message_id=m.row.id)
+    cases.add_note(
+        session, case, author=provider, kind="comment", body=body, inbound_message_id=m.row.id
+    )
     cases.follow_up(session, case, provider.email)  # reviewed or closed: the talk goes on
     if derm is not None:
-        send(m.app, session, case, derm, "comment_forward", "comment_forward",
-             {"author": provider, "body": body, "photos": photos}, files, cause=m.row.id)
+        send(
+            m.app,
+            session,
+            case,
+            derm,
+            "comment_forward",
+            "comment_forward",
+            {"author": provider, "body": body, "photos": photos},
+            files,
+            cause=m.row.id,
+        )
     return Outcome.done("comment", f"comment from the provider on {case.number}", case.id)
+
+
+def _asks_urgent(body: str) -> bool:
+    return parse_case_form(body).fields.get("urgency", "").lower() == "urgent"
 
 
 def _last_reviewer(m: Inbound, case: Case) -> Account | None:
@@ -107,18 +168,34 @@ def derm_reply(m: Inbound, case: Case, derm: Account) -> Outcome:
     cases.touch(case)
     if answer.kind == "consult":
         if answer.missing:
-            send(m.app, m.session, case, derm, "answer_incomplete", "answer_incomplete",
-                 {"missing": list(answer.missing), "problems": list(answer.problems)},
-                 cause=m.row.id)
-            return Outcome.done("answer-incomplete",
-                                f"answer to {case.number} refused: "
-                                f"no {' or '.join(answer.missing)}",
-                                case.id)
+            send(
+                m.app,
+                m.session,
+                case,
+                derm,
+                "answer_incomplete",
+                "answer_incomplete",
+                {"missing": list(answer.missing), "problems": list(answer.problems)},
+                cause=m.row.id,
+            )
+            return Outcome.done(
+                "answer-incomplete",
+                f"answer to {case.number} refused: no {' or '.join(answer.missing)}",
+                case.id,
+            )
         return consult(m, case, derm, answer)
     if answer.kind == "more_info" and case.state == S.ASSIGNED:
         cases.request_info(m.session, case, derm, answer.question, m.row.id)
-        send(m.app, m.session, case, case.provider, "more_info", "more_info",
-             {"question": answer.question}, cause=m.row.id)
+        send(
+            m.app,
+            m.session,
+            case,
+            case.provider,
+            "more_info",
+            "more_info",
+            {"question": answer.question},
+            cause=m.row.id,
+        )
         return Outcome.done("more-info", f"{case.number}: question sent to the provider", case.id)
     if answer.kind == "decline" and case.state in (S.ASSIGNED, S.NEEDS_INFO):
         cases.decline(m.session, case, derm, answer.reason, m.row.id)
@@ -126,55 +203,111 @@ def derm_reply(m: Inbound, case: Case, derm: Account) -> Outcome:
         where = "reassigned" if colleague else "back in the pool"
         return Outcome.done("decline", f"{case.number} declined, {where}", case.id)
     if answer.kind == "close" and case.state in (S.REVIEWED, S.FOLLOW_UP):
-        cases.add_note(m.session, case, author=derm, kind="close", body=answer.text,
-                       inbound_message_id=m.row.id)
+        cases.add_note(
+            m.session,
+            case,
+            author=derm,
+            kind="close",
+            body=answer.text,
+            inbound_message_id=m.row.id,
+        )
         cases.close(m.session, case, derm.email, "by the dermatologist")
-        send(m.app, m.session, case, case.provider, "case_closed", "case_closed",
-             {"why": "by the dermatologist"}, cause=m.row.id)
+        send(
+            m.app,
+            m.session,
+            case,
+            case.provider,
+            "case_closed",
+            "case_closed",
+            {"why": "by the dermatologist"},
+            cause=m.row.id,
+        )
         return Outcome.done("close", f"{case.number} closed by the dermatologist", case.id)
     if answer.kind in ("more_info", "decline", "close"):
-        return _tell_sender(m, case, f"'{answer.kind.replace('_', ' ')}' is not possible while "
-                                     f"the case is {case.state.replace('_', ' ')}.", "refused")
+        return _tell_sender(
+            m,
+            case,
+            f"'{answer.kind.replace('_', ' ')}' is not possible while "
+            f"the case is {case.state.replace('_', ' ')}.",
+            "refused",
+        )
     photos, files = _photos_for_forward(m, case)
-    cases.add_note(m.session, case, author=derm, kind="comment", body=answer.text or
-                   m.analysis.body, inbound_message_id=m.row.id)
+    cases.add_note(
+        m.session,
+        case,
+        author=derm,
+        kind="comment",
+        body=answer.text or m.analysis.body,
+        inbound_message_id=m.row.id,
+    )
     cases.follow_up(m.session, case, derm.email)
-    send(m.app, m.session, case, case.provider, "comment_forward", "comment_forward",
-         {"author": derm, "body": answer.text or m.analysis.body.strip(), "photos": photos},
-         files, cause=m.row.id)
+    send(
+        m.app,
+        m.session,
+        case,
+        case.provider,
+        "comment_forward",
+        "comment_forward",
+        {"author": derm, "body": answer.text or m.analysis.body.strip(), "photos": photos},
+        files,
+        cause=m.row.id,
+    )
     return Outcome.done("comment", f"comment from the dermatologist on {case.number}", case.id)
 
 
 def consult(m: Inbound, case: Case, derm: Account, answer: Answer) -> Outcome:
     session = m.session
-    version = (session.execute(
-        select(func.max(Consult.version)).where(Consult.case_id == case.id)
-    ).scalar_one() or 0) + 1
+    version = (
+        session.execute(
+            select(func.max(Consult.version)).where(Consult.case_id == case.id)
+        ).scalar_one()
+        or 0
+    ) + 1
     if version == 1 and case.state not in (S.ASSIGNED, S.NEEDS_INFO):
-        return _tell_sender(m, case, f"the case is {case.state} and cannot be answered now.",
-                            "refused")
+        return _tell_sender(
+            m, case, f"the case is {case.state} and cannot be answered now.", "refused"
+        )
     record = Consult(
-        case_id=case.id, dermatologist_id=derm.id, inbound_message_id=m.row.id,
-        version=version, in_person=answer.in_person, answer=_answer_fields(answer),
+        case_id=case.id,
+        dermatologist_id=derm.id,
+        inbound_message_id=m.row.id,
+        version=version,
+        in_person=answer.in_person,
+        answer=_answer_fields(answer),
         sla_met=None,
     )
     session.add(record)
     session.flush()
     if version == 1:
         cases.reviewed(session, case, derm, version)
+        record.sla_met = case.sla_met
     else:
-        audit.record(session, "case.addendum", actor=derm.email, case_id=case.id,
-                     entity="case", entity_id=case.number, detail={"version": version})
+        audit.record(
+            session,
+            "case.addendum",
+            actor=derm.email,
+            case_id=case.id,
+            entity="case",
+            entity_id=case.number,
+            detail={"version": version},
+        )
     # The PDF is rendered and sent by the report step, outside this transaction: the empty
     # pdf_sha committed with the consult is the promise that it will be.
     what = "consult" if version == 1 else f"addendum {version - 1}"
-    return Outcome.done("consult", f"{what} for {case.number} recorded; report to follow",
-                        case.id)
+    return Outcome.done("consult", f"{what} for {case.number} recorded; report to follow", case.id)
 
 
 def _answer_fields(answer: Answer) -> dict[str, str]:
-    keys = ("diagnosis", "differential", "plan", "follow_up", "in_person", "biopsy", "icd10",
-            "image_quality")
+    keys = (
+        "diagnosis",
+        "differential",
+        "plan",
+        "follow_up",
+        "in_person",
+        "biopsy",
+        "icd10",
+        "image_quality",
+    )
     return {k: getattr(answer, k) for k in keys}
 
 
@@ -182,12 +315,18 @@ def close_idle(app: App, session: Session, now: datetime | None = None) -> int:
     """Close reviewed cases nobody has written about for `workflow.idle_close_days`."""
     now = now or utcnow()
     cutoff = now - timedelta(days=app.config.workflow.idle_close_days)
-    idle = session.execute(
-        select(Case)
-        .where(Case.state.in_((S.REVIEWED, S.FOLLOW_UP)),
-               func.coalesce(Case.last_activity_at, Case.reviewed_at) < cutoff)
-        .with_for_update(skip_locked=True)
-    ).scalars().all()
+    idle = (
+        session.execute(
+            select(Case)
+            .where(
+                Case.state.in_((S.REVIEWED, S.FOLLOW_UP)),
+                func.coalesce(Case.last_activity_at, Case.reviewed_at) < cutoff,
+            )
+            .with_for_update(skip_locked=True)
+        )
+        .scalars()
+        .all()
+    )
     days = app.config.workflow.idle_close_days
     why = f"after {days:g} days without a message"
     closed = 0
@@ -205,7 +344,9 @@ def close_idle(app: App, session: Session, now: datetime | None = None) -> int:
 
 def _last_reviewer_of(session: Session, case: Case) -> Account | None:
     derm_id = session.execute(
-        select(Consult.dermatologist_id).where(Consult.case_id == case.id)
-        .order_by(Consult.version.desc()).limit(1)
+        select(Consult.dermatologist_id)
+        .where(Consult.case_id == case.id)
+        .order_by(Consult.version.desc())
+        .limit(1)
     ).scalar_one_or_none()
     return session.get(Account, derm_id) if derm_id else None

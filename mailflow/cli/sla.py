@@ -1,0 +1,252 @@
+"""mailflow sla due|explain|report"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+from collections import defaultdict
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import select
+
+from mailflow import audit
+from mailflow.app import App
+from mailflow.cli.cases import CliError, find_case
+from mailflow.cli.output import emit_json
+from mailflow.db.models import Account, Case, Consult, SlaEvent, utcnow
+from mailflow.db.session import transaction
+from mailflow.sla.calendar import Segment
+from mailflow.sla.words import deadline_in_words
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    sla = sub.add_parser("sla", help="the two-business-hour promise")
+    cmds = sla.add_subparsers(dest="action", required=True)
+    due = cmds.add_parser("due", help="the deadline for a case completed at a given time")
+    due.add_argument(
+        "--at",
+        required=True,
+        metavar="ISO_TIME",
+        help="e.g. 2026-11-27T16:30-05:00 (a time without offset is US Eastern)",
+    )
+    due.add_argument("--urgency", choices=("routine", "urgent"), default="routine")
+    due.add_argument("--json", action="store_true")
+    due.set_defaults(handler=cmd_due)
+    explain = cmds.add_parser("explain", help="how a case's deadline was reached, to the minute")
+    explain.add_argument("case", metavar="CASE")
+    explain.add_argument("--json", action="store_true")
+    explain.set_defaults(handler=cmd_explain)
+    report = cmds.add_parser("report", help="met %%, turnaround, breaches")
+    report.add_argument("--from", dest="start", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    report.add_argument("--to", dest="end", type=date.fromisoformat, metavar="YYYY-MM-DD")
+    report.add_argument("--json", action="store_true")
+    report.set_defaults(handler=cmd_report)
+
+
+def _parse_at(text: str, app: App) -> datetime:
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise CliError(f"{text!r} is not an ISO 8601 time, e.g. 2026-11-27T16:30-05:00") from exc
+    return at if at.tzinfo else at.replace(tzinfo=app.sla.calendar.timezone)
+
+
+def cmd_due(app: App, args: argparse.Namespace) -> int:
+    at = _parse_at(args.at, app)
+    policy = app.sla.policies.for_urgency(args.urgency)
+    cal = app.sla.calendar
+    opening = cal.next_opening(at)
+    deadline = cal.add_business_minutes(opening, policy.target_minutes)
+    data = {
+        "completed_at": at.isoformat(),
+        "urgency": policy.name,
+        "target_minutes": policy.target_minutes,
+        "clock_starts": opening.isoformat(),
+        "deadline": deadline.isoformat(),
+        "calendar_version": cal.version,
+        "words": deadline_in_words(deadline, at, cal.timezone),
+        "outside_hours": opening != at,
+    }
+    if args.json:
+        emit_json(data)
+    else:
+        print(data["deadline"])
+        when = (
+            f"received after hours: clock starts {opening:%a %H:%M %Z}; " if opening != at else ""
+        )
+        print(f"{when}{policy.target_minutes} business minutes, {data['words']}")
+    return 0
+
+
+def _runs(events: list[SlaEvent], now: datetime) -> list[tuple[datetime, datetime]]:
+    """The intervals the clock ran: from each start/resume opening to the next pause/stop."""
+    runs, begin = [], None
+    for ev in events:
+        if ev.kind in ("start", "resume"):
+            begin = datetime.fromisoformat(ev.detail["opening"])
+        elif ev.kind in ("pause", "met", "missed", "stopped") and begin is not None:
+            runs.append((begin, ev.at))
+            begin = None
+    if begin is not None:
+        runs.append((begin, now))
+    return runs
+
+
+def cmd_explain(app: App, args: argparse.Namespace) -> int:
+    cal = app.sla.calendar
+    now = utcnow()
+    with transaction(app.sessions) as session:
+        case = find_case(session, args.case)
+        events = list(
+            session.execute(
+                select(SlaEvent).where(SlaEvent.case_id == case.id).order_by(SlaEvent.id)
+            ).scalars()
+        )
+        audit.record(
+            session,
+            "sla.explained",
+            actor="cli",
+            case_id=case.id,
+            entity="case",
+            entity_id=case.number,
+        )
+        if not events:
+            raise CliError(f"{case.number} has no SLA clock yet (it is {case.state})")
+        data: dict[str, Any] = {
+            "case": case.number,
+            "state": case.state,
+            "urgency": case.urgency,
+            "target_minutes": case.sla_target_minutes,
+            "deadline": case.sla_deadline,
+            "consumed_minutes": round(case.sla_consumed_minutes, 2),
+            "met": case.sla_met,
+            "calendar_version": case.sla_calendar_version,
+            "events": [
+                {
+                    "at": e.at,
+                    "kind": e.kind,
+                    "once": e.once,
+                    "consumed_minutes": e.consumed_minutes,
+                    "deadline": e.deadline,
+                    "detail": e.detail,
+                }
+                for e in events
+            ],
+        }
+    segments: list[Segment] = []
+    zone = cal.timezone
+    runs = _runs(events, now)
+    for i, (begin, end) in enumerate(runs):
+        if end > begin:
+            segments += cal.explain(begin, cal.business_minutes_between(begin, end))
+        if i + 1 < len(runs):  # the clock stood still until the next run
+            segments.append(Segment(end.astimezone(zone), runs[i + 1][0].astimezone(zone), 0,
+                                    "paused: waiting for the provider (not counted)"))
+    if data["deadline"] is not None and case.sla_running_since is not None:
+        remaining = max(
+            0.0,
+            (data["target_minutes"] or 0)
+            - data["consumed_minutes"]
+            - cal.business_minutes_between(case.sla_running_since, now),
+        )
+        segments += cal.explain(max(now, case.sla_running_since), remaining)
+    data["segments"] = [
+        {"start": s.start, "end": s.end, "minutes": s.minutes, "note": s.note} for s in segments
+    ]
+    if args.json:
+        emit_json(data)
+        return 0
+    zone = cal.timezone
+    print(
+        f"{data['case']}  {data['urgency']}, target {data['target_minutes']} business minutes"
+        f" (calendar {data['calendar_version']})"
+    )
+    for e in data["events"]:
+        local = e["at"].astimezone(zone)
+        extra = f"  ({e['detail'].get('reason') or ''})" if e["detail"].get("reason") else ""
+        print(
+            f"  {local:%a %Y-%m-%d %H:%M %Z}  {e['kind']:<9} used {e['consumed_minutes']:g} min"
+            f"{extra}"
+        )
+    print("  how the minutes count:")
+    for s in segments:
+        print(f"    {s.describe()}")
+    if data["deadline"]:
+        print(
+            f"  deadline: {data['deadline'].astimezone(zone):%a %Y-%m-%d %H:%M %Z}"
+            + ("" if data["met"] is None else (" - met" if data["met"] else " - MISSED"))
+        )
+    return 0
+
+
+def _percentile(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
+
+
+def cmd_report(app: App, args: argparse.Namespace) -> int:
+    with app.sessions() as session:
+        query = (
+            select(Case, Consult, Account.email)
+            .join(Consult, (Consult.case_id == Case.id) & (Consult.version == 1))
+            .join(Account, Account.id == Consult.dermatologist_id)
+        )
+        rows = session.execute(query).all()
+        breaches = set(
+            session.execute(select(SlaEvent.case_id).where(SlaEvent.kind == "breach")).scalars()
+        )
+    zone = app.sla.calendar.timezone
+    picked = []
+    for case, consult, derm in rows:
+        day = consult.created_at.astimezone(zone).date()
+        if (args.start and day < args.start) or (args.end and day > args.end):
+            continue
+        picked.append((case, consult, derm, day))
+
+    def summary(items: list) -> dict[str, Any]:  # type: ignore[type-arg]
+        measured = [c for c, _con, _d, _day in items if c.sla_met is not None]
+        minutes = [c.sla_consumed_minutes for c in measured]
+        met = sum(1 for c in measured if c.sla_met)
+        return {
+            "cases": len(items),
+            "measured": len(measured),
+            "met_percent": round(100 * met / len(measured), 1) if measured else None,
+            "p50_minutes": _percentile(minutes, 50),
+            "p90_minutes": _percentile(minutes, 90),
+            "breaches": sum(1 for c, *_ in items if c.id in breaches),
+        }
+
+    by_derm: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    by_week: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
+    for item in picked:
+        by_derm[item[2]].append(item)
+        monday = item[3] - timedelta(days=item[3].weekday())
+        by_week[monday.isoformat()].append(item)
+    data = {
+        "from": args.start.isoformat() if args.start else None,
+        "to": args.end.isoformat() if args.end else None,
+        "overall": summary(picked),
+        "by_dermatologist": {k: summary(v) for k, v in sorted(by_derm.items())},
+        "by_week": {k: summary(v) for k, v in sorted(by_week.items())},
+    }
+    if args.json:
+        emit_json(data)
+        return 0
+
+    def line(name: str, s: dict[str, Any]) -> str:
+        met = "-" if s["met_percent"] is None else f"{s['met_percent']:g}%"
+        p50 = "-" if s["p50_minutes"] is None else f"{s['p50_minutes']:.0f}"
+        p90 = "-" if s["p90_minutes"] is None else f"{s['p90_minutes']:.0f}"
+        return f"{name:<32} {s['cases']:>6} {met:>7} {p50:>8} {p90:>8} {s['breaches']:>9}"
+
+    print(f"{'':<32} {'CASES':>6} {'MET':>7} {'P50 MIN':>8} {'P90 MIN':>8} {'BREACHES':>9}")
+    print(line("all", data["overall"]))
+    for name, s in data["by_dermatologist"].items():
+        print(line(name, s))
+    for week, s in data["by_week"].items():
+        print(line(f"week of {week}", s))
+    return 0

@@ -1,0 +1,89 @@
+"""The SLA timers: APScheduler 3, its job store in our database.
+
+A sweep runs at start-up and every minute (it catches anything missed while nothing ran), and
+each case due within the next sweep interval gets a one-off job at its exact due time. Jobs
+only call the enforcer, which fires each warning and breach exactly once whatever runs it, so
+several schedulers on one database, or a restart between a due time and its job, are safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime, timedelta
+
+from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.db.models import Case, utcnow
+from mailflow.sla.enforcer import OPEN_STATES, fire_due, recompute_open
+
+log = logging.getLogger(__name__)
+
+SWEEP_SECONDS = 60
+_apps: dict[str, App] = {}  # jobs are stored by reference; they find their app here
+
+
+def sweep_job(app_key: str) -> None:
+    app = _apps.get(app_key)
+    if app is None:
+        return
+    fire_due(app)
+    _schedule_soon(app, app_key)
+
+
+def case_job(app_key: str, case_id: int) -> None:
+    app = _apps.get(app_key)
+    if app is not None:
+        fire_due(app, case_ids=[case_id])
+
+
+def _schedule_soon(app: App, app_key: str) -> None:
+    scheduler = _schedulers.get(app_key)
+    if scheduler is None:
+        return
+    now = utcnow()
+    horizon = now + timedelta(seconds=SWEEP_SECONDS * 1.5)
+    with app.sessions() as session:
+        soon = session.execute(
+            select(Case.id, Case.sla_next_due_at)
+            .where(Case.sla_next_due_at > now, Case.sla_next_due_at <= horizon,
+                   Case.state.in_(OPEN_STATES))
+        ).all()
+    for case_id, due in soon:
+        scheduler.add_job(
+            case_job, "date", run_date=due, args=[app_key, case_id], id=f"sla-case-{case_id}",
+            replace_existing=True, misfire_grace_time=3600,
+        )
+
+
+_schedulers: dict[str, BackgroundScheduler] = {}
+
+
+class SlaScheduler:
+    def __init__(self, app: App, key: str | None = None) -> None:
+        self.app = app
+        self.key = key or app.config.database_url
+        self.scheduler = BackgroundScheduler(
+            jobstores={"default": SQLAlchemyJobStore(
+                engine=app.engine, tablename="apscheduler_jobs")},
+            timezone="UTC",
+            job_defaults={"coalesce": True, "max_instances": 1},
+        )
+
+    def start(self) -> None:
+        recompute_open(self.app)  # the calendar may have changed while we were down
+        _apps[self.key] = self.app
+        _schedulers[self.key] = self.scheduler
+        self.scheduler.start()
+        self.scheduler.add_job(
+            sweep_job, "interval", seconds=SWEEP_SECONDS, args=[self.key], id="sla-sweep",
+            replace_existing=True, next_run_time=datetime.now().astimezone(),
+        )
+        log.info("SLA scheduler started")
+
+    def stop(self) -> None:
+        self.scheduler.shutdown(wait=True)
+        _apps.pop(self.key, None)
+        _schedulers.pop(self.key, None)
