@@ -82,7 +82,7 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
         received_at=case.created_at,
         answered_at=first.created_at,
         sla_met=first.sla_met,
-        sla_text="" if first.sla_met is None else "",
+        sla_text=_sla_text(case, first),
         question=case.form.get("question", ""),
         history=tuple((field_label(k), v) for k, v in case.form.items()
                       if v and k not in ("question", "patient_name", "date_of_birth", "sex",
@@ -110,6 +110,19 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
             for note, author in notes
         ) if latest.version > 1 or notes else (),
     )
+
+
+def _minutes(m: float) -> str:
+    hours, minutes = divmod(round(m), 60)
+    return f"{hours} h {minutes} min" if hours else f"{minutes} min"
+
+
+def _sla_text(case: Case, first: Consult) -> str:
+    if first.sla_met is None or case.sla_target_minutes is None:
+        return "Review time not measured"
+    verb = "Reviewed within" if first.sla_met else "Reviewed after"
+    return (f"{verb} {_minutes(case.sla_consumed_minutes)} of business time "
+            f"(target {_minutes(case.sla_target_minutes)}, {case.urgency})")
 
 
 def _name(session: Session, account_id: int) -> str:
