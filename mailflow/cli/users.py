@@ -89,8 +89,10 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.registration import approve
+
     with transaction(app.sessions) as session:
-        rows = [as_dict(accounts.approve(session, email)) for email in args.emails]
+        rows = [as_dict(approve(app, session, email, actor="cli")) for email in args.emails]
     emit(rows, args.json, ["id", "email", "role", "status"], "")
     return 0
 

@@ -47,6 +47,7 @@ class Reply:
     OK = "250 2.1.0 OK"
     RCPT_OK = "250 2.1.5 OK"
     NO_MAILBOX = "550 5.1.1 {address}: no such mailbox here"
+    AUTH_REQUIRED = "530 5.7.0 Authentication required (only {register} takes mail without it)"
     TOO_MANY_RCPT = "452 4.5.3 Too many recipients"
     NOT_YOUR_ADDRESS = "553 5.7.1 {address}: you may only send as {user}"
     FROM_MISMATCH = "550 5.7.1 The From: header must be your account's address {user}"
@@ -231,6 +232,10 @@ class IntakeHandler:
             return Reply.TOO_MANY_RCPT
         if not self.accepts(address):
             return Reply.NO_MAILBOX.format(address=address)
+        register = self.app.config.address(self.app.config.mail.register_local)
+        if (self.app.config.smtp.require_auth and not session.authenticated
+                and address.strip().lower() != register):
+            return Reply.AUTH_REQUIRED.format(register=register)
         envelope.rcpt_tos.append(address)
         envelope.rcpt_options.extend(options)
         return Reply.RCPT_OK
@@ -242,8 +247,9 @@ class IntakeHandler:
             from_addrs = _header_from(raw)
             if from_addrs and from_addrs != [user]:
                 return Reply.FROM_MISMATCH.format(user=user)
-            if not self.rate.allow(user):
-                return Reply.RATE.format(user=user)
+        who = user or f"{session.peer[0] if session.peer else 'unknown'}"
+        if not self.rate.allow(who):
+            return Reply.RATE.format(user=who)
         arrival = Arrival(
             source="smtp",
             raw=raw,
@@ -289,7 +295,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             hostname=hostname,
             tls_context=tls,
             require_starttls=False,
-            auth_required=cfg.require_auth,
+            auth_required=False,  # enforced per recipient in handle_RCPT: register@ is open
             auth_require_tls=True,
             authenticator=authenticator,
             auth_executor=handler.executor,

@@ -58,6 +58,7 @@ class Keyring:
     column_key: bytes
     lookup_key: bytes
     reply_key: bytes
+    token_key: bytes
 
     @classmethod
     def from_master(cls, master: bytes) -> Keyring:
@@ -67,6 +68,7 @@ class Keyring:
             column_key=_derive(master, "mailflow columns v1"),
             lookup_key=_derive(master, "mailflow lookup v1"),
             reply_key=_derive(master, "mailflow reply addresses v1"),
+            token_key=_derive(master, "mailflow password links v1"),
         )
 
     @classmethod

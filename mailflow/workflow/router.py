@@ -15,6 +15,7 @@ from mailflow.trust import replyaddr, sender
 from mailflow.workflow import accounts, cases
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.intake_cases import complete_case, create_case
+from mailflow.workflow.registration import handle_registration
 from mailflow.workflow.review import handle_reply
 
 Rule = Callable[[Inbound], str | None]
@@ -243,11 +244,11 @@ CHAIN: tuple[Link, ...] = (
     Link("automatic", automatic, hold("automatic")),
     Link("unreadable", unreadable, answer_unreadable),
     Link("ambiguous", ambiguous_recipients, hold("ambiguous-recipients")),
+    Link("registration", to_register, handle_registration),
     Link("unregistered", unregistered, hold("unregistered")),
     Link("not-approved", not_approved, hold("not-approved")),
     Link("unverified", unverified, hold("unverified")),
     Link("case-reply", to_reply_address, case_reply),
-    Link("registration", to_register, hold("registration")),
     Link("help", to_help_or_empty, send_help),
     Link("not-provider", not_a_provider, answer_not_provider),
     Link("new-case", to_cases, create_case),
