@@ -33,6 +33,24 @@ class Photo:
 
 
 @dataclass(frozen=True)
+class StoredPhoto:
+    """A Photo once its bytes are in the blob store: names and facts only, so a large case
+    never travels between processes (or sits in the worker's memory) more than once."""
+
+    filename: str
+    description: str
+    original_sha: str
+    clean_sha: str
+    clean_content_type: str
+    review_sha: str
+    thumbnail_sha: str
+    format: str
+    width: int
+    height: int
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class RefusedFile:
     filename: str
     reason: str
@@ -45,7 +63,7 @@ class Analysis:
     rejected_reason: str = ""
     automatic: str = ""  # why this is an automatic message, "" for a person's
     body: str = ""  # the new text: quoted original and signature removed
-    photos: tuple[Photo, ...] = ()
+    photos: tuple[Photo, ...] | tuple[StoredPhoto, ...] = ()
     refused: tuple[RefusedFile, ...] = ()
 
     @property

@@ -33,4 +33,16 @@ def fingerprint(raw: bytes) -> str:
         while pos < length and raw[pos : pos + 1] in (b" ", b"\t"):
             end = raw.find(b"\n", pos)
             pos = length if end < 0 else end + 1
-    return hashlib.sha256(raw[pos:].replace(b"\r\n", b"\n")).hexdigest()
+    # CRLF and LF versions of one message are the same message; normalise in chunks, not by
+    # copying the whole (possibly 40 MB) message
+    digest = hashlib.sha256()
+    view = memoryview(raw)
+    chunk = 1 << 20
+    start = pos
+    while start < length:
+        end = min(start + chunk, length)
+        if end < length and raw[end - 1 : end] == b"\r":
+            end += 1  # keep a CR with its LF
+        digest.update(bytes(view[start:end]).replace(b"\r\n", b"\n"))
+        start = end
+    return digest.hexdigest()

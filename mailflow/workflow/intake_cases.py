@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseImage, utcnow
 from mailflow.outbound.outbox import Email, queue
-from mailflow.parse.analyze import Photo
+from mailflow.parse.analyze import StoredPhoto
 from mailflow.parse.form import parse_case_form
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
@@ -44,7 +44,7 @@ def _missing(form_missing: list[str], views: list[str]) -> list[str]:
     return form_missing + [VIEW_PREFIX + v for v in missing_views(views)]
 
 
-def _caption(form: CaseForm | None, photo: Photo, number: int) -> str:
+def _caption(form: CaseForm | None, photo: StoredPhoto, number: int) -> str:
     if form is None:
         return photo.description
     return (
@@ -57,11 +57,10 @@ def _caption(form: CaseForm | None, photo: Photo, number: int) -> str:
 def store_photos(
     inbound: Inbound,
     case: Case,
-    photos: tuple[Photo, ...],
+    photos: tuple[StoredPhoto, ...],
     form: CaseForm | None,
     first_position: int,
 ) -> list[CaseImage]:
-    blobs = inbound.app.blobs
     taken = [img.view for img in case.images]
     captions = [_caption(form, p, first_position + i) for i, p in enumerate(photos)]
     views = assign_views(
@@ -76,15 +75,15 @@ def store_photos(
             view=view,
             filename=photo.filename,
             caption=caption,
-            format=photo.image.format,
-            width=photo.image.width,
-            height=photo.image.height,
-            original_sha=blobs.put(photo.original),
-            clean_sha=blobs.put(photo.image.clean),
-            clean_content_type=photo.image.clean_content_type,
-            thumbnail_sha=blobs.put(photo.image.thumbnail),
-            review_sha=blobs.put(photo.image.review) if photo.image.review else "",
-            warnings=list(photo.image.warnings),
+            format=photo.format,
+            width=photo.width,
+            height=photo.height,
+            original_sha=photo.original_sha,  # stored by the analysing process
+            clean_sha=photo.clean_sha,
+            clean_content_type=photo.clean_content_type,
+            thumbnail_sha=photo.thumbnail_sha,
+            review_sha=photo.review_sha,
+            warnings=list(photo.warnings),
         )
         inbound.session.add(image)
         stored.append(image)
@@ -211,7 +210,7 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
     return Outcome.done("new-case", f"new case {case.number} ({case.state})", case.id)
 
 
-def _views_after(photos: tuple[Photo, ...], form: CaseForm) -> list[str]:
+def _views_after(photos: tuple[StoredPhoto, ...], form: CaseForm) -> list[str]:
     """The required views these photos leave missing."""
     captions = [_caption(form, p, i + 1) for i, p in enumerate(photos)]
     return missing_views(

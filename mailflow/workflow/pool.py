@@ -13,9 +13,13 @@ import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
-from mailflow.parse.analyze import Analysis, analyze
+from mailflow.parse.analyze import Analysis, Photo, StoredPhoto, analyze
+from mailflow.parse.types import ImageLimits, MimeLimits
+from mailflow.store.blobs import BlobStore
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +30,48 @@ def _child_init() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
+
+
+@dataclass(frozen=True)
+class BlobAccess:
+    """What a process needs to read and write the blob store itself."""
+
+    root: Path
+    key: bytes
+    name_key: bytes
+
+    def open(self) -> BlobStore:
+        return BlobStore(self.root, self.key, self.name_key)
+
+
+def _store(blobs: BlobStore, photo: Photo) -> StoredPhoto:
+    image = photo.image
+    return StoredPhoto(
+        filename=photo.filename,
+        description=photo.description,
+        original_sha=blobs.put(photo.original),
+        clean_sha=blobs.put(image.clean),
+        clean_content_type=image.clean_content_type,
+        review_sha=blobs.put(image.review) if image.review else "",
+        thumbnail_sha=blobs.put(image.thumbnail),
+        format=image.format,
+        width=image.width,
+        height=image.height,
+        warnings=image.warnings,
+    )
+
+
+def analyze_stored(access: BlobAccess, raw_sha: str, envelope_from: str,
+                   mime_limits: MimeLimits, image_limits: ImageLimits) -> Analysis:
+    """Read the message from the store, analyse it, store its photos; return no bytes.
+
+    Runs in a pool process: the message's bytes and every copy of its photos live and die
+    here, never pickled to the worker or held by it.
+    """
+    blobs = access.open()
+    analysis = analyze(blobs.get(raw_sha), envelope_from, mime_limits, image_limits)
+    photos = tuple(_store(blobs, p) for p in analysis.photos if isinstance(p, Photo))
+    return replace(analysis, photos=photos)
 
 
 class AnalysisPool:
@@ -44,10 +90,11 @@ class AnalysisPool:
         self._executor.submit(int).result()
 
     def analyze(self, *args: Any) -> Analysis:
+        """`analyze_stored(*args)` in a pool process."""
         for attempt in (1, 2):
             executor = self._executor
             try:
-                return executor.submit(analyze, *args).result()
+                return executor.submit(analyze_stored, *args).result()
             except BrokenProcessPool:
                 if attempt == 2:
                     raise

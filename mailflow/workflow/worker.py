@@ -21,12 +21,12 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import InboundMessage, MessageFingerprint, MessageStatus, utcnow
 from mailflow.db.session import transaction
-from mailflow.parse.analyze import Analysis, analyze
+from mailflow.parse.analyze import Analysis
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.consult_report import deliver_pending_reports
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.pool import AnalysisPool
+from mailflow.workflow.pool import AnalysisPool, BlobAccess, analyze_stored
 from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
 
@@ -159,13 +159,10 @@ def process(app: App, claim: Claim, pool: AnalysisPool | None = None) -> Outcome
         _give_up(app, claim, "the worker stopped while processing it, every time")
         return None
     try:
-        raw = app.blobs.get(claim.blob_sha)
         mime_limits, image_limits = limits(app)
-        if pool is None:
-            analysis = analyze(raw, claim.mail_from, mime_limits, image_limits)
-        else:
-            analysis = pool.analyze(raw, claim.mail_from, mime_limits, image_limits)
-        del raw
+        access = BlobAccess(app.blobs.root, app.keys.blob_key, app.keys.blob_name_key)
+        args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
+        analysis = analyze_stored(*args) if pool is None else pool.analyze(*args)
         outcome = apply(app, claim, analysis)
     except IntegrityError:  # a concurrent worker processed the same message: retry
         _give_up(app, claim, "a concurrent change conflicted; retried")
