@@ -12,7 +12,6 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import InboundMessage
 from mailflow.db.session import transaction
-from mailflow.parse.fingerprint import fingerprint
 
 
 @dataclass(frozen=True)
@@ -39,7 +38,7 @@ def spool(app: App, arrival: Arrival) -> int:
             tls=arrival.tls,
             blob_sha=digest,
             size=len(arrival.raw),
-            fingerprint=fingerprint(arrival.raw),
+            fingerprint="",  # computed by the worker: the accept path stays short
         )
         session.add(row)
         session.flush()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from mailflow.parse.auto import automatic_reason
+from mailflow.parse.fingerprint import fingerprint
 from mailflow.parse.images import process_image
 from mailflow.parse.mime import parse_message
 from mailflow.parse.reply import strip_quoted
@@ -64,6 +65,7 @@ class Analysis:
     automatic: str = ""  # why this is an automatic message, "" for a person's
     body: str = ""  # the new text: quoted original and signature removed
     photos: tuple[Photo, ...] | tuple[StoredPhoto, ...] = ()
+    fingerprint: str = ""  # once-only processing (parse.fingerprint)
     refused: tuple[RefusedFile, ...] = ()
 
     @property
@@ -77,10 +79,12 @@ def analyze(
     mime_limits: MimeLimits = MimeLimits(),
     image_limits: ImageLimits = ImageLimits(),
 ) -> Analysis:
+    identity = fingerprint(raw)
     try:
         message = parse_message(raw, mime_limits)
     except ParseRejected as exc:
         return Analysis(
+            fingerprint=identity,
             message=None,
             rejected_code=exc.code,
             rejected_reason=exc.reason,
@@ -88,7 +92,9 @@ def analyze(
         )
     automatic = automatic_reason(message, envelope_from)
     if automatic:  # never decode photos for a bounce or an out-of-office
-        return Analysis(message=_without_payloads(message), automatic=automatic)
+        return Analysis(
+            message=_without_payloads(message), automatic=automatic, fingerprint=identity
+        )
     photos: list[Photo] = []
     refused: list[RefusedFile] = []
     for att in message.attachments:
@@ -105,6 +111,7 @@ def analyze(
         body=strip_quoted(message.text),
         photos=tuple(photos),
         refused=tuple(refused),
+        fingerprint=identity,
     )
 
 

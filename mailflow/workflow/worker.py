@@ -134,6 +134,7 @@ def apply(app: App, claim: Claim, analysis: Analysis) -> Outcome | None:
         if not _owned(row, claim):
             return None
         assert row is not None
+        row.fingerprint = analysis.fingerprint or row.fingerprint
         seen = session.get(MessageFingerprint, row.fingerprint)
         if seen is not None and seen.inbound_message_id != row.id:
             outcome = Outcome(
