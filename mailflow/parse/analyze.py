@@ -6,6 +6,7 @@ and photo decoding never hold up the SMTP event loop or the database thread.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 from mailflow.parse.auto import automatic_reason
@@ -14,6 +15,7 @@ from mailflow.parse.images import process_image
 from mailflow.parse.mime import parse_message
 from mailflow.parse.reply import strip_quoted
 from mailflow.parse.types import (
+    Attachment,
     ImageLimits,
     MimeLimits,
     ParsedMessage,
@@ -23,6 +25,7 @@ from mailflow.parse.types import (
 
 # Inline images this small are signature logos and icons, not clinical photos.
 MIN_INLINE_PHOTO_PIXELS = 300 * 300
+PHOTO_THREADS = 2  # the machine's cores; more only adds memory
 
 
 @dataclass(frozen=True)
@@ -97,15 +100,17 @@ def analyze(
         )
     photos: list[Photo] = []
     refused: list[RefusedFile] = []
-    for att in message.attachments:
-        try:
-            image = process_image(att.data, att.filename, image_limits)
-        except ParseRejected as exc:
-            refused.append(RefusedFile(att.filename, exc.reason))
+    # Pillow decodes and resizes without the GIL: a case's photos go side by side.
+    with ThreadPoolExecutor(max_workers=PHOTO_THREADS) as threads:
+        results = list(threads.map(lambda a: _image_or_reason(a, image_limits),
+                                   message.attachments))
+    for att, result in zip(message.attachments, results, strict=True):
+        if isinstance(result, str):
+            refused.append(RefusedFile(att.filename, result))
             continue
-        if att.inline and image.width * image.height < MIN_INLINE_PHOTO_PIXELS:
+        if att.inline and result.width * result.height < MIN_INLINE_PHOTO_PIXELS:
             continue  # a logo in a signature: neither a photo nor worth a complaint
-        photos.append(Photo(att.filename, att.description, att.data, image))
+        photos.append(Photo(att.filename, att.description, att.data, result))
     return Analysis(
         message=_without_payloads(message),
         body=strip_quoted(message.text),
@@ -113,6 +118,13 @@ def analyze(
         refused=tuple(refused),
         fingerprint=identity,
     )
+
+
+def _image_or_reason(att: Attachment, limits: ImageLimits) -> ProcessedImage | str:
+    try:
+        return process_image(att.data, att.filename, limits)
+    except ParseRejected as exc:
+        return exc.reason
 
 
 def _automatic_from_headers(raw: bytes, envelope_from: str) -> str:

@@ -7,8 +7,8 @@ Cost for a 12-megapixel JPEG is about one full decode: the thumbnail and the qua
 come from that same decode (reduce() + resize instead of a second draft decode), and metadata
 is removed by dropping JPEG segments / PNG chunks from the byte stream, pixels untouched.
 
-Uses warnings.catch_warnings() to turn Pillow's DecompressionBombWarning into an error: that is
-process-global, so call this from a worker process (or one thread), as the design does.
+Pillow's DecompressionBombWarning is an error here: set process-wide at import, and again with
+catch_warnings() around each decode, so parallel threads always see the same filters.
 """
 
 from __future__ import annotations
@@ -33,6 +33,10 @@ _OPEN_FORMATS = ("JPEG", "PNG", "HEIF", "WEBP")
 _ACCEPTED_TEXT = "JPEG, PNG, HEIC or WebP"
 
 _JPEG_QUALITY = 90
+# Also process-wide, so that the catch_warnings() contexts of photos decoded on parallel threads
+# (parse.analyze) all save and restore the same filter state: a bomb is an error on every thread.
+warnings.simplefilter("error", Image.DecompressionBombWarning)
+
 _THUMB_QUALITY = 85
 _REVIEW_QUALITY = 88
 _STATS_PX = 512  # the quality figures are computed on a grey copy about this size
