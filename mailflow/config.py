@@ -72,6 +72,12 @@ class StorageConfig(_Section):
 class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
+    secret_key_file: str = ""  # signs session cookies; empty: <storage>/keys/web.key (0600)
+    secure_cookies: bool = False  # True behind TLS: cookies are only sent over HTTPS
+    session_minutes: int = Field(480, gt=0)  # a sign-in lasts this long, then sign in again
+    lockout_failures: int = Field(5, gt=0)  # wrong passwords in a row before a lockout
+    lockout_minutes: float = Field(15, gt=0)
+    overview_limit: int = Field(500, gt=0)  # rows on the overview page (counts cover all)
 
 
 class SchedulesConfig(_Section):

@@ -125,7 +125,11 @@ def test_a_quarantined_message_is_reprocessed_once_its_sender_is_approved(
     done = wait_final(app, message_id)
     assert done.status == MessageStatus.PROCESSED and done.route == "new-case"
     assert case_count(app) == 2
-    assert len(sink.wait_for("late@clinic.test", count=2)) == 2
+    delivered = sink.wait_for("late@clinic.test", count=3)
+    subjects = sorted(str(m.message["Subject"]) for m in delivered)
+    assert [s for s in subjects if "received" in s] == [
+        "Case DERM-2026-000001 received", "Case DERM-2026-000002 received"]
+    assert "Your mailflow account is approved" in subjects  # approval says so
     again = run_cli(config, "messages", "reprocess", "999999", check=False)
     assert again.returncode == 1 and "no message 999999" in again.stderr
 

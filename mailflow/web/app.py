@@ -1,0 +1,139 @@
+"""The admin web: FastAPI with server-rendered Jinja2 pages (templates/web/), a JSON API under
+/api/, /healthz and /metrics.
+
+Endpoints are plain `def`: FastAPI runs them on its thread pool, so database work never blocks
+the event loop that `mailflow serve` shares with the SMTP door. Sign-in, roles and CSRF live in
+security.py; what each page shows is read by views.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import jinja2
+from fastapi import FastAPI, Request
+from fastapi.exceptions import HTTPException
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from mailflow.app import App
+from mailflow.web import api, pages
+from mailflow.web.deps import NotSignedIn
+from mailflow.web.metrics import make_registry
+from mailflow.web.security import WebAuth, load_secret
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+
+# Pages hold PHI: no caching anywhere, no framing, scripts and styles from this origin only.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self'; script-src 'self'; style-src 'self'; "
+        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "X-Frame-Options": "DENY",
+    "Referrer-Policy": "no-referrer",
+    "Cross-Origin-Opener-Policy": "same-origin",
+}
+
+
+def _templates(app: App) -> Jinja2Templates:
+    zone = app.sla.calendar.timezone
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(app.config.templates_dir / "web")),
+        autoescape=True,  # every template, whatever its name: provider-typed text is data
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+
+    def local(value: datetime | None, fmt: str = "%a %Y-%m-%d %H:%M") -> str:
+        return "" if value is None else value.astimezone(zone).strftime(fmt) + " ET"
+
+    def minutes(value: float | None) -> str:
+        if value is None:
+            return "—"
+        sign, value = ("−" if value < 0 else ""), abs(value)
+        hours, mins = divmod(int(round(value)), 60)
+        return f"{sign}{hours} h {mins:02d} min" if hours else f"{sign}{mins} min"
+
+    env.filters["local"] = local
+    env.filters["minutes"] = minutes
+    env.filters["label"] = lambda v: str(v).replace("_", " ")
+    return Jinja2Templates(env=env)
+
+
+def create_web_app(app: App) -> FastAPI:
+    auth = WebAuth(app.config, app.sessions, load_secret(app.config))
+    web = FastAPI(
+        title="mailflow",
+        summary="Teledermatology consults: the admin and clinician API",
+        docs_url=None,  # Swagger UI loads its scripts from a CDN: not here
+        redoc_url=None,
+        openapi_url="/api/openapi.json",
+    )
+    web.state.app = app
+    web.state.auth = auth
+    web.state.templates = _templates(app)
+    web.state.metrics = make_registry(app)
+    web.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @web.middleware("http")
+    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]
+                      ) -> Response:
+        response = await call_next(request)
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+        if not request.url.path.startswith("/static/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        return response
+
+    @web.exception_handler(NotSignedIn)
+    async def to_login(request: Request, _exc: NotSignedIn) -> Response:
+        target = request.url.path
+        if request.method == "GET" and request.url.query:
+            target += "?" + request.url.query
+        return RedirectResponse(pages.login_url(target), status_code=303)
+
+    @web.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if _wants_json(request):
+            return JSONResponse({"detail": exc.detail}, status_code=exc.status_code,
+                                headers=getattr(exc, "headers", None))
+        user = getattr(request.state, "user", None)  # only if already looked up: no I/O here
+        return web.state.templates.TemplateResponse(
+            request, "error.html.j2",
+            {"status": exc.status_code, "message": _message(exc), "user": user,
+             "csrf": user.csrf if user else "", "flash": None, "nav": ""},
+            status_code=exc.status_code,
+        )
+
+    web.include_router(pages.router)
+    web.include_router(api.router)
+    return web
+
+
+def _wants_json(request: Request) -> bool:
+    path = request.url.path
+    return path.startswith("/api/") or path in ("/healthz", "/metrics")
+
+
+def _message(exc: HTTPException | StarletteHTTPException) -> str:
+    defaults: dict[int, str] = {
+        403: "You do not have access to this page.",
+        404: "There is nothing here.",
+        405: "That action is not available here.",
+    }
+    detail: Any = exc.detail
+    if isinstance(detail, str) and detail and detail not in ("Not Found", "Forbidden",
+                                                             "Method Not Allowed"):
+        return detail
+    return defaults.get(exc.status_code, "Something went wrong.")

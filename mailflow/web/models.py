@@ -1,0 +1,42 @@
+"""The web's own tables: sign-in failures (lockout) and signed-in sessions.
+
+Part of Base.metadata (imported by the Alembic env), created by migration 0005. Neither table
+holds PHI: account ids, counters, times and a hash of each session's nonce.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from mailflow.db.models import Base, utcnow
+
+
+class WebLogin(Base):
+    """Failed sign-ins in a row per account; kept in the database so a restart or a second
+    web process cannot be used to reset the count."""
+
+    __tablename__ = "web_logins"
+
+    account_id: Mapped[int] = mapped_column(
+        ForeignKey("accounts.id"), primary_key=True, autoincrement=False
+    )
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    last_failure_at: Mapped[datetime | None]
+    locked_until: Mapped[datetime | None]
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """One signed-in browser. The cookie carries the nonce; only its hash is stored, so the
+    table alone cannot be used to take over a session. Sign-out deletes the row."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    nonce_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime]

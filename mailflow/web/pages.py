@@ -1,0 +1,409 @@
+"""The HTML pages: sign-in, the SLA overview, a case, the quarantine, the outbox; and the
+unauthenticated /healthz and /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy import select, text
+
+from mailflow import audit
+from mailflow.db.models import (
+    Case,
+    CaseImage,
+    CaseState,
+    Consult,
+    InboundMessage,
+    MessageStatus,
+    Role,
+)
+from mailflow.db.session import transaction
+from mailflow.outbound.delivery import retry_now
+from mailflow.store.blobs import BlobError
+from mailflow.web import views
+from mailflow.web.deps import (
+    admin_page,
+    admin_post,
+    current_user,
+    page_user,
+    posted_by,
+    web_app,
+    web_auth,
+)
+from mailflow.web.metrics import render
+from mailflow.web.security import FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, WebUser
+from mailflow.workflow import cases as case_flow
+from mailflow.workflow.assign import assign_by_hand
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+GENERIC_LOGIN_ERROR = (
+    "That email and password did not sign you in. After several failed attempts, sign-in is "
+    "paused for a while."
+)
+
+
+def login_url(target: str = "/") -> str:
+    return "/login" if target in ("", "/") else f"/login?next={quote(target, safe='')}"
+
+
+def _safe_next(target: str | None) -> str:
+    # only a path on this site: never //host or a scheme (an open redirect)
+    if not target or not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/"
+    return target
+
+
+def render_page(request: Request, name: str, user: WebUser | None, status: int = 200,
+                **context: Any) -> Response:
+    auth = web_auth(request)
+    flash = auth.read_flash(request.cookies.get(FLASH_COOKIE))
+    response: Response = request.app.state.templates.TemplateResponse(
+        request, name,
+        {"user": user, "csrf": user.csrf if user else "", "flash": flash,
+         "nav": context.pop("nav", ""), **context},
+        status_code=status,
+    )
+    if flash is not None:
+        response.delete_cookie(FLASH_COOKIE, path="/")
+    return response
+
+
+def back(request: Request, to: str, kind: str, message: str) -> Response:
+    """After an action: a one-shot message and a redirect (POST-redirect-GET)."""
+    response = RedirectResponse(to, status_code=303)
+    response.set_cookie(FLASH_COOKIE, web_auth(request).flash_value(kind, message), max_age=300,
+                        httponly=True, samesite="strict", path="/",
+                        secure=web_app(request).config.web.secure_cookies)
+    return response
+
+
+# --- sign-in --------------------------------------------------------------------------------
+
+
+def _login_form(request: Request, error: str = "", email: str = "", status: int = 200,
+                next_url: str = "/") -> Response:
+    auth = web_auth(request)
+    cookie, token = auth.new_pre_session()
+    response = render_page(request, "login.html.j2", None, status, login_csrf=token,
+                           error=error, email=email, next_url=_safe_next(next_url))
+    response.set_cookie(PRE_COOKIE, cookie, max_age=3600, httponly=True, samesite="strict",
+                        path="/", secure=web_app(request).config.web.secure_cookies)
+    return response
+
+
+@router.get("/login")
+def login_page(request: Request, next: str = "/") -> Response:
+    if current_user(request) is not None:
+        return RedirectResponse(_safe_next(next), status_code=303)
+    return _login_form(request, next_url=next)
+
+
+@router.post("/login")
+def login(
+    request: Request,
+    email: Annotated[str, Form()] = "",
+    password: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    auth = web_auth(request)
+    nonce = auth.pre_session_nonce(request.cookies.get(PRE_COOKIE))
+    if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
+        raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
+    peer = request.client.host if request.client else ""
+    cookie = auth.sign_in(email[:320], password[:1024], peer=peer)
+    if cookie is None:
+        return _login_form(request, GENERIC_LOGIN_ERROR, email[:320], 400, next)
+    response = RedirectResponse(_safe_next(next), status_code=303)
+    response.set_cookie(SESSION_COOKIE, cookie, max_age=auth.max_age, httponly=True,
+                        samesite="strict", path="/",
+                        secure=web_app(request).config.web.secure_cookies)
+    response.delete_cookie(PRE_COOKIE, path="/")
+    return response
+
+
+@router.post("/logout")
+def logout(request: Request, user: Annotated[WebUser, Depends(posted_by)]) -> Response:
+    web_auth(request).sign_out(user)
+    response = RedirectResponse("/login", status_code=303)
+    response.delete_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+# --- overview -------------------------------------------------------------------------------
+
+
+@router.get("/")
+def overview(request: Request, user: Annotated[WebUser, Depends(page_user)],
+             sort: str = views.DEFAULT_SORT, dir: str = "asc") -> Response:
+    app = web_app(request)
+    if user.role == Role.PROVIDER:
+        with app.sessions() as session:
+            mine = views.provider_cases(session, user)
+        return render_page(request, "provider_home.html.j2", user, cases=mine, nav="home")
+    sort = sort if sort in views.SORTS else views.DEFAULT_SORT
+    descending = dir == "desc"
+    with app.sessions() as session:
+        rows, total = views.open_cases(app, session, user, sort, descending,
+                                       limit=app.config.web.overview_limit)
+        counts = views.state_counts(session, user)
+        met = views.met_today(app, session, user)
+        breached = views.breached_count(session, user)
+    summary = {s: sum(1 for r in rows if r.sla == s) for s in ("on-track", "at-risk", "paused")}
+    summary["breached"] = breached
+    return render_page(request, "overview.html.j2", user, rows=rows, total=total,
+                       counts=counts, met=met, sort=sort, descending=descending,
+                       summary=summary, open_states=views.OPEN_STATES, nav="overview")
+
+
+# --- a case ---------------------------------------------------------------------------------
+
+
+def denied(app_user: WebUser, session: Any, case: Case, what: str) -> None:
+    """Write the refusal to the audit log (in the caller's transaction)."""
+    audit.record(session, "case.access_denied", actor=app_user.email, case_id=case.id,
+                 entity="case", entity_id=case.number,
+                 detail={"role": app_user.role, "what": what, "via": "web"})
+    log.warning("web: account %d (%s) refused %s of case %d", app_user.id, app_user.role,
+                what, case.id)
+
+
+@router.get("/cases/{number}")
+def case_page(request: Request, number: str,
+              user: Annotated[WebUser, Depends(page_user)]) -> Response:
+    app = web_app(request)
+    refused = False
+    with transaction(app.sessions) as session:
+        case = views.find_case(session, number)
+        if case is None:
+            raise HTTPException(404, f"There is no case {number[:40]}.")
+        if not views.may_view(session, user, case):
+            denied(user, session, case, "case")
+            refused = True
+            data: dict[str, Any] = {}
+            derms: list[tuple[str, str]] = []
+        else:
+            data = views.case_view(app, session, case, user)
+            derms = views.dermatologists(session) if user.is_admin else []
+            audit.record(session, "case.viewed", actor=user.email, case_id=case.id,
+                         entity="case", entity_id=case.number, detail={"via": "web"})
+    if refused:
+        raise HTTPException(403, "This case is not one of yours.")
+    return render_page(request, "case.html.j2", user, case=data, derms=derms,
+                       can_act=user.is_admin, closed=data["state"] == CaseState.CLOSED,
+                       assignable=data["state"] in views.OPEN_STATES, nav="case")
+
+
+def _photo(request: Request, number: str, position: int, user: WebUser, copy: str) -> Response:
+    app = web_app(request)
+    refused = False
+    sha, content_type = "", ""
+    with transaction(app.sessions) as session:
+        case = views.find_case(session, number)
+        if case is None:
+            raise HTTPException(404)
+        if not views.may_view(session, user, case):
+            denied(user, session, case, f"photo {copy}")
+            refused = True
+        else:
+            image = session.execute(
+                select(CaseImage).where(CaseImage.case_id == case.id,
+                                        CaseImage.position == position)
+            ).scalar_one_or_none()
+            if image is None:
+                raise HTTPException(404)
+            # only derived copies leave the store: both are EXIF-free (parse/images.py)
+            sha = image.thumbnail_sha if copy == "thumb" else image.clean_sha
+            content_type = "image/jpeg" if copy == "thumb" else image.clean_content_type
+            audit.record(session, "photo.viewed", actor=user.email, case_id=case.id,
+                         entity="case_image", entity_id=image.id,
+                         detail={"position": position, "copy": copy, "via": "web"})
+    if refused:
+        raise HTTPException(403, "This case is not one of yours.")
+    try:
+        data = app.blobs.get(sha)
+    except BlobError as exc:
+        log.error("photo blob of case image could not be read: %s", exc)
+        raise HTTPException(404) from exc
+    return Response(data, media_type=content_type, headers={
+        "Content-Disposition": "inline", "Cache-Control": "private, no-store"})
+
+
+@router.get("/cases/{number}/photos/{position:int}/thumb")
+def photo_thumb(request: Request, number: str, position: int,
+                user: Annotated[WebUser, Depends(page_user)]) -> Response:
+    return _photo(request, number, position, user, "thumb")
+
+
+@router.get("/cases/{number}/photos/{position:int}/photo")
+def photo_full(request: Request, number: str, position: int,
+               user: Annotated[WebUser, Depends(page_user)]) -> Response:
+    return _photo(request, number, position, user, "full")
+
+
+@router.get("/cases/{number}/report.pdf")
+def report_pdf(request: Request, number: str, user: Annotated[WebUser, Depends(page_user)],
+               version: int | None = None) -> Response:
+    app = web_app(request)
+    refused = False
+    sha = ""
+    with transaction(app.sessions) as session:
+        case = views.find_case(session, number)
+        if case is None:
+            raise HTTPException(404)
+        if not views.may_view(session, user, case):
+            denied(user, session, case, "report")
+            refused = True
+        else:
+            query = select(Consult).where(Consult.case_id == case.id, Consult.pdf_sha != "")
+            if version is not None:
+                query = query.where(Consult.version == version)
+            consult = session.execute(
+                query.order_by(Consult.version.desc()).limit(1)).scalar_one_or_none()
+            if consult is None:
+                raise HTTPException(404, f"{case.number} has no consult report yet.")
+            sha = consult.pdf_sha
+            audit.record(session, "report.read", actor=user.email, case_id=case.id,
+                         entity="case", entity_id=case.number,
+                         detail={"version": consult.version, "via": "web"})
+            number = case.number
+    if refused:
+        raise HTTPException(403, "This case is not one of yours.")
+    data = app.blobs.get(sha)
+    return Response(data, media_type="application/pdf", headers={
+        "Content-Disposition": f'attachment; filename="{number}-consult.pdf"',
+        "Cache-Control": "private, no-store"})
+
+
+@router.post("/cases/{number}/reassign")
+def reassign(request: Request, number: str, user: Annotated[WebUser, Depends(admin_post)],
+             to: Annotated[str, Form()] = "") -> Response:
+    app = web_app(request)
+    try:
+        with transaction(app.sessions) as session:
+            case = views.find_case(session, number)
+            if case is None:
+                raise HTTPException(404)
+            derm = assign_by_hand(app, session, case, to, actor=user.email)
+            number, who = case.number, derm.name
+    except case_flow.TransitionError as exc:
+        return back(request, f"/cases/{number}", "error", str(exc))
+    return back(request, f"/cases/{number}", "ok", f"{number} is assigned to {who}; "
+                                                     "the case was emailed to them.")
+
+
+@router.post("/cases/{number}/close")
+def close(request: Request, number: str,
+          user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    app = web_app(request)
+    try:
+        with transaction(app.sessions) as session:
+            case = views.find_case(session, number)
+            if case is None:
+                raise HTTPException(404)
+            case_flow.close(session, case, actor=user.email, why="closed by an admin (web)")
+            number = case.number
+    except case_flow.TransitionError as exc:
+        return back(request, f"/cases/{number}", "error", str(exc))
+    return back(request, f"/cases/{number}", "ok", f"{number} is closed.")
+
+
+# --- quarantine and outbox ------------------------------------------------------------------
+
+
+@router.get("/quarantine")
+def quarantine_page(request: Request,
+                    user: Annotated[WebUser, Depends(admin_page)]) -> Response:
+    with web_app(request).sessions() as session:
+        held = views.quarantine(session)
+    return render_page(request, "quarantine.html.j2", user, held=held, nav="quarantine")
+
+
+def _held(session: Any, message_id: int) -> InboundMessage:
+    row = session.get(InboundMessage, message_id, with_for_update=True)
+    if row is None:
+        raise HTTPException(404)
+    return row  # type: ignore[no-any-return]
+
+
+@router.post("/quarantine/{message_id:int}/reprocess")
+def reprocess(request: Request, message_id: int,
+              user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    with transaction(web_app(request).sessions) as session:
+        row = _held(session, message_id)
+        if row.status != MessageStatus.QUARANTINED:
+            return back(request, "/quarantine", "error",
+                        f"Message {message_id} is {row.status}, not in quarantine.")
+        # as `mailflow messages reprocess`: back to the worker with a fresh count of attempts
+        row.status = MessageStatus.RECEIVED
+        row.attempts = 0
+        row.claimed_at = None
+        row.not_before = None
+        audit.record(session, "message.reprocess", actor=user.email,
+                     entity="inbound_message", entity_id=row.id, case_id=row.case_id,
+                     detail={"was": MessageStatus.QUARANTINED, "via": "web"})
+    return back(request, "/quarantine", "ok", f"Message {message_id} will be processed again.")
+
+
+@router.post("/quarantine/{message_id:int}/discard")
+def discard(request: Request, message_id: int,
+            user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    with transaction(web_app(request).sessions) as session:
+        row = _held(session, message_id)
+        if row.status != MessageStatus.QUARANTINED:
+            return back(request, "/quarantine", "error",
+                        f"Message {message_id} is {row.status}, not in quarantine.")
+        # kept (row and raw blob) for the retention period: discarding only ends the hold
+        row.status = MessageStatus.DISCARDED
+        audit.record(session, "message.discarded", actor=user.email,
+                     entity="inbound_message", entity_id=row.id, case_id=row.case_id,
+                     detail={"was": MessageStatus.QUARANTINED, "via": "web"})
+    return back(request, "/quarantine", "ok", f"Message {message_id} was discarded (kept).")
+
+
+@router.get("/outbox")
+def outbox_page(request: Request, user: Annotated[WebUser, Depends(admin_page)]) -> Response:
+    with web_app(request).sessions() as session:
+        rows = views.outbox(session)
+    return render_page(request, "outbox.html.j2", user, rows=rows, nav="outbox")
+
+
+@router.post("/outbox/{outbound_id:int}/retry")
+def retry(request: Request, outbound_id: int,
+          user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    try:
+        with transaction(web_app(request).sessions) as session:
+            retry_now(session, outbound_id, actor=user.email)
+    except LookupError as exc:
+        raise HTTPException(404) from exc
+    except ValueError as exc:
+        return back(request, "/outbox", "error", str(exc))
+    return back(request, "/outbox", "ok",
+                f"Email {outbound_id} will be delivered at the next attempt.")
+
+
+# --- health and metrics (no sign-in, no PHI) ------------------------------------------------
+
+
+@router.get("/healthz")
+def healthz(request: Request) -> Response:
+    try:
+        with web_app(request).engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as exc:
+        log.error("health check: the database is not reachable (%s)", type(exc).__name__)
+        return JSONResponse({"ok": False, "database": "unreachable"}, status_code=503)
+    return JSONResponse({"ok": True})
+
+
+@router.get("/metrics")
+def metrics(request: Request) -> Response:
+    return Response(render(request.app.state.metrics),
+                    media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -1,0 +1,244 @@
+"""Web sign-in: the cookie signing key, sessions, lockout and CSRF tokens.
+
+The session cookie is signed (itsdangerous) and carries the account id and a random nonce; the
+database keeps a hash of the nonce (web_sessions), so signing out or an expiry ends the session
+on the server, not only in the browser. The CSRF token is an HMAC of the nonce: one per
+session, nothing more to store. Before sign-in, a signed "pre-session" cookie plays the same
+role for the sign-in form itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import logging
+import os
+import secrets
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from mailflow import audit
+from mailflow.config import Config
+from mailflow.db.models import Account, AccountStatus, Role, utcnow
+from mailflow.db.session import transaction
+from mailflow.web.models import WebLogin, WebSession
+from mailflow.workflow import accounts
+
+log = logging.getLogger(__name__)
+
+SESSION_COOKIE = "mailflow_session"
+PRE_COOKIE = "mailflow_pre"  # before sign-in: binds the sign-in form's CSRF token
+FLASH_COOKIE = "mailflow_flash"
+WEB_ROLES = (Role.ADMIN, Role.DERMATOLOGIST, Role.PROVIDER)
+KEY_BYTES = 32
+
+_hasher = PasswordHasher()  # the same defaults as the accounts' hashes
+_dummy_hash: list[str] = []
+
+
+def secret_key_path(config: Config) -> Path:
+    configured = config.web.secret_key_file
+    return config.path(configured) if configured else config.storage_dir / "keys" / "web.key"
+
+
+def load_secret(config: Config) -> bytes:
+    """The cookie signing key, created on first use (0600; O_EXCL so two processes agree)."""
+    path = secret_key_path(config)
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # another process created it a moment ago: use theirs
+        else:
+            try:
+                os.write(fd, secrets.token_bytes(KEY_BYTES).hex().encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    key = bytes.fromhex(path.read_text().strip())
+    if len(key) < 16:
+        raise ValueError(f"the web key at {path} is too short")
+    return key
+
+
+@dataclass(frozen=True)
+class WebUser:
+    id: int
+    email: str
+    name: str
+    role: str
+    nonce: str
+    csrf: str
+
+    @property
+    def is_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+def _nonce_hash(nonce: str) -> str:
+    return hashlib.sha256(nonce.encode()).hexdigest()
+
+
+class WebAuth:
+    def __init__(self, config: Config, sessions: sessionmaker[Session], key: bytes) -> None:
+        self.config = config
+        self.sessions = sessions
+        self._key = key
+        self._signer = URLSafeTimedSerializer(key, salt="mailflow web session")
+        self._pre_signer = URLSafeTimedSerializer(key, salt="mailflow web pre-session")
+        self._flash_signer = URLSafeTimedSerializer(key, salt="mailflow web flash")
+
+    @property
+    def max_age(self) -> int:
+        return self.config.web.session_minutes * 60
+
+    # --- CSRF ------------------------------------------------------------------------------
+
+    def csrf_for(self, nonce: str) -> str:
+        return hmac.new(self._key, b"csrf\x00" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def csrf_ok(self, nonce: str, token: str | None) -> bool:
+        return bool(token) and hmac.compare_digest(self.csrf_for(nonce), token or "")
+
+    def new_pre_session(self) -> tuple[str, str]:
+        """(cookie value, form token) for the sign-in form."""
+        nonce = secrets.token_urlsafe(24)
+        return self._pre_signer.dumps(nonce), self.csrf_for("pre:" + nonce)
+
+    def pre_session_nonce(self, cookie: str | None) -> str | None:
+        if not cookie:
+            return None
+        try:
+            nonce = self._pre_signer.loads(cookie, max_age=3600)
+        except BadSignature:
+            return None
+        return nonce if isinstance(nonce, str) else None
+
+    def pre_token(self, nonce: str) -> str:
+        return self.csrf_for("pre:" + nonce)
+
+    # --- flash messages (one-shot, signed, no PHI) ------------------------------------------
+
+    def flash_value(self, kind: str, text: str) -> str:
+        return self._flash_signer.dumps([kind, text])
+
+    def read_flash(self, cookie: str | None) -> tuple[str, str] | None:
+        if not cookie:
+            return None
+        try:
+            kind, text = self._flash_signer.loads(cookie, max_age=300)
+        except (BadSignature, ValueError, TypeError):
+            return None
+        return str(kind), str(text)
+
+    # --- sign-in, sessions ------------------------------------------------------------------
+
+    def sign_in(self, email: str, password: str, peer: str = "") -> str | None:
+        """The signed session cookie, or None (wrong email or password, or locked out).
+
+        Each failure for a known account is counted in the database; after
+        `lockout_failures` in a row the account cannot sign in on the web for
+        `lockout_minutes`, whatever the password."""
+        web = self.config.web
+        now = utcnow()
+        with transaction(self.sessions) as session:
+            account = accounts.find(session, email) if email.strip() else None
+            if account is None:
+                _verify_dummy(password)
+                log.info("web sign-in failed: unknown account")
+                return None
+            state = _login_state(session, account.id)
+            if state.locked_until is not None and state.locked_until > now:
+                _verify_dummy(password)
+                audit.record(session, "web.login_locked", actor=account.email, entity="account",
+                             entity_id=account.id, detail={"peer": peer})
+                return None
+            allowed = account.status == AccountStatus.APPROVED and account.role in WEB_ROLES
+            if not (accounts.check_password(account, password) and allowed):
+                if state.locked_until is not None:  # an earlier lockout ran out: count anew
+                    state.failures, state.locked_until = 0, None
+                state.failures += 1
+                state.last_failure_at = now
+                detail: dict[str, object] = {"failures": state.failures, "peer": peer}
+                if state.failures >= web.lockout_failures:
+                    state.locked_until = now + timedelta(minutes=web.lockout_minutes)
+                    detail["locked_minutes"] = web.lockout_minutes
+                    log.warning("web sign-in locked for account %d after %d failures",
+                                account.id, state.failures)
+                audit.record(session, "web.login_failed", actor=account.email, entity="account",
+                             entity_id=account.id, detail=detail)
+                return None
+            state.failures, state.locked_until, state.last_login_at = 0, None, now
+            nonce = secrets.token_urlsafe(32)
+            session.add(WebSession(nonce_hash=_nonce_hash(nonce), account_id=account.id,
+                                   created_at=now,
+                                   expires_at=now + timedelta(seconds=self.max_age)))
+            # expired rows of this account go now: the table stays small without a sweeper
+            session.execute(delete(WebSession).where(WebSession.account_id == account.id,
+                                                     WebSession.expires_at < now))
+            audit.record(session, "web.login", actor=account.email, entity="account",
+                         entity_id=account.id, detail={"peer": peer})
+            return self._signer.dumps({"a": account.id, "n": nonce})
+
+    def user_for(self, cookie: str | None) -> WebUser | None:
+        if not cookie:
+            return None
+        try:
+            data = self._signer.loads(cookie, max_age=self.max_age)
+            account_id, nonce = int(data["a"]), str(data["n"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return None
+        with self.sessions() as session:
+            row = session.execute(
+                select(Account)
+                .join(WebSession, WebSession.account_id == Account.id)
+                .where(WebSession.nonce_hash == _nonce_hash(nonce),
+                       WebSession.account_id == account_id,
+                       WebSession.expires_at > utcnow())
+            ).scalar_one_or_none()
+            # a disabled account or one whose role changed loses its sessions at once
+            if row is None or row.status != AccountStatus.APPROVED or row.role not in WEB_ROLES:
+                return None
+            return WebUser(row.id, row.email, row.name, row.role, nonce, self.csrf_for(nonce))
+
+    def sign_out(self, user: WebUser) -> None:
+        with transaction(self.sessions) as session:
+            session.execute(delete(WebSession).where(
+                WebSession.nonce_hash == _nonce_hash(user.nonce)))
+            audit.record(session, "web.logout", actor=user.email, entity="account",
+                         entity_id=user.id)
+
+
+def _login_state(session: Session, account_id: int) -> WebLogin:
+    """The account's row, locked; created on its first sign-in (two first sign-ins at once:
+    one insert wins, the other reads the winner's row)."""
+    state = session.get(WebLogin, account_id, with_for_update=True)
+    if state is not None:
+        return state
+    try:
+        with session.begin_nested():
+            session.add(WebLogin(account_id=account_id, failures=0))
+    except IntegrityError:
+        pass
+    state = session.get(WebLogin, account_id, with_for_update=True, populate_existing=True)
+    assert state is not None
+    return state
+
+
+def _verify_dummy(password: str) -> None:
+    """Used when the email is unknown or locked: a wrong email costs the same time as a wrong
+    password, so the answer's timing does not tell which accounts exist."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+    with contextlib.suppress(VerificationError, InvalidHashError):  # always fails: only the
+        _hasher.verify(_dummy_hash[0], password or "-")  # time it takes matters
