@@ -14,6 +14,7 @@ import signal
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 from mailflow.app import App
 from mailflow.intake.smtp import IntakeHandler, start_smtp
@@ -23,7 +24,7 @@ from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
-PARTS = ("smtp", "worker", "outbox", "scheduler")
+PARTS = ("smtp", "worker", "outbox", "scheduler", "web")
 
 
 @dataclass
@@ -35,6 +36,8 @@ class Service:
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     smtp_address: tuple[str, int] | None = None
+    web_port: int | None = None  # None: config's; 0: any free port (tests)
+    web_address: tuple[str, int] | None = None
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -50,6 +53,7 @@ class Service:
         tasks: list[asyncio.Task[None]] = []
         server = None
         scheduler = None
+        web_server = None
         try:
             if owned_pool is not None:
                 await loop.run_in_executor(None, owned_pool.warm)
@@ -90,8 +94,13 @@ class Service:
 
                 scheduler = SlaScheduler(self.app)
                 await loop.run_in_executor(None, scheduler.start)
+            if "web" in self.parts:
+                web_server, web_task = await self._start_web()
+                tasks.append(web_task)
             self.ready.set()
             await self.stop_event.wait()
+            if web_server is not None:
+                web_server.should_exit = True
         finally:
             if scheduler is not None:
                 await loop.run_in_executor(None, scheduler.stop)
@@ -105,6 +114,31 @@ class Service:
                 executor.shutdown(wait=True)
             if owned_pool is not None:
                 owned_pool.shutdown()
+
+    async def _start_web(self) -> tuple[Any, asyncio.Task[None]]:
+        """uvicorn in this event loop: its endpoints run on threads, so pages never hold up
+        the SMTP door."""
+        import socket
+
+        import uvicorn
+
+        from mailflow.web.app import create_web_app
+
+        cfg = self.app.config.web
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((cfg.host, cfg.port if self.web_port is None else self.web_port))
+        self.web_address = sock.getsockname()[:2]
+        server = uvicorn.Server(uvicorn.Config(
+            create_web_app(self.app), log_level="warning", access_log=False, lifespan="off",
+        ))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+        return server, task
 
     async def _loop(
         self,

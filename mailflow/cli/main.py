@@ -28,7 +28,10 @@ def build_parser() -> argparse.ArgumentParser:
         "init", help="create var/ (database, keys, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
     sub.add_parser("serve", help="every part in one process").set_defaults(
-        handler=cmd_serve, parts=("smtp", "worker", "outbox", "scheduler")
+        handler=cmd_serve, parts=("smtp", "worker", "outbox", "scheduler", "web")
+    )
+    sub.add_parser("web", help="the admin web only").set_defaults(
+        handler=cmd_serve, parts=("web",)
     )
     sub.add_parser("scheduler", help="the SLA timers only").set_defaults(
         handler=cmd_serve, parts=("scheduler",)
@@ -82,6 +85,9 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
                 lines.append(
                     f"  outgoing mail:   written to {config.path(config.outbound.maildir_path)}/new"
                 )
+        if service.web_address:
+            host, port = service.web_address
+            lines.append(f"  admin web:       http://{host}:{port}/ (sign in as an admin)")
         lines.append("  stop with Ctrl-C")
         print("\n".join(lines), flush=True)
 

@@ -15,7 +15,9 @@ from sqlalchemy.orm import Session, sessionmaker
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
-def make_engine(url: str, echo: bool = False) -> Engine:
+def make_engine(url: str, echo: bool = False, always_write: bool = False) -> Engine:
+    """`always_write`: every transaction takes SQLite's write lock up front, for code that
+    reads then writes in one transaction and is not ours to mark (APScheduler's job store)."""
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
         kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
@@ -25,6 +27,8 @@ def make_engine(url: str, echo: bool = False) -> Engine:
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _sqlite_pragmas)
         event.listen(engine, "begin", _sqlite_begin_immediate)
+        if always_write:
+            engine.update_execution_options(**{WRITE: True})
     return engine
 
 

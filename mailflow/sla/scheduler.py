@@ -17,6 +17,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import Case, utcnow
+from mailflow.db.session import make_engine
 from mailflow.sla.enforcer import OPEN_STATES, fire_due, recompute_open
 
 log = logging.getLogger(__name__)
@@ -65,9 +66,12 @@ class SlaScheduler:
     def __init__(self, app: App, key: str | None = None) -> None:
         self.app = app
         self.key = key or app.config.database_url
+        # Its own engine: the job store reads then writes in one transaction, which on SQLite
+        # must hold the write lock from the start (a deferred one fails at once under load).
+        self.engine = make_engine(app.config.database_url, always_write=True)
         self.scheduler = BackgroundScheduler(
             jobstores={"default": SQLAlchemyJobStore(
-                engine=app.engine, tablename="apscheduler_jobs")},
+                engine=self.engine, tablename="apscheduler_jobs")},
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1},
         )
@@ -84,6 +88,8 @@ class SlaScheduler:
         log.info("SLA scheduler started")
 
     def stop(self) -> None:
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
         _apps.pop(self.key, None)
         _schedulers.pop(self.key, None)
+        self.engine.dispose()

@@ -1,0 +1,49 @@
+"""`mailflow serve` as `make run` starts it: every part in one process, and a clean stop."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+
+from mailflow.app import App
+from mailflow.config import Config
+from tests.conftest import PASSWORD
+from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.mail import FULL_FORM, case_email, submit, wait_until
+from tests.support.sink import RelaySink, free_port
+
+
+def test_serve_runs_every_part_and_stops_cleanly(
+    app: App, config: Config, sink: RelaySink, provider: str
+) -> None:
+    smtp_port, web_port = free_port(), free_port()
+    log = config.base_dir / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailflow", "--config", str(config.base_dir / "config.toml"),
+             "serve"],
+            env={**os.environ, "MAILFLOW_SMTP__PORT": str(smtp_port),
+                 "MAILFLOW_WEB__PORT": str(web_port)},
+            stdout=out, stderr=out,
+        )
+    try:
+        wait_until(lambda: "stop with Ctrl-C" in log.read_text(), 60, "serve to start")
+        banner = log.read_text()
+        assert "(smtp, worker, outbox, scheduler, web)" in banner
+        assert f"http://127.0.0.1:{web_port}/" in banner
+        with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=10) as r:
+            assert r.status == 200
+        code, _ = submit(smtp_port, provider, PASSWORD,
+                         case_email(provider, CASES, FULL_FORM, three_photos()))
+        assert code == 250
+        ack = sink.wait_for(provider, timeout=60)[0]
+        assert "received" in str(ack.message["Subject"])
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        returncode = proc.wait(60)
+    output = log.read_text()
+    assert returncode == 0, output
+    assert "Traceback" not in output, output
