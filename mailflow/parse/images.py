@@ -67,7 +67,7 @@ def process_image(
     upright: Image.Image = ImageOps.exif_transpose(im) if orientation != 1 else im
     ready, icc = _jpeg_ready(upright)
     clean, clean_type = _clean_copy(data, fmt, orientation, upright, ready, icc)
-    review = _shrink(ready, limits.review_px)
+    review = _shrink(ready, limits.review_px, exact=False)
     if review is ready and clean_type == "image/jpeg":
         review_jpeg = clean  # already small enough and already a clean JPEG
     else:
@@ -381,11 +381,20 @@ def strip_png_metadata(data: bytes) -> bytes | None:
 # --- thumbnail and quality --------------------------------------------------------------------
 
 
-def _shrink(im: Image.Image, longest: int) -> Image.Image:
-    """Longest side <= `longest`: box-reduce by an integer factor (fast), then resample."""
+def _shrink(im: Image.Image, longest: int, exact: bool = True) -> Image.Image:
+    """Longest side <= `longest`.
+
+    exact: box-reduce by an integer factor (fast), then resample to exactly `longest`.
+    Not exact (the review copy): reduce by the smallest whole factor that fits, and stop.
+    reduce(n) averages n x n blocks, a sound filter for a whole factor, and skips the LANCZOS
+    resample of a full 12 MP photo (8 ms against 122 ms, measured by benchmarks/intake.py);
+    the copy may be a little under `longest` (4000 px -> 2000 px).
+    """
     width, height = im.size
     if max(width, height) <= longest:
         return im
+    if not exact:
+        return im.reduce(-(-max(width, height) // longest))  # ceiling: the smallest that fits
     factor = max(width, height) // longest
     if factor >= 2:
         im = im.reduce(factor)
