@@ -25,6 +25,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     again = cmds.add_parser("reprocess", help="process a message again (e.g. from quarantine)")
     again.add_argument("id", type=int, metavar="ID")
     again.set_defaults(handler=cmd_reprocess)
+    release = cmds.add_parser(
+        "release", help="process a held message as if its sender were verified (audited)")
+    release.add_argument("id", type=int, metavar="ID")
+    release.set_defaults(handler=cmd_release)
 
     outbox = sub.add_parser("outbox", help="outgoing email")
     ocmds = outbox.add_subparsers(dest="action", required=True)
@@ -129,4 +133,16 @@ def cmd_outbox_retry(app: App, args: argparse.Namespace) -> int:
         except (LookupError, ValueError) as exc:
             raise CliError(str(exc)) from exc
     print(f"outbound message {args.id} will be delivered at the next attempt")
+    return 0
+
+
+def cmd_release(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.quarantine import QuarantineError, release
+
+    with transaction(app.sessions) as session:
+        try:
+            release(session, args.id, actor="cli")
+        except QuarantineError as exc:
+            raise CliError(str(exc)) from exc
+    print(f"message {args.id} released: it will be processed as if its sender were verified")
     return 0

@@ -238,6 +238,7 @@ class InboundMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]  # after a failed attempt: back off until then
+    released_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
     processed_at: Mapped[datetime | None]
     route: Mapped[str] = mapped_column(String(30), default="")  # what the router decided
     outcome: Mapped[str] = mapped_column(Text, default="")  # people-readable, no PHI

@@ -352,6 +352,22 @@ def reprocess(request: Request, message_id: int,
     return back(request, "/quarantine", "ok", f"Message {message_id} will be processed again.")
 
 
+@router.post("/quarantine/{message_id:int}/release")
+def release(request: Request, message_id: int,
+            user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    from mailflow.workflow.quarantine import QuarantineError
+    from mailflow.workflow.quarantine import release as release_message
+
+    try:
+        with transaction(web_app(request).sessions) as session:
+            release_message(session, message_id, actor=user.email)
+    except QuarantineError as exc:
+        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
+    return back(request, "/quarantine", "ok",
+                f"Message {message_id} is released: it will be processed as if its sender "
+                "were verified.")
+
+
 @router.post("/quarantine/{message_id:int}/discard")
 def discard(request: Request, message_id: int,
             user: Annotated[WebUser, Depends(admin_post)]) -> Response:

@@ -54,6 +54,8 @@ def unregistered(m: Inbound) -> str | None:
 
 def not_approved(m: Inbound) -> str | None:
     assert m.sender is not None
+    if m.row.released_by:  # an admin released it from quarantine, and is audited for it
+        return None
     if m.sender.status != AccountStatus.APPROVED:
         return f"mail from {m.sender.email}, whose account is {m.sender.status}"
     return None
@@ -61,7 +63,9 @@ def not_approved(m: Inbound) -> str | None:
 
 def unverified(m: Inbound) -> str | None:
     assert m.verdict is not None
-    return None if m.verdict.verified else f"the sender could not be verified: {m.verdict.how}"
+    if m.verdict.verified or m.row.released_by:
+        return None
+    return f"the sender could not be verified: {m.verdict.how}"
 
 
 def ambiguous_recipients(m: Inbound) -> str | None:
