@@ -299,6 +299,25 @@ def reassign(request: Request, number: str, user: Annotated[WebUser, Depends(adm
                                                      "the case was emailed to them.")
 
 
+@router.post("/cases/{number}/resend-report")
+def resend(request: Request, number: str,
+           user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    from mailflow.workflow.consult_report import resend_report
+
+    app = web_app(request)
+    with transaction(app.sessions) as session:
+        query = select(Case).where(Case.number == number.upper())
+        case = session.execute(query).scalar_one_or_none()
+        if case is None:
+            raise HTTPException(404, "No such case.")
+        try:
+            resend_report(app, session, case, actor=user.email)
+        except ValueError as exc:
+            return back(request, f"/cases/{case.number}", "error", str(exc) + ".")
+        to = case.provider.email
+    return back(request, f"/cases/{number.upper()}", "ok", f"The report was sent again to {to}.")
+
+
 @router.post("/cases/{number}/close")
 def close(request: Request, number: str,
           user: Annotated[WebUser, Depends(admin_post)]) -> Response:

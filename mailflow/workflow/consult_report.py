@@ -193,3 +193,26 @@ def _deliver_one(app: App, consult_id: int) -> None:
             "pdf_password_hint": issued.protected,
         }, [issued.attachment(case)], cause=consult.inbound_message_id)
         log.info("consult report for %s issued (version %d)", case.number, consult.version)
+
+
+def resend_report(app: App, session: Session, case: Case, actor: str) -> None:
+    """Send the latest issued report to the provider again (an admin's action, audited)."""
+    consult = session.execute(
+        select(Consult).where(Consult.case_id == case.id, Consult.pdf_sha != "")
+        .order_by(Consult.version.desc()).limit(1)
+    ).scalar_one_or_none()
+    if consult is None:
+        raise ValueError(f"{case.number} has no consult report yet")
+    derm = session.get(Account, consult.dermatologist_id)
+    issued = IssuedReport(app.blobs.get(consult.pdf_sha), bool(case.provider.pdf_password))
+    send(app, session, case, case.provider, "consult_resent", "consult_ready", {
+        "derm": derm,
+        "diagnosis": consult.answer.get("diagnosis", ""),
+        "next_step": NEXT_STEP.get(consult.in_person, consult.in_person),
+        "sla_met": consult.sla_met,
+        "addendum": consult.version > 1,
+        "resent": True,
+        "pdf_password_hint": issued.protected,
+    }, [issued.attachment(case)])
+    audit.record(session, "report.resent", actor=actor, case_id=case.id, entity="case",
+                 entity_id=case.number, detail={"version": consult.version})
