@@ -34,6 +34,9 @@ class MailConfig(_Section):
     register_local: str = "register"
     reply_local: str = "case"  # case+<case>.<participant>.<hmac>@domain
     noreply_local: str = "no-reply"
+    # False: case emails carry no patient data and no attachments, only the case number and a
+    # link to sign in (for deployments whose mail is not end-to-end protected)
+    phi_in_email: bool = True
 
 
 class SmtpConfig(_Section):
@@ -78,6 +81,7 @@ class WebConfig(_Section):
     lockout_failures: int = Field(5, gt=0)  # wrong passwords in a row before a lockout
     lockout_minutes: float = Field(15, gt=0)
     overview_limit: int = Field(500, gt=0)  # rows on the overview page (counts cover all)
+    public_url: str = ""  # how people reach the web, for links in emails; "": http://host:port
 
 
 class SchedulesConfig(_Section):
@@ -155,6 +159,10 @@ class Config(_Section):
         if url.startswith(prefix) and not url.startswith(prefix + "/") and ":memory:" not in url:
             return prefix + str(self.path(url[len(prefix) :]))
         return url
+
+    @property
+    def web_url(self) -> str:
+        return (self.web.public_url or f"http://{self.web.host}:{self.web.port}").rstrip("/")
 
     def address(self, local: str) -> str:
         return f"{local}@{self.mail.domain}"

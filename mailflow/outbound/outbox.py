@@ -60,10 +60,13 @@ def queue(
     app: App, session: Session, email: Email, cause_message_id: int | None = None
 ) -> OutboundMessage:
     mail = app.config.mail
+    phi = mail.phi_in_email
     context = {
         "config": app.config,
         "case": email.case,
         "recipient": email.recipient,
+        "phi": phi,
+        "case_url": f"{app.config.web_url}/cases/{email.case.number}" if email.case else "",
         **email.context,
     }
     rendered = render_email(app.config.templates_dir, email.template, context)
@@ -97,7 +100,8 @@ def queue(
         msg["X-Auto-Response-Suppress"] = "All"  # Exchange: no out-of-office back to us
     msg.set_content(rendered.text)
     msg.add_alternative(rendered.html, subtype="html")
-    for att in email.attachments:
+    # without PHI in email, photos and reports stay behind the sign-in
+    for att in email.attachments if phi or email.case is None else ():
         maintype, _, subtype = att.content_type.partition("/")
         msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
 

@@ -49,8 +49,7 @@ def handle_registration(m: Inbound, _why: str) -> Outcome:
 def set_password_link(app: App, account: Account) -> str:
     token = tokens.make(app.keys.token_key, account.id, account.password_hash, utcnow(),
                         LINK_VALID)
-    web = app.config.web
-    return f"http://{web.host}:{web.port}/set-password/{token}"
+    return f"{app.config.web_url}/set-password/{token}"
 
 
 def approve(app: App, session: Session, email: str, actor: str) -> Account:
