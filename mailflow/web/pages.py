@@ -13,6 +13,7 @@ from sqlalchemy import select, text
 
 from mailflow import audit
 from mailflow.db.models import (
+    Account,
     Case,
     CaseImage,
     CaseState,
@@ -189,15 +190,18 @@ def case_page(request: Request, number: str,
             refused = True
             data: dict[str, Any] = {}
             derms: list[tuple[str, str]] = []
+            can_comment = False
         else:
             data = views.case_view(app, session, case, user)
             derms = views.dermatologists(session) if user.is_admin else []
+            can_comment = user.id in (case.provider_id, case.assignee_id)
             audit.record(session, "case.viewed", actor=user.email, case_id=case.id,
                          entity="case", entity_id=case.number, detail={"via": "web"})
     if refused:
         raise HTTPException(403, "This case is not one of yours.")
     return render_page(request, "case.html.j2", user, case=data, derms=derms,
-                       can_act=user.is_admin, closed=data["state"] == CaseState.CLOSED,
+                       can_act=user.is_admin, can_comment=can_comment,
+                       closed=data["state"] == CaseState.CLOSED,
                        assignable=data["state"] in views.OPEN_STATES, nav="case")
 
 
@@ -316,6 +320,36 @@ def resend(request: Request, number: str,
             return back(request, f"/cases/{case.number}", "error", str(exc) + ".")
         to = case.provider.email
     return back(request, f"/cases/{number.upper()}", "ok", f"The report was sent again to {to}.")
+
+
+@router.post("/cases/{number}/comment")
+def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(posted_by)],
+                body: Annotated[str, Form()] = "") -> Response:
+    """The referring provider or the assigned dermatologist writes on the thread."""
+    from mailflow.workflow.review import comment
+
+    app = web_app(request)
+    text_ = body.strip()[:20000]
+    with transaction(app.sessions) as session:
+        query = select(Case).where(Case.number == number.upper()).with_for_update()
+        case = session.execute(query).scalar_one_or_none()
+        if case is None:
+            raise HTTPException(404, "No such case.")
+        author = session.get(Account, user.id)
+        allowed = author is not None and (
+            case.provider_id == author.id or case.assignee_id == author.id)
+        if allowed and text_:
+            assert author is not None
+            comment(app, session, case, author, text_)
+    if not allowed:
+        with transaction(app.sessions) as session:  # the refusal is kept: its own transaction
+            denied(user, session, case, "comment")
+        raise HTTPException(403, "Only the referring provider and the assigned dermatologist "
+                                 "write on a case.")
+    if not text_:
+        return back(request, f"/cases/{number.upper()}", "error", "The comment is empty.")
+    return back(request, f"/cases/{number.upper()}", "ok",
+                "Your comment is added and was emailed to the other side.")
 
 
 @router.post("/cases/{number}/close")

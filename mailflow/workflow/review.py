@@ -134,23 +134,26 @@ def provider_reply(m: Inbound, case: Case) -> Outcome:
             )
         return Outcome.done("close", f"{case.number} closed by the provider", case.id)
     photos, files = _photos_for_forward(m, case)
-    cases.add_note(
-        session, case, author=provider, kind="comment", body=body, inbound_message_id=m.row.id
-    )
-    cases.follow_up(session, case, provider.email)  # reviewed or closed: the talk goes on
-    if derm is not None:
-        send(
-            m.app,
-            session,
-            case,
-            derm,
-            "comment_forward",
-            "comment_forward",
-            {"author": provider, "body": body, "photos": photos},
-            files,
-            cause=m.row.id,
-        )
+    comment(m.app, session, case, provider, body, photos, files, inbound_id=m.row.id)
     return Outcome.done("comment", f"comment from the provider on {case.number}", case.id)
+
+
+def comment(app: App, session: Session, case: Case, author: Account, body: str,
+            photos: list | None = None, files: list | None = None,  # type: ignore[type-arg]
+            inbound_id: int | None = None) -> None:
+    """A comment on the thread, by email or on the web: kept, and forwarded to the other side."""
+    cases.add_note(session, case, author=author, kind="comment", body=body,
+                   inbound_message_id=inbound_id)
+    cases.touch(case)
+    cases.follow_up(session, case, author.email)  # reviewed or closed: the talk goes on
+    if author.id == case.provider_id:
+        other = case.assignee or _last_reviewer_of(session, case)
+    else:
+        other = case.provider
+    if other is not None:
+        send(app, session, case, other, "comment_forward", "comment_forward",
+             {"author": author, "body": body, "photos": photos or []}, files or [],
+             cause=inbound_id)
 
 
 def _asks_urgent(body: str) -> bool:
