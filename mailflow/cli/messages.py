@@ -6,7 +6,6 @@ import argparse
 
 from sqlalchemy import select
 
-from mailflow import audit
 from mailflow.app import App
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit
@@ -70,29 +69,14 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_reprocess(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.quarantine import QuarantineError, reprocess
+
     with transaction(app.sessions) as session:
-        row = session.get(InboundMessage, args.id)
-        if row is None:
-            raise CliError(f"no message {args.id}")
-        if row.status in (MessageStatus.RECEIVED, MessageStatus.PROCESSING):
-            raise CliError(f"message {args.id} is {row.status}: it will be processed anyway")
-        if row.status in (MessageStatus.PROCESSED, MessageStatus.DUPLICATE):
-            raise CliError(f"message {args.id} was already {row.status} ({row.outcome}); "
-                           "processing it again would act on it twice")
-        previous = row.status
-        row.status = MessageStatus.RECEIVED
-        row.attempts = 0
-        row.claimed_at = None
-        audit.record(
-            session,
-            "message.reprocess",
-            actor="cli",
-            entity="inbound_message",
-            entity_id=row.id,
-            case_id=row.case_id,
-            detail={"was": previous},
-        )
-    print(f"message {args.id} queued for processing again (was {previous})")
+        try:
+            was = reprocess(session, args.id, actor="cli")
+        except QuarantineError as exc:
+            raise CliError(str(exc)) from exc
+    print(f"message {args.id} queued for processing again (was {was})")
     return 0
 
 

@@ -18,8 +18,6 @@ from mailflow.db.models import (
     CaseImage,
     CaseState,
     Consult,
-    InboundMessage,
-    MessageStatus,
     Role,
 )
 from mailflow.db.session import transaction
@@ -379,41 +377,33 @@ def quarantine_page(request: Request,
     return render_page(request, "quarantine.html.j2", user, held=held, nav="quarantine")
 
 
-def _held(session: Any, message_id: int) -> InboundMessage:
-    row = session.get(InboundMessage, message_id, with_for_update=True)
-    if row is None:
-        raise HTTPException(404)
-    return row  # type: ignore[no-any-return]
-
-
 @router.post("/quarantine/{message_id:int}/reprocess")
 def reprocess(request: Request, message_id: int,
               user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    with transaction(web_app(request).sessions) as session:
-        row = _held(session, message_id)
-        if row.status != MessageStatus.QUARANTINED:
-            return back(request, "/quarantine", "error",
-                        f"Message {message_id} is {row.status}, not in quarantine.")
-        # as `mailflow messages reprocess`: back to the worker with a fresh count of attempts
-        row.status = MessageStatus.RECEIVED
-        row.attempts = 0
-        row.claimed_at = None
-        row.not_before = None
-        audit.record(session, "message.reprocess", actor=user.email,
-                     entity="inbound_message", entity_id=row.id, case_id=row.case_id,
-                     detail={"was": MessageStatus.QUARANTINED, "via": "web"})
+    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
+    from mailflow.workflow.quarantine import reprocess as reprocess_message
+
+    try:
+        with transaction(web_app(request).sessions) as session:
+            reprocess_message(session, message_id, actor=user.email)
+    except MessageNotFound as exc:
+        raise HTTPException(404, "No such message.") from exc
+    except QuarantineError as exc:
+        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
     return back(request, "/quarantine", "ok", f"Message {message_id} will be processed again.")
 
 
 @router.post("/quarantine/{message_id:int}/release")
 def release(request: Request, message_id: int,
             user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    from mailflow.workflow.quarantine import QuarantineError
+    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
     from mailflow.workflow.quarantine import release as release_message
 
     try:
         with transaction(web_app(request).sessions) as session:
             release_message(session, message_id, actor=user.email)
+    except MessageNotFound as exc:
+        raise HTTPException(404, "No such message.") from exc
     except QuarantineError as exc:
         return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
     return back(request, "/quarantine", "ok",
@@ -424,16 +414,16 @@ def release(request: Request, message_id: int,
 @router.post("/quarantine/{message_id:int}/discard")
 def discard(request: Request, message_id: int,
             user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    with transaction(web_app(request).sessions) as session:
-        row = _held(session, message_id)
-        if row.status != MessageStatus.QUARANTINED:
-            return back(request, "/quarantine", "error",
-                        f"Message {message_id} is {row.status}, not in quarantine.")
-        # kept (row and raw blob) for the retention period: discarding only ends the hold
-        row.status = MessageStatus.DISCARDED
-        audit.record(session, "message.discarded", actor=user.email,
-                     entity="inbound_message", entity_id=row.id, case_id=row.case_id,
-                     detail={"was": MessageStatus.QUARANTINED, "via": "web"})
+    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
+    from mailflow.workflow.quarantine import discard as discard_message
+
+    try:
+        with transaction(web_app(request).sessions) as session:
+            discard_message(session, message_id, actor=user.email)
+    except MessageNotFound as exc:
+        raise HTTPException(404, "No such message.") from exc
+    except QuarantineError as exc:
+        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
     return back(request, "/quarantine", "ok", f"Message {message_id} was discarded (kept).")
 
 

@@ -16,12 +16,16 @@ class QuarantineError(Exception):
     pass
 
 
+class MessageNotFound(QuarantineError):
+    pass
+
+
 def _held(session: Session, message_id: int) -> InboundMessage:
     row = session.get(InboundMessage, message_id, with_for_update=True)
     if row is None:
-        raise QuarantineError(f"no message {message_id}")
+        raise MessageNotFound(f"no message {message_id}")
     if row.status != MessageStatus.QUARANTINED:
-        raise QuarantineError(f"message {message_id} is {row.status}, not held")
+        raise QuarantineError(f"message {message_id} is {row.status}, not in quarantine")
     return row
 
 
@@ -38,4 +42,34 @@ def release(session: Session, message_id: int, actor: str) -> InboundMessage:
     row.not_before = None
     audit.record(session, "message.released", actor=actor, entity="inbound_message",
                  entity_id=row.id, detail={"was": row.reason_code})
+    return row
+
+
+def reprocess(session: Session, message_id: int, actor: str) -> str:
+    """Back to the worker as it is, with a fresh count of attempts (held or discarded only:
+    a processed message would be acted on twice). Returns the status it had."""
+    row = session.get(InboundMessage, message_id, with_for_update=True)
+    if row is None:
+        raise MessageNotFound(f"no message {message_id}")
+    if row.status in (MessageStatus.RECEIVED, MessageStatus.PROCESSING):
+        raise QuarantineError(f"message {message_id} is {row.status}: it will be processed anyway")
+    if row.status in (MessageStatus.PROCESSED, MessageStatus.DUPLICATE):
+        raise QuarantineError(f"message {message_id} was already {row.status} ({row.outcome}); "
+                              "processing it again would act on it twice")
+    previous = row.status
+    row.status = MessageStatus.RECEIVED
+    row.attempts = 0
+    row.claimed_at = None
+    row.not_before = None
+    audit.record(session, "message.reprocess", actor=actor, entity="inbound_message",
+                 entity_id=row.id, case_id=row.case_id, detail={"was": previous})
+    return previous
+
+
+def discard(session: Session, message_id: int, actor: str) -> InboundMessage:
+    """End the hold; the row and the raw message are kept for the retention period."""
+    row = _held(session, message_id)
+    row.status = MessageStatus.DISCARDED
+    audit.record(session, "message.discarded", actor=actor, entity="inbound_message",
+                 entity_id=row.id, case_id=row.case_id, detail={"was": MessageStatus.QUARANTINED})
     return row
