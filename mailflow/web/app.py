@@ -23,7 +23,7 @@ from fastapi.templating import Jinja2Templates
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailflow.app import App
-from mailflow.web import api, pages, registration
+from mailflow.web import api, charts, pages, registration
 from mailflow.web.deps import NotSignedIn
 from mailflow.web.metrics import make_registry
 from mailflow.web.security import WebAuth, load_secret
@@ -118,6 +118,7 @@ def create_web_app(app: App) -> FastAPI:
 
     web.include_router(pages.router)
     web.include_router(registration.router)
+    web.include_router(charts.router)
     web.include_router(api.router)
     return web
 
