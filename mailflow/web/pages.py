@@ -4,6 +4,7 @@ unauthenticated /healthz and /metrics."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
@@ -36,6 +37,7 @@ from mailflow.web.deps import (
 from mailflow.web.metrics import render
 from mailflow.web.security import FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, WebUser
 from mailflow.workflow import cases as case_flow
+from mailflow.workflow import quarantine
 from mailflow.workflow.assign import assign_by_hand
 
 log = logging.getLogger(__name__)
@@ -377,54 +379,39 @@ def quarantine_page(request: Request,
     return render_page(request, "quarantine.html.j2", user, held=held, nav="quarantine")
 
 
+def _quarantine_action(request: Request, message_id: int, user: WebUser,
+                       action: Callable[..., object], done: str) -> Response:
+    """One admin action on a held message (workflow/quarantine.py), its outcome flashed."""
+    try:
+        with transaction(web_app(request).sessions) as session:
+            action(session, message_id, actor=user.email)
+    except quarantine.MessageNotFound as exc:
+        raise HTTPException(404, "No such message.") from exc
+    except quarantine.QuarantineError as exc:
+        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
+    return back(request, "/quarantine", "ok", done)
+
+
 @router.post("/quarantine/{message_id:int}/reprocess")
 def reprocess(request: Request, message_id: int,
               user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
-    from mailflow.workflow.quarantine import reprocess as reprocess_message
-
-    try:
-        with transaction(web_app(request).sessions) as session:
-            reprocess_message(session, message_id, actor=user.email)
-    except MessageNotFound as exc:
-        raise HTTPException(404, "No such message.") from exc
-    except QuarantineError as exc:
-        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
-    return back(request, "/quarantine", "ok", f"Message {message_id} will be processed again.")
+    return _quarantine_action(request, message_id, user, quarantine.reprocess,
+                              f"Message {message_id} will be processed again.")
 
 
 @router.post("/quarantine/{message_id:int}/release")
 def release(request: Request, message_id: int,
             user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
-    from mailflow.workflow.quarantine import release as release_message
-
-    try:
-        with transaction(web_app(request).sessions) as session:
-            release_message(session, message_id, actor=user.email)
-    except MessageNotFound as exc:
-        raise HTTPException(404, "No such message.") from exc
-    except QuarantineError as exc:
-        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
-    return back(request, "/quarantine", "ok",
-                f"Message {message_id} is released: it will be processed as if its sender "
-                "were verified.")
+    return _quarantine_action(request, message_id, user, quarantine.release,
+                              f"Message {message_id} is released: it will be processed as if "
+                              "its sender were verified.")
 
 
 @router.post("/quarantine/{message_id:int}/discard")
 def discard(request: Request, message_id: int,
             user: Annotated[WebUser, Depends(admin_post)]) -> Response:
-    from mailflow.workflow.quarantine import MessageNotFound, QuarantineError
-    from mailflow.workflow.quarantine import discard as discard_message
-
-    try:
-        with transaction(web_app(request).sessions) as session:
-            discard_message(session, message_id, actor=user.email)
-    except MessageNotFound as exc:
-        raise HTTPException(404, "No such message.") from exc
-    except QuarantineError as exc:
-        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
-    return back(request, "/quarantine", "ok", f"Message {message_id} was discarded (kept).")
+    return _quarantine_action(request, message_id, user, quarantine.discard,
+                              f"Message {message_id} was discarded (kept).")
 
 
 @router.get("/outbox")
