@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := wkhtmltopdf dovecot-imapd poppler-utils swaks
+SYSTEM_PACKAGES := wkhtmltopdf dovecot-imapd poppler-utils swaks chromium
 
 .PHONY: run test install system-packages lint bench clean
 

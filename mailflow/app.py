@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from mailflow.bus import Publisher, attach
 from mailflow.config import Config
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_column_key
@@ -32,6 +33,7 @@ class App:
     sessions: sessionmaker[Session]
     roster: Roster
     sla: SlaContext
+    bus: Publisher
 
     @classmethod
     def open(cls, config: Config) -> App:
@@ -44,6 +46,8 @@ class App:
         )
         sessions = make_sessionmaker(engine)
         sessions.configure(info={"sla": sla})  # the clock follows every state change
+        bus = Publisher(config)
+        attach(sessions, bus)
         return cls(
             config=config,
             keys=keys,
@@ -52,9 +56,11 @@ class App:
             sessions=sessions,
             roster=load_roster(config.schedules_dir / "roster.toml"),
             sla=sla,
+            bus=bus,
         )
 
     def close(self) -> None:
+        self.bus.close()
         self.engine.dispose()
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailflow import bus
 from mailflow.db.models import AuditEvent, AuditHead, utcnow
 
 GENESIS = "0" * 64
@@ -81,6 +82,7 @@ def record(
     head.last_hash = event.hash
     head.count += 1
     session.flush()
+    bus.note(session, action, case_id)  # announced to listeners once this commits
     return event
 
 

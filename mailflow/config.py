@@ -82,6 +82,19 @@ class WebConfig(_Section):
     lockout_minutes: float = Field(15, gt=0)
     overview_limit: int = Field(500, gt=0)  # rows on the overview page (counts cover all)
     public_url: str = ""  # how people reach the web, for links in emails; "": http://host:port
+    shutdown_seconds: int = Field(5, ge=0)  # requests still running get this long at a stop
+
+
+class BusConfig(_Section):
+    enabled: bool = True  # False: no events; work is still found by polling, pages by reload
+    # Where publishers send and subscribers listen, e.g. "tcp://10.0.0.5:5560" when the parts
+    # run on several machines; empty: abstract Unix sockets named after the storage folder.
+    publish: str = ""
+    subscribe: str = ""
+    queue_limit: int = Field(10_000, gt=0)  # events held for an absent broker, then dropped
+    linger_seconds: float = Field(1.0, ge=0)  # at exit, how long to wait for the broker to take
+    connect_wait_seconds: float = Field(0.1, ge=0)  # the first event waits this long to connect
+    live_heartbeat_seconds: float = Field(15.0, gt=0)  # keeps idle live pages' streams open
 
 
 class SchedulesConfig(_Section):
@@ -127,6 +140,7 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
+    bus: BusConfig = BusConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     templates: TemplatesConfig = TemplatesConfig()
     intake: IntakeConfig = IntakeConfig()

@@ -24,7 +24,7 @@ from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
-PARTS = ("smtp", "worker", "outbox", "scheduler", "web")
+PARTS = ("bus", "smtp", "worker", "outbox", "scheduler", "web")
 
 
 @dataclass
@@ -54,7 +54,16 @@ class Service:
         server = None
         scheduler = None
         web_server = None
+        broker = None
         try:
+            if "bus" in self.parts and self.app.config.bus.enabled:
+                from mailflow.bus import Broker
+
+                broker = Broker(self.app.config)
+                await loop.run_in_executor(None, broker.start)
+            if self.app.config.bus.enabled and {"worker", "outbox"} & set(self.parts):
+                # other processes' spooled messages and queued emails wake this one's loops
+                tasks.append(asyncio.create_task(self._wake_on_events(wake_worker, wake_outbox)))
             if owned_pool is not None:
                 await loop.run_in_executor(None, owned_pool.warm)
             if "smtp" in self.parts:
@@ -100,6 +109,7 @@ class Service:
             self.ready.set()
             await self.stop_event.wait()
             if web_server is not None:
+                web_server.config.app.state.live.close()  # open live pages end their streams
                 web_server.should_exit = True
         finally:
             if scheduler is not None:
@@ -114,6 +124,15 @@ class Service:
                 executor.shutdown(wait=True)
             if owned_pool is not None:
                 owned_pool.shutdown()
+            if broker is not None:
+                await loop.run_in_executor(None, broker.stop)
+
+    async def _wake_on_events(self, wake_worker: asyncio.Event, wake_outbox: asyncio.Event
+                              ) -> None:
+        from mailflow.bus import listen
+
+        async for event in listen(self.app.config, topics=("message", "outbox")):
+            (wake_worker if event.get("topic") == "message" else wake_outbox).set()
 
     async def _start_web(self) -> tuple[Any, asyncio.Task[None]]:
         """uvicorn in this event loop: its endpoints run on threads, so pages never hold up
@@ -131,6 +150,7 @@ class Service:
         self.web_address = sock.getsockname()[:2]
         server = uvicorn.Server(uvicorn.Config(
             create_web_app(self.app), log_level="warning", access_log=False, lifespan="off",
+            timeout_graceful_shutdown=self.app.config.web.shutdown_seconds,
         ))
         server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         task = asyncio.create_task(server.serve(sockets=[sock]))

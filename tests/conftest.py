@@ -167,7 +167,8 @@ class RunningService:
     def _run(self) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            self.service = Service(self.app, self._parts, smtp_port=0, pool=self._pool)
+            self.service = Service(self.app, self._parts, smtp_port=0, pool=self._pool,
+                                   web_port=0)
             runner = asyncio.create_task(self.service.run())
             await self.service.ready.wait()
             self._started.set()
@@ -189,6 +190,12 @@ class RunningService:
     def port(self) -> int:
         assert self.service is not None and self.service.smtp_address is not None
         return self.service.smtp_address[1]
+
+    @property
+    def web_url(self) -> str:
+        assert self.service is not None and self.service.web_address is not None
+        host, port = self.service.web_address
+        return f"http://{host}:{port}"
 
     def stop(self) -> None:
         if self._loop is not None and self.service is not None:

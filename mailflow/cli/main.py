@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from mailflow import audit
 from mailflow.app import App, initialise
+from mailflow.bus import BusError
 from mailflow.cli import cases, messages, sla, users
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
@@ -28,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "init", help="create var/ (database, keys, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
     sub.add_parser("serve", help="every part in one process").set_defaults(
-        handler=cmd_serve, parts=("smtp", "worker", "outbox", "scheduler", "web")
+        handler=cmd_serve, parts=("bus", "smtp", "worker", "outbox", "scheduler", "web")
     )
     sub.add_parser("web", help="the admin web only").set_defaults(
         handler=cmd_serve, parts=("web",)
@@ -42,6 +43,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("worker", help="processing and outbound delivery only").set_defaults(
         handler=cmd_serve, parts=("worker", "outbox")
     )
+    sub.add_parser(
+        "bus", help="the event broker only (one per installation when the parts are split)"
+    ).set_defaults(handler=cmd_serve, parts=("bus",))
     users.register(sub)
     cases.register(sub)
     messages.register(sub)
@@ -62,6 +66,7 @@ def cmd_init(config: Config, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(app: App, args: argparse.Namespace) -> int:
+    from mailflow.bus import endpoints as bus_endpoints
     from mailflow.serve import Service, run_forever
 
     config = app.config
@@ -85,6 +90,9 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
                 lines.append(
                     f"  outgoing mail:   written to {config.path(config.outbound.maildir_path)}/new"
                 )
+        if "bus" in service.parts and config.bus.enabled:
+            ends = bus_endpoints(config)
+            lines.append(f"  event bus:       in {ends.publish}, out {ends.subscribe}")
         if service.web_address:
             host, port = service.web_address
             lines.append(f"  admin web:       http://{host}:{port}/ (sign in as an admin)")
@@ -137,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return int(args.handler(app, args))
         finally:
             app.close()
-    except (RosterError, CalendarError, PolicyError) as exc:
+    except (RosterError, CalendarError, PolicyError, BusError) as exc:
         print(f"mailflow: {exc}", file=sys.stderr)
         return 2
     except (CliError, AccountError, KeyError_) as exc:

@@ -9,7 +9,6 @@ security.py; what each page shows is read by views.py.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,10 +19,12 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailflow.app import App
-from mailflow.web import api, charts, pages, registration
+from mailflow.web import api, charts, live, pages, registration
 from mailflow.web.deps import NotSignedIn
 from mailflow.web.metrics import make_registry
 from mailflow.web.security import WebAuth, load_secret
@@ -43,6 +44,31 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS (and no-store off /static/) to every response. Plain ASGI, not
+    BaseHTTPMiddleware, which breaks long-lived streams (/events) when a client goes away."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if not static:
+                    headers.setdefault("Cache-Control", "no-store")
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
 
 
 def _templates(app: App) -> Jinja2Templates:
@@ -84,17 +110,10 @@ def create_web_app(app: App) -> FastAPI:
     web.state.auth = auth
     web.state.templates = _templates(app)
     web.state.metrics = make_registry(app)
+    web.state.live = live.LiveHub(app.config)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    @web.middleware("http")
-    async def headers(request: Request, call_next: Callable[[Request], Awaitable[Response]]
-                      ) -> Response:
-        response = await call_next(request)
-        for name, value in SECURITY_HEADERS.items():
-            response.headers.setdefault(name, value)
-        if not request.url.path.startswith("/static/"):
-            response.headers.setdefault("Cache-Control", "no-store")
-        return response
+    web.add_middleware(SecurityHeaders)
 
     @web.exception_handler(NotSignedIn)
     async def to_login(request: Request, _exc: NotSignedIn) -> Response:
@@ -120,6 +139,7 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(registration.router)
     web.include_router(charts.router)
     web.include_router(api.router)
+    web.include_router(live.router)
     return web
 
 

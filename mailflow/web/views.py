@@ -281,6 +281,7 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
     data = detail(session, case)
     data["assignee_name"] = case.assignee.name if case.assignee else None
     data["provider_name"] = case.provider.name
+    data["id"] = case.id  # for live updates of this page only (static/live.js)
     data["consults"] = [{**c, "pdf": c["has_report"]} for c in data["consults"]]
     data["sla"] = sla_explanation(app, session, case)
     internal = user.role != Role.PROVIDER

@@ -18,7 +18,7 @@ from tests.support.mail import FULL_FORM
 from tests.web.conftest import send_case
 
 ET = ZoneInfo("America/New_York")
-ROW = re.compile(r'<tr class="sla-([a-z-]+)">\s*<td><a href="/cases/(DERM-\d{4}-\d{6})">')
+ROW = re.compile(r'<tr class="sla-([a-z-]+)"[^>]*>\s*<td><a href="/cases/(DERM-\d{4}-\d{6})">')
 
 
 def rows(html: str) -> list[tuple[str, str]]:

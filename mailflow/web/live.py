@@ -1,0 +1,133 @@
+"""Live pages: /events streams server-sent events fed by the pyzmq bus.
+
+One bus subscription per web process fans out to every open page. An event says only that
+something of a kind changed (case, message, outbox, account, sla, report); the page then
+fetches itself again, through the same role checks as any request, and swaps in what changed
+(static/live.js). So no event ever carries PHI or anything a role may not see.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response, StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from mailflow import bus
+from mailflow.config import Config
+from mailflow.db.models import Role
+from mailflow.web.deps import web_auth
+from mailflow.web.security import SESSION_COOKIE
+
+log = logging.getLogger(__name__)
+
+router = APIRouter(include_in_schema=False)
+
+CLIENT_BACKLOG = 64  # events held for a slow page; past it the page just reloads its view
+
+
+class LiveHub:
+    """Fans bus events out to the open /events streams of this web process."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.clients: set[asyncio.Queue[dict[str, Any] | None]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.closing = asyncio.Event()
+        self.heard = asyncio.Event()  # the broker has our subscription
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.bus.enabled
+
+    def join(self) -> asyncio.Queue[dict[str, Any] | None]:
+        if self._task is None or self._task.done():
+            self.heard.clear()
+            self._task = asyncio.get_running_loop().create_task(self._pump())
+        queue: asyncio.Queue[dict[str, Any] | None] = asyncio.Queue(CLIENT_BACKLOG)
+        self.clients.add(queue)
+        return queue
+
+    def leave(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
+        self.clients.discard(queue)
+
+    async def _pump(self) -> None:
+        try:
+            async for event in bus.listen(self.config, heard=self.heard):
+                message = {"topic": event.get("topic", ""), "action": event.get("action", ""),
+                           "case_id": event.get("case_id")}
+                for queue in list(self.clients):
+                    with contextlib.suppress(asyncio.QueueFull):
+                        queue.put_nowait(message)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("live: the bus subscription failed; open pages fall back to polling")
+
+    def close(self) -> None:
+        """Server shutdown: end every stream so uvicorn can stop."""
+        self.closing.set()
+        for queue in list(self.clients):
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(None)
+        if self._task is not None:
+            self._task.cancel()
+
+
+def live_hub(request: Request) -> LiveHub:
+    hub: LiveHub = request.app.state.live
+    return hub
+
+
+def _frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+
+
+@router.get("/events")
+async def events(request: Request) -> Response:
+    """The change stream of a signed-in page (text/event-stream)."""
+    auth = web_auth(request)
+    cookie = request.cookies.get(SESSION_COOKIE)
+    user = await run_in_threadpool(auth.user_for, cookie)
+    if user is None:
+        return Response("sign in first", status_code=401, media_type="text/plain")
+    hub = live_hub(request)
+    if not hub.enabled:
+        return Response(status_code=204)  # EventSource stops; live.js refreshes on a timer
+    heartbeat = hub.config.bus.live_heartbeat_seconds
+    staff = user.role in (Role.ADMIN, Role.DERMATOLOGIST)
+
+    async def stream() -> AsyncIterator[bytes]:
+        queue = hub.join()
+        try:
+            # "hello" once the broker hears us, so a page that says live misses nothing
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(hub.heard.wait(), timeout=heartbeat)
+            yield b"retry: 3000\n\n" + _frame("hello", {"role": user.role,
+                                                          "live": hub.heard.is_set()})
+            while not hub.closing.is_set():
+                try:
+                    item = await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                except TimeoutError:
+                    # still signed in? (signed out, expired or locked: the stream ends)
+                    if await run_in_threadpool(auth.user_for, cookie) is None:
+                        yield _frame("signed-out", {})
+                        return
+                    yield b": keep-alive\n\n"
+                    continue
+                if item is None:
+                    return
+                if not staff:  # a provider learns only that something changed
+                    item = {"topic": item["topic"]}
+                yield _frame("change", item)
+        finally:
+            hub.leave(queue)
+
+    return StreamingResponse(stream(), media_type="text/event-stream", headers={
+        "Cache-Control": "no-store", "X-Accel-Buffering": "no"})
