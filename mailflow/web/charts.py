@@ -41,6 +41,7 @@ class Chart:
     bars: tuple[Bar, ...]
     maximum: float
     target: float | None = None  # a line across the chart, e.g. 95 % or 120 minutes
+    empty: str = "nothing measured in this period"  # shown when no bar has a value
 
 
 def _percent(met: int, measured: int) -> float | None:
@@ -106,13 +107,17 @@ def charts(app: App, session: Session) -> list[Chart]:
     load_bars = tuple(Bar(name, float(n), str(n)) for name, n in load)
     top = max([b.value or 0 for b in (*p50, *p90)] + [120])
     return [
-        Chart("SLA met, by day (last 30 days)", "%", compliance(days, by_day, "%d %b"), 100, 95),
-        Chart("SLA met, by week", "%", compliance(weeks, by_week, "%d %b"), 100, 95),
-        Chart("Business time to consult, p50 by week", "min", tuple(p50), top, 120),
-        Chart("Business time to consult, p90 by week", "min", tuple(p90), top, 120),
-        Chart("Cases received per day (last 30 days)", "cases", tuple(per_day),
-              max([b.value or 0 for b in per_day] + [1])),
-        Chart("Open cases per dermatologist", "cases", load_bars,
+        Chart("SLA met, by day (last 30 days)", "%", compliance(days, by_day, "%d %b"), 100, 95,
+              "no consult sent in the last 30 days"),
+        Chart("SLA met, by week", "%", compliance(weeks, by_week, "%d %b"), 100, 95,
+              f"no consult sent in the last {WEEKS} weeks"),
+        Chart("Business time to consult, p50 by week", " min", tuple(p50), top, 120,
+              f"no consult sent in the last {WEEKS} weeks"),
+        Chart("Business time to consult, p90 by week", " min", tuple(p90), top, 120,
+              f"no consult sent in the last {WEEKS} weeks"),
+        Chart("Cases received per day (last 30 days)", "", tuple(per_day),
+              max([b.value or 0 for b in per_day] + [1]), None, "no case in the last 30 days"),
+        Chart("Open cases per dermatologist", "", load_bars,
               max([b.value or 0 for b in load_bars] + [1])),
     ]
 

@@ -275,6 +275,21 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
     }
 
 
+# The consult's fields in the order a reader wants them, under the report's headings.
+ANSWER_LABELS = {
+    "diagnosis": "Suspected diagnosis", "differential": "Differential", "plan": "Plan",
+    "follow_up": "Follow-up", "in_person": "In-person visit", "biopsy": "Biopsy / tests",
+    "icd10": "ICD-10", "image_quality": "Image quality",
+}
+
+
+def answer_rows(answer: dict[str, Any]) -> list[tuple[str, str]]:
+    keys = [k for k in ANSWER_LABELS if k in answer] + [k for k in answer
+                                                         if k not in ANSWER_LABELS]
+    return [(ANSWER_LABELS.get(k, k.replace("_", " ").capitalize()), str(answer[k]))
+            for k in keys if answer[k]]
+
+
 def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str, Any]:
     """Everything the case page shows; providers get their own part only (no audit trail,
     no internal routing)."""
@@ -282,7 +297,8 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
     data["assignee_name"] = case.assignee.name if case.assignee else None
     data["provider_name"] = case.provider.name
     data["id"] = case.id  # for live updates of this page only (static/live.js)
-    data["consults"] = [{**c, "pdf": c["has_report"]} for c in data["consults"]]
+    data["consults"] = [{**c, "pdf": c["has_report"], "answer_rows": answer_rows(c["answer"])}
+                        for c in data["consults"]]
     data["sla"] = sla_explanation(app, session, case)
     internal = user.role != Role.PROVIDER
     audit_rows = list(session.execute(
@@ -311,7 +327,7 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
         if ev.action.startswith("case.") and ev.action != "case.viewed":
             before = ev.detail.get("from")
             to = ev.detail.get("to")
-            text = f"{before} → {to}" if ev.action != "case.reassigned" else ""
+            text = f"{before or 'new'} → {to}" if ev.action != "case.reassigned" else ""
             timeline.append({"at": ev.at, "kind": "state",
                              "title": f"{ev.action.removeprefix('case.').replace('_', ' ')}"
                                       f" by {ev.actor}", "text": text})
