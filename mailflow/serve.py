@@ -144,7 +144,9 @@ class Service:
         from mailflow.web.app import create_web_app
 
         cfg = self.app.config.web
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
+        # and without it every response waited 40 ms for a delayed ACK (Nagle)
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((cfg.host, cfg.port if self.web_port is None else self.web_port))
         self.web_address = sock.getsockname()[:2]

@@ -56,7 +56,9 @@ def charts(app: App, session: Session) -> list[Chart]:
     rows = session.execute(
         select(Consult.created_at, Consult.sla_met, Case.sla_consumed_minutes)
         .join(Case, Case.id == Consult.case_id)
-        .where(Consult.version == 1)
+        .where(Consult.version == 1,
+               Consult.created_at >= datetime.combine(min(first_day, first_week), time.min,
+                                                      zone))
     ).all()
     by_day: dict[date, list[bool]] = defaultdict(list)
     by_week: dict[date, list[bool]] = defaultdict(list)
