@@ -83,6 +83,8 @@ class WebConfig(_Section):
     overview_limit: int = Field(500, gt=0)  # rows on the overview page (counts cover all)
     public_url: str = ""  # how people reach the web, for links in emails; "": http://host:port
     shutdown_seconds: int = Field(5, ge=0)  # requests still running get this long at a stop
+    code_minutes: float = Field(5, gt=0)  # time to type the authenticator code after the password
+    require_totp_for_admins: bool = False  # admins must set up an authenticator before admin pages
 
 
 class BusConfig(_Section):

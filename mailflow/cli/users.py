@@ -9,6 +9,7 @@ from mailflow.app import App
 from mailflow.cli.output import emit
 from mailflow.db.models import Account, Role
 from mailflow.db.session import transaction
+from mailflow.trust import totp
 from mailflow.workflow import accounts
 
 
@@ -35,6 +36,13 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     pdfpw.add_argument("email", metavar="EMAIL")
     pdfpw.add_argument("--remove", action="store_true", help="send reports unprotected again")
     pdfpw.set_defaults(handler=cmd_pdf_password)
+    second = cmds.add_parser(
+        "totp", help="turn on the authenticator step for web sign-in (prints the key to scan)"
+    )
+    second.add_argument("email", metavar="EMAIL")
+    second.add_argument("--remove", action="store_true",
+                        help="turn it off (a lost phone): the password alone signs in again")
+    second.set_defaults(handler=cmd_totp)
     approve = cmds.add_parser("approve", help="approve pending accounts")
     approve.add_argument("emails", nargs="+", metavar="EMAIL")
     approve.add_argument("--json", action="store_true")
@@ -102,4 +110,18 @@ def cmd_pdf_password(app: App, args: argparse.Namespace) -> int:
     with transaction(app.sessions) as session:
         accounts.set_pdf_password(session, args.email, password)
     print(f"reports for {args.email} are " + ("unprotected" if args.remove else "protected"))
+    return 0
+
+
+def cmd_totp(app: App, args: argparse.Namespace) -> int:
+    secret = None if args.remove else totp.new_secret()
+    with transaction(app.sessions) as session:
+        accounts.set_totp(session, args.email, secret)
+    if secret is None:
+        print(f"the authenticator step is off for {args.email}")
+        return 0
+    print(f"the authenticator step is on for {args.email}: add this to their app")
+    print(f"  key: {totp.grouped(secret)}")
+    print(f"  or open: {totp.provisioning_uri(secret, args.email, app.config.mail.domain)}")
+    print("(or let them set it up themselves, signed in, on the Your account page)")
     return 0

@@ -48,6 +48,8 @@ class Account(Base):
     license_state: Mapped[str] = mapped_column(String(10), default="")
     credentials: Mapped[str] = mapped_column(String(100), default="")
     pdf_password: Mapped[str | None] = mapped_column(EncryptedText)  # providers: protects reports
+    # web sign-in's second step (trust/totp.py); None: none. Encrypted: it is a credential.
+    totp_secret: Mapped[str | None] = mapped_column(EncryptedText)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     approved_at: Mapped[datetime | None]
 

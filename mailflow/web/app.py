@@ -24,8 +24,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailflow.app import App
-from mailflow.web import api, charts, live, pages, registration
-from mailflow.web.deps import NotSignedIn
+from mailflow.web import account, api, charts, live, pages, registration
+from mailflow.web.deps import NeedsAuthenticator, NotSignedIn
 from mailflow.web.metrics import make_registry
 from mailflow.web.security import WebAuth, load_secret
 
@@ -115,6 +115,10 @@ def create_web_app(app: App) -> FastAPI:
 
     web.add_middleware(SecurityHeaders)
 
+    @web.exception_handler(NeedsAuthenticator)
+    async def to_account(request: Request, _exc: NeedsAuthenticator) -> Response:
+        return RedirectResponse("/account", status_code=303)
+
     @web.exception_handler(NotSignedIn)
     async def to_login(request: Request, _exc: NotSignedIn) -> Response:
         target = request.url.path
@@ -140,6 +144,7 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(charts.router)
     web.include_router(api.router)
     web.include_router(live.router)
+    web.include_router(account.router)
     return web
 
 

@@ -15,6 +15,11 @@ class NotSignedIn(Exception):
     """Raised by the page dependencies: the browser is sent to the sign-in page."""
 
 
+class NeedsAuthenticator(Exception):
+    """An admin page, on a site that requires TOTP of admins, by an admin without it: the
+    browser is sent to the account page to set it up."""
+
+
 def web_app(request: Request) -> App:
     app: App = request.app.state.app
     return app
@@ -34,10 +39,22 @@ def current_user(request: Request) -> WebUser | None:
     return user
 
 
+# Where an admin without the required authenticator may still go: to set it up, or leave.
+SETUP_PATHS = ("/account", "/account/totp", "/logout")
+
+
+def _needs_setup(request: Request, user: WebUser) -> bool:
+    return (user.role == Role.ADMIN and not user.has_totp
+            and web_app(request).config.web.require_totp_for_admins
+            and request.url.path not in SETUP_PATHS)
+
+
 def page_user(request: Request) -> WebUser:
     user = current_user(request)
     if user is None:
         raise NotSignedIn()
+    if _needs_setup(request, user):
+        raise NeedsAuthenticator()
     return user
 
 
@@ -45,6 +62,8 @@ def api_user(request: Request) -> WebUser:
     user = current_user(request)
     if user is None:
         raise HTTPException(401, "sign in first", headers={"WWW-Authenticate": "Cookie"})
+    if _needs_setup(request, user):
+        raise HTTPException(403, "set up the authenticator step (/account) first")
     return user
 
 

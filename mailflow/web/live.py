@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +31,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 CLIENT_BACKLOG = 64  # events held for a slow page; past it the page just reloads its view
+HELLO_WAIT_SECONDS = 3.0  # a broker answers in milliseconds; past this, say it is not there
+HELLO_RETRY = 0.5  # ... and then check this often whether it has come
 
 
 class LiveHub:
@@ -108,13 +111,22 @@ async def events(request: Request) -> Response:
         try:
             # "hello" once the broker hears us, so a page that says live misses nothing
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(hub.heard.wait(), timeout=heartbeat)
-            yield b"retry: 3000\n\n" + _frame("hello", {"role": user.role,
-                                                          "live": hub.heard.is_set()})
+                await asyncio.wait_for(hub.heard.wait(), timeout=HELLO_WAIT_SECONDS)
+            live = hub.heard.is_set()
+            yield b"retry: 3000\n\n" + _frame("hello", {"role": user.role, "live": live})
+            quiet_since = time.monotonic()
             while not hub.closing.is_set():
                 try:
-                    item = await asyncio.wait_for(queue.get(), timeout=heartbeat)
+                    # not live yet: look again soon, and say so the moment the broker answers
+                    item = await asyncio.wait_for(queue.get(),
+                                                  timeout=heartbeat if live else HELLO_RETRY)
                 except TimeoutError:
+                    if not live and hub.heard.is_set():
+                        live = True
+                        yield _frame("hello", {"role": user.role, "live": True})
+                    if time.monotonic() - quiet_since < heartbeat:
+                        continue
+                    quiet_since = time.monotonic()
                     # still signed in? (signed out, expired or locked: the stream ends)
                     if await run_in_threadpool(auth.user_for, cookie) is None:
                         yield _frame("signed-out", {})

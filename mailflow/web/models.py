@@ -27,6 +27,7 @@ class WebLogin(Base):
     last_failure_at: Mapped[datetime | None]
     locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
+    totp_last_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # no replay
 
 
 class WebSession(Base):

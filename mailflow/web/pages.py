@@ -35,7 +35,13 @@ from mailflow.web.deps import (
     web_auth,
 )
 from mailflow.web.metrics import render
-from mailflow.web.security import FLASH_COOKIE, PRE_COOKIE, SESSION_COOKIE, WebUser
+from mailflow.web.security import (
+    CODE_COOKIE,
+    FLASH_COOKIE,
+    PRE_COOKIE,
+    SESSION_COOKIE,
+    WebUser,
+)
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow import quarantine
 from mailflow.workflow.assign import assign_by_hand
@@ -48,6 +54,11 @@ GENERIC_LOGIN_ERROR = (
     "That email and password did not sign you in. After several failed attempts, sign-in is "
     "paused for a while."
 )
+
+
+WRONG_CODE = ("That code did not match. Type the six digits your authenticator app shows now "
+              "for mailflow.")
+CODE_EXPIRED = "The time to type the code ran out. Sign in again."
 
 
 def login_url(target: str = "/") -> str:
@@ -119,15 +130,69 @@ def login(
     if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
         raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
     peer = request.client.host if request.client else ""
-    cookie = auth.sign_in(email[:320], password[:1024], peer=peer)
-    if cookie is None:
+    result = auth.sign_in(email[:320], password[:1024], peer=peer)
+    if result.code_cookie is not None:
+        response = RedirectResponse(f"/login/code?next={quote(_safe_next(next), safe='')}",
+                                    status_code=303)
+        _cookie(request, response, CODE_COOKIE, result.code_cookie,
+                int(web_app(request).config.web.code_minutes * 60))
+        return response
+    if result.session_cookie is None:
         return _login_form(request, GENERIC_LOGIN_ERROR, email[:320], 400, next)
-    response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(SESSION_COOKIE, cookie, max_age=auth.max_age, httponly=True,
-                        samesite="strict", path="/",
-                        secure=web_app(request).config.web.secure_cookies)
+    return _signed_in(request, result.session_cookie, next)
+
+
+def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
+    response.set_cookie(name, value, max_age=max_age, httponly=True, samesite="strict",
+                        path="/", secure=web_app(request).config.web.secure_cookies)
+
+
+def _signed_in(request: Request, session_cookie: str, next_url: str) -> Response:
+    response = RedirectResponse(_safe_next(next_url), status_code=303)
+    _cookie(request, response, SESSION_COOKIE, session_cookie, web_auth(request).max_age)
     response.delete_cookie(PRE_COOKIE, path="/")
+    response.delete_cookie(CODE_COOKIE, path="/")
     return response
+
+
+def _code_form(request: Request, error: str = "", status: int = 200,
+               next_url: str = "/") -> Response:
+    auth = web_auth(request)
+    cookie, token = auth.new_pre_session()
+    response = render_page(request, "login_code.html.j2", None, status, login_csrf=token,
+                           error=error, next_url=_safe_next(next_url))
+    _cookie(request, response, PRE_COOKIE, cookie, 3600)
+    return response
+
+
+@router.get("/login/code")
+def login_code_page(request: Request, next: str = "/") -> Response:
+    if not request.cookies.get(CODE_COOKIE):
+        return RedirectResponse(login_url(_safe_next(next)), status_code=303)
+    return _code_form(request, next_url=next)
+
+
+@router.post("/login/code")
+def login_code(
+    request: Request,
+    code: Annotated[str, Form()] = "",
+    csrf_token: Annotated[str, Form()] = "",
+    next: Annotated[str, Form()] = "/",
+) -> Response:
+    auth = web_auth(request)
+    nonce = auth.pre_session_nonce(request.cookies.get(PRE_COOKIE))
+    if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
+        raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
+    peer = request.client.host if request.client else ""
+    result = auth.sign_in_code(request.cookies.get(CODE_COOKIE), code, peer=peer)
+    if result.session_cookie is not None:
+        return _signed_in(request, result.session_cookie, next)
+    if result.expired or result.code_cookie is None:
+        response = _login_form(request, CODE_EXPIRED if result.expired else
+                               GENERIC_LOGIN_ERROR, status=400, next_url=next)
+        response.delete_cookie(CODE_COOKIE, path="/")
+        return response
+    return _code_form(request, WRONG_CODE, 400, next)
 
 
 @router.post("/logout")

@@ -30,6 +30,7 @@ from mailflow import audit
 from mailflow.config import Config
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
+from mailflow.trust import totp
 from mailflow.web.models import WebLogin, WebSession
 from mailflow.workflow import accounts
 
@@ -38,6 +39,7 @@ log = logging.getLogger(__name__)
 SESSION_COOKIE = "mailflow_session"
 PRE_COOKIE = "mailflow_pre"  # before sign-in: binds the sign-in form's CSRF token
 FLASH_COOKIE = "mailflow_flash"
+CODE_COOKIE = "mailflow_code"  # between the password and the authenticator code
 WEB_ROLES = (Role.ADMIN, Role.DERMATOLOGIST, Role.PROVIDER)
 KEY_BYTES = 32
 
@@ -79,10 +81,20 @@ class WebUser:
     role: str
     nonce: str
     csrf: str
+    has_totp: bool = False
 
     @property
     def is_admin(self) -> bool:
         return self.role == Role.ADMIN
+
+
+@dataclass(frozen=True)
+class SignIn:
+    """What a sign-in step gave: a session, the code step next, or neither."""
+
+    session_cookie: str | None = None
+    code_cookie: str | None = None  # the password was right; the TOTP code comes next
+    expired: bool = False  # the code step's cookie is missing, stale or forged
 
 
 def _nonce_hash(nonce: str) -> str:
@@ -97,6 +109,8 @@ class WebAuth:
         self._signer = URLSafeTimedSerializer(key, salt="mailflow web session")
         self._pre_signer = URLSafeTimedSerializer(key, salt="mailflow web pre-session")
         self._flash_signer = URLSafeTimedSerializer(key, salt="mailflow web flash")
+        self._code_signer = URLSafeTimedSerializer(key, salt="mailflow web second step")
+        self._enrol_signer = URLSafeTimedSerializer(key, salt="mailflow web totp enrolment")
 
     @property
     def max_age(self) -> int:
@@ -143,52 +157,128 @@ class WebAuth:
 
     # --- sign-in, sessions ------------------------------------------------------------------
 
-    def sign_in(self, email: str, password: str, peer: str = "") -> str | None:
-        """The signed session cookie, or None (wrong email or password, or locked out).
+    def sign_in(self, email: str, password: str, peer: str = "") -> SignIn:
+        """Check the password. With no second step: a session. With TOTP on: a short-lived
+        cookie for the code page (sign_in_code). Else nothing (wrong email or password, or
+        locked out; the answer does not say which).
 
         Each failure for a known account is counted in the database; after
         `lockout_failures` in a row the account cannot sign in on the web for
         `lockout_minutes`, whatever the password."""
-        web = self.config.web
-        now = utcnow()
         with transaction(self.sessions) as session:
             account = accounts.find(session, email) if email.strip() else None
             if account is None:
                 _verify_dummy(password)
                 log.info("web sign-in failed: unknown account")
-                return None
+                return SignIn()
             state = _login_state(session, account.id)
-            if state.locked_until is not None and state.locked_until > now:
+            if self._locked(session, account, state, peer):
                 _verify_dummy(password)
-                audit.record(session, "web.login_locked", actor=account.email, entity="account",
-                             entity_id=account.id, detail={"peer": peer})
-                return None
+                return SignIn()
             allowed = account.status == AccountStatus.APPROVED and account.role in WEB_ROLES
             if not (accounts.check_password(account, password) and allowed):
-                if state.locked_until is not None:  # an earlier lockout ran out: count anew
-                    state.failures, state.locked_until = 0, None
-                state.failures += 1
-                state.last_failure_at = now
-                detail: dict[str, object] = {"failures": state.failures, "peer": peer}
-                if state.failures >= web.lockout_failures:
-                    state.locked_until = now + timedelta(minutes=web.lockout_minutes)
-                    detail["locked_minutes"] = web.lockout_minutes
-                    log.warning("web sign-in locked for account %d after %d failures",
-                                account.id, state.failures)
-                audit.record(session, "web.login_failed", actor=account.email, entity="account",
-                             entity_id=account.id, detail=detail)
-                return None
-            state.failures, state.locked_until, state.last_login_at = 0, None, now
-            nonce = secrets.token_urlsafe(32)
-            session.add(WebSession(nonce_hash=_nonce_hash(nonce), account_id=account.id,
-                                   created_at=now,
-                                   expires_at=now + timedelta(seconds=self.max_age)))
-            # expired rows of this account go now: the table stays small without a sweeper
-            session.execute(delete(WebSession).where(WebSession.account_id == account.id,
-                                                     WebSession.expires_at < now))
-            audit.record(session, "web.login", actor=account.email, entity="account",
+                self._failed(session, account, state, peer, "password")
+                return SignIn()
+            if account.totp_secret:
+                # the failure count stands until the code is right too
+                return SignIn(code_cookie=self._code_signer.dumps({"a": account.id}))
+            return SignIn(session_cookie=self._open_session(session, account, state, peer))
+
+    def sign_in_code(self, code_cookie: str | None, code: str, peer: str = "") -> SignIn:
+        """The second step: the code from the authenticator, within `code_minutes`."""
+        try:
+            account_id = int(self._code_signer.loads(
+                code_cookie or "", max_age=int(self.config.web.code_minutes * 60))["a"])
+        except (BadSignature, KeyError, TypeError, ValueError):
+            return SignIn(expired=True)
+        with transaction(self.sessions) as session:
+            account = session.get(Account, account_id)
+            if account is None or not account.totp_secret:
+                return SignIn(expired=True)
+            state = _login_state(session, account.id)
+            if self._locked(session, account, state, peer):
+                return SignIn()
+            step = totp.accepted_step(account.totp_secret, code[:20], utcnow(),
+                                      state.totp_last_step)
+            if step is None or account.status != AccountStatus.APPROVED:
+                self._failed(session, account, state, peer, "code")
+                return SignIn(code_cookie=code_cookie if state.locked_until is None else None)
+            state.totp_last_step = step
+            return SignIn(session_cookie=self._open_session(session, account, state, peer))
+
+    def _locked(self, session: Session, account: Account, state: WebLogin, peer: str) -> bool:
+        if state.locked_until is not None and state.locked_until > utcnow():
+            audit.record(session, "web.login_locked", actor=account.email, entity="account",
                          entity_id=account.id, detail={"peer": peer})
-            return self._signer.dumps({"a": account.id, "n": nonce})
+            return True
+        return False
+
+    def _failed(self, session: Session, account: Account, state: WebLogin, peer: str,
+                factor: str) -> None:
+        web = self.config.web
+        now = utcnow()
+        if state.locked_until is not None:  # an earlier lockout ran out: count anew
+            state.failures, state.locked_until = 0, None
+        state.failures += 1
+        state.last_failure_at = now
+        detail: dict[str, object] = {"failures": state.failures, "peer": peer, "factor": factor}
+        if state.failures >= web.lockout_failures:
+            state.locked_until = now + timedelta(minutes=web.lockout_minutes)
+            detail["locked_minutes"] = web.lockout_minutes
+            log.warning("web sign-in locked for account %d after %d failures",
+                        account.id, state.failures)
+        audit.record(session, "web.login_failed", actor=account.email, entity="account",
+                     entity_id=account.id, detail=detail)
+
+    def _open_session(self, session: Session, account: Account, state: WebLogin,
+                      peer: str) -> str:
+        now = utcnow()
+        state.failures, state.locked_until, state.last_login_at = 0, None, now
+        nonce = secrets.token_urlsafe(32)
+        session.add(WebSession(nonce_hash=_nonce_hash(nonce), account_id=account.id,
+                               created_at=now, expires_at=now + timedelta(seconds=self.max_age)))
+        # expired rows of this account go now: the table stays small without a sweeper
+        session.execute(delete(WebSession).where(WebSession.account_id == account.id,
+                                                 WebSession.expires_at < now))
+        audit.record(session, "web.login", actor=account.email, entity="account",
+                     entity_id=account.id,
+                     detail={"peer": peer, "second_step": bool(account.totp_secret)})
+        return str(self._signer.dumps({"a": account.id, "n": nonce}))
+
+    # --- TOTP enrolment ---------------------------------------------------------------------
+
+    def enrolment_token(self, user: WebUser, secret: str) -> str:
+        """The secret being set up, signed and bound to this session, for the confirm form."""
+        return str(self._enrol_signer.dumps({"s": secret, "n": _nonce_hash(user.nonce)}))
+
+    def enrolment_secret(self, user: WebUser, token: str) -> str | None:
+        try:
+            data = self._enrol_signer.loads(token, max_age=1800)
+        except BadSignature:
+            return None
+        if not isinstance(data, dict) or data.get("n") != _nonce_hash(user.nonce):
+            return None
+        secret = data.get("s")
+        return secret if isinstance(secret, str) else None
+
+    def set_totp(self, user: WebUser, secret: str | None, code: str) -> bool:
+        """Turn the second step on (with the new secret) or off (secret None), proven by a
+        current code from the authenticator: the new one's, or the enrolled one's."""
+        with transaction(self.sessions) as session:
+            account = session.get(Account, user.id, with_for_update=True)
+            if account is None:
+                return False
+            state = _login_state(session, account.id)
+            check = secret if secret is not None else (account.totp_secret or "")
+            step = totp.accepted_step(check, code[:20], utcnow(), state.totp_last_step)
+            if step is None:
+                return False
+            state.totp_last_step = step
+            account.totp_secret = secret
+            audit.record(session, "account.totp_on" if secret else "account.totp_off",
+                         actor=user.email, entity="account", entity_id=account.id,
+                         detail={"via": "web"})
+            return True
 
     def user_for(self, cookie: str | None) -> WebUser | None:
         if not cookie:
@@ -209,7 +299,8 @@ class WebAuth:
             # a disabled account or one whose role changed loses its sessions at once
             if row is None or row.status != AccountStatus.APPROVED or row.role not in WEB_ROLES:
                 return None
-            return WebUser(row.id, row.email, row.name, row.role, nonce, self.csrf_for(nonce))
+            return WebUser(row.id, row.email, row.name, row.role, nonce, self.csrf_for(nonce),
+                           has_totp=bool(row.totp_secret))
 
     def sign_out(self, user: WebUser) -> None:
         with transaction(self.sessions) as session:

@@ -119,3 +119,16 @@ def set_pdf_password(session: Session, email: str, password: str | None, actor: 
     audit.record(session, "account.pdf_password", actor=actor, entity="account",
                  entity_id=account.id, detail={"protected": password is not None})
     return account
+
+
+def set_totp(session: Session, email: str, secret: str | None, actor: str = "cli") -> Account:
+    """Turn an account's authenticator step on (a new secret) or off (None)."""
+    account = find(session, email)
+    if account is None:
+        raise AccountError(f"no account for {email}")
+    if account.role not in (Role.ADMIN, Role.DERMATOLOGIST, Role.PROVIDER):
+        raise AccountError(f"{email} does not sign in on the web")
+    account.totp_secret = secret
+    audit.record(session, "account.totp_on" if secret else "account.totp_off", actor=actor,
+                 entity="account", entity_id=account.id, detail={"via": actor})
+    return account

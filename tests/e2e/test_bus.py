@@ -227,3 +227,22 @@ def test_the_live_stream_needs_a_sign_in_and_tells_a_provider_little(
             assert stream.changes() == [{"topic": "case"}]
     finally:
         stop_all(parts)
+
+
+def test_without_a_broker_a_page_is_told_it_is_not_live_until_one_comes(
+    app: App, config: Config, people: dict[str, str],
+) -> None:
+    web_port = free_port()
+    parts = [Part(config, "web", {"MAILFLOW_WEB__PORT": str(web_port)})]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}") as browser:
+            assert sign_in(browser, ADMIN).status_code == 303  # type: ignore[arg-type]
+            stream = EventStream(browser)
+            # live.js then says "refreshing every minute" and keeps the page fresh on a timer
+            wait_until(lambda: ("hello", '{"role":"admin","live":false}') in stream.events,
+                       10, "the stream's hello")
+            parts.append(Part(config, "bus", {}))  # the broker comes up: the page is told
+            wait_until(lambda: ("hello", '{"role":"admin","live":true}') in stream.events,
+                       10, "the stream's second hello")
+    finally:
+        stop_all(parts)

@@ -146,8 +146,18 @@
     return;
   }
   var source = new EventSource("/events");
-  source.addEventListener("hello", function () {
-    show("live", "live");
+  source.addEventListener("hello", function (e) {
+    var hello = {};
+    try {
+      hello = JSON.parse(e.data);
+    } catch (_err) {
+      hello = {};
+    }
+    if (hello.live) {
+      show("live", "live");
+    } else {
+      show("refreshing every minute", "timer"); // no broker yet: the timer keeps it fresh
+    }
   });
   source.addEventListener("change", function (e) {
     var data = {};
