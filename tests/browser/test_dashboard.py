@@ -30,6 +30,7 @@ from tests.support.sink import RelaySink
 pytestmark = pytest.mark.xdist_group("browser")
 
 CASE_ROW = "table.cases tbody tr[data-key^='DERM-']"
+XSS = """<script>document.title='pwned'</script><img src=x onerror="document.title='pwned'">"""
 LIVE_WITHIN_SECONDS = 2.0  # the issue: "a case emailed in appears within 2 seconds"
 
 
@@ -195,8 +196,8 @@ def test_every_page_renders_for_its_role_without_errors(
     assert code == 250
     wait_final(app, accepted_id(text))
     sink.refuse_with = "550 5.1.1 no such user"  # the next email out dies at the relay
-    code, text = submit(site.port, provider, PASSWORD, case_email(
-        provider, CASES, FULL_FORM.replace("3 months", "5 months"), three_photos()))
+    code, text = submit(site.port, provider, PASSWORD, case_email(  # markup typed into a field
+        provider, CASES, FULL_FORM.replace("3 months", "5 months " + XSS), three_photos()))
     assert code == 250
     wait_final(app, accepted_id(text))
 
@@ -234,8 +235,11 @@ def test_every_page_renders_for_its_role_without_errors(
     doctor = browser()
     doctor.sign_in(provider, PASSWORD)
     expect(doctor.page.locator("table tbody tr")).to_have_count(2)
-    doctor.page.locator("table tbody tr a").first.click()
+    doctor.page.locator("table tbody tr a").first.click()  # the newest: the one with markup
     expect(doctor.page.locator(".photos img")).to_have_count(3)
+    expect(doctor.page.locator("dl.fields").nth(1)).to_contain_text(XSS)  # shown as typed
+    assert doctor.page.evaluate("document.title") != "pwned"
+    assert doctor.page.locator("dl.fields img, dl.fields script").count() == 0
     expect(doctor.page.locator("table.audit")).to_have_count(0)  # not for providers
     doctor.shot("14-provider-case")
     assert admin.errors == [] and derm.errors == [] and doctor.errors == []
