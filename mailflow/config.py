@@ -10,9 +10,9 @@ import json
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 ENV_PREFIX = "MAILFLOW_"
 DEFAULT_CONFIG_ENV = "MAILFLOW_CONFIG"
@@ -107,6 +107,43 @@ class TemplatesConfig(_Section):
     path: str = "templates"
 
 
+class ImapConfig(_Section):
+    """A mailbox on the organisation's mail server that mailflow empties (DESIGN §2): for sites
+    whose cases@ address is an ordinary mailbox rather than mailflow's own SMTP door."""
+
+    enabled: bool = False
+    host: str = ""
+    port: int = Field(993, ge=0, le=65535)
+    security: Literal["tls", "starttls", "none"] = "tls"  # none: only to a loopback address
+    tls_verify: bool = True
+    ca_file: str = ""  # trust this CA (a site's own) instead of the system's
+    username: str = ""
+    password: str = ""  # better given as MAILFLOW_IMAP__PASSWORD
+    mailbox: str = "INBOX"
+    processed_mailbox: str = "mailflow/processed"  # each message moves here once spooled
+    rejected_mailbox: str = "mailflow/too-large"  # over [smtp] max_message_bytes: left here
+    default_rcpt: str = ""  # when the MTA left no Delivered-To: (empty: cases@ the domain)
+    idle_seconds: float = Field(600, gt=0)  # IDLE is renewed this often (servers drop at 30 min)
+    poll_seconds: float = Field(60, gt=0)  # servers without IDLE are asked this often
+    timeout_seconds: float = Field(60, gt=0)  # a connection that stops answering is dropped
+    reconnect_seconds: tuple[float, ...] = (2, 10, 30, 120, 300)  # after each failure in a row
+    batch: int = Field(50, gt=0)  # messages per pass before looking for new ones again
+
+    @model_validator(mode="after")
+    def _usable(self) -> ImapConfig:
+        if not self.enabled:
+            return self
+        missing = [k for k in ("host", "username", "password") if not getattr(self, k)]
+        if missing:
+            raise ValueError(f"IMAP intake is enabled but {', '.join(missing)} is not set")
+        if self.security == "none" and self.host not in ("127.0.0.1", "::1", "localhost"):
+            raise ValueError("security = 'none' sends the password in clear: only to a "
+                             "loopback address; use tls or starttls")
+        if self.mailbox in (self.processed_mailbox, self.rejected_mailbox):
+            raise ValueError("mailbox must differ from processed_mailbox and rejected_mailbox")
+        return self
+
+
 class IntakeConfig(_Section):
     max_depth: int = Field(8, gt=0)
     max_parts: int = Field(200, gt=0)
@@ -138,6 +175,7 @@ class LoggingConfig(_Section):
 class Config(_Section):
     mail: MailConfig = MailConfig()
     smtp: SmtpConfig = SmtpConfig()
+    imap: ImapConfig = ImapConfig()
     outbound: OutboundConfig = OutboundConfig()
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()

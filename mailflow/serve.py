@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import threading
 from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -24,7 +25,7 @@ from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
-PARTS = ("bus", "smtp", "worker", "outbox", "scheduler", "web")
+PARTS = ("bus", "smtp", "imap", "worker", "outbox", "scheduler", "web")
 
 
 @dataclass
@@ -38,6 +39,7 @@ class Service:
     smtp_address: tuple[str, int] | None = None
     web_port: int | None = None  # None: config's; 0: any free port (tests)
     web_address: tuple[str, int] | None = None
+    imap: Any = None  # the IMAP door (intake/imap.py) while it runs
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -46,6 +48,9 @@ class Service:
         spool_threads = ThreadPoolExecutor(4, thread_name_prefix="spool")
         worker_thread = ThreadPoolExecutor(1, thread_name_prefix="worker")
         outbox_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
+        imap_thread = ThreadPoolExecutor(1, thread_name_prefix="imap")
+        imap_stop = threading.Event()
+        imap_run: asyncio.Future[None] | None = None
         owned_pool = None
         if self.pool is None and "worker" in self.parts:
             owned_pool = AnalysisPool(self.app.config.intake.workers)
@@ -73,6 +78,12 @@ class Service:
                 server = await start_smtp(self.app, handler, port=self.smtp_port)
                 sock = server.sockets[0].getsockname()
                 self.smtp_address = (sock[0], sock[1])
+            if "imap" in self.parts and self.app.config.imap.enabled:
+                from mailflow.intake.imap import ImapIntake
+
+                self.imap = ImapIntake(
+                    self.app, lambda _id: loop.call_soon_threadsafe(wake_worker.set))
+                imap_run = loop.run_in_executor(imap_thread, self.imap.run, imap_stop)
             if "worker" in self.parts:
                 tasks.append(
                     asyncio.create_task(
@@ -117,10 +128,13 @@ class Service:
             if server is not None:
                 server.close()
                 await server.wait_closed()
+            imap_stop.set()
+            if imap_run is not None:
+                await asyncio.gather(imap_run, return_exceptions=True)
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            for executor in (spool_threads, worker_thread, outbox_thread):
+            for executor in (spool_threads, worker_thread, outbox_thread, imap_thread):
                 executor.shutdown(wait=True)
             if owned_pool is not None:
                 owned_pool.shutdown()

@@ -29,7 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
         "init", help="create var/ (database, keys, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
     sub.add_parser("serve", help="every part in one process").set_defaults(
-        handler=cmd_serve, parts=("bus", "smtp", "worker", "outbox", "scheduler", "web")
+        handler=cmd_serve, parts=("bus", "smtp", "imap", "worker", "outbox", "scheduler", "web")
     )
     sub.add_parser("web", help="the admin web only").set_defaults(
         handler=cmd_serve, parts=("web",)
@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     sub.add_parser("worker", help="processing and outbound delivery only").set_defaults(
         handler=cmd_serve, parts=("worker", "outbox")
+    )
+    sub.add_parser("imap", help="the IMAP door only ([imap] enabled = true)").set_defaults(
+        handler=cmd_serve, parts=("imap",)
     )
     sub.add_parser(
         "bus", help="the event broker only (one per installation when the parts are split)"
@@ -70,10 +73,15 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
     from mailflow.serve import Service, run_forever
 
     config = app.config
+    if args.parts == ("imap",) and not config.imap.enabled:
+        print("mailflow: the IMAP door is off: set [imap] enabled = true, host, username and "
+              "password (MAILFLOW_IMAP__PASSWORD)", file=sys.stderr)
+        return 2
 
     def announce(service: Service) -> None:
         mail = config.mail
-        lines = [f"mailflow is running ({', '.join(service.parts)})"]
+        running = [p for p in service.parts if p != "imap" or service.imap is not None]
+        lines = [f"mailflow is running ({', '.join(running)})"]
         if service.smtp_address:
             host, port = service.smtp_address
             lines += [
@@ -82,6 +90,10 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
                 f"  send cases to:   {config.address(mail.cases_local)}",
                 f"  instructions:    {config.address(mail.help_local)}",
             ]
+        if service.imap is not None:
+            imap = config.imap
+            lines.append(f"  IMAP intake:     {service.imap.where} ({imap.security}), "
+                         f"moved to {imap.processed_mailbox} once spooled")
         if "outbox" in service.parts:
             if config.outbound.relay_host:
                 relay = config.outbound

@@ -23,6 +23,7 @@ class Arrival:
     rcpt_to: tuple[str, ...] = ()
     auth_user: str = ""
     tls: bool = False
+    source_ref: str | None = None  # IMAP: the message's URL with UIDVALIDITY and UID
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -39,6 +40,7 @@ def spool(app: App, arrival: Arrival) -> int:
             blob_sha=digest,
             size=len(arrival.raw),
             fingerprint="",  # computed by the worker: the accept path stays short
+            source_ref=arrival.source_ref,
         )
         session.add(row)
         session.flush()
