@@ -155,6 +155,7 @@ class IntakeConfig(_Section):
     retry_backoff_seconds: tuple[int, ...] = (30, 120, 600, 1800)  # after each failed try
     lease_seconds: float = Field(300, gt=0)  # a claimed message is retried after this
     workers: int = Field(2, ge=1)  # processes that parse and decode photos
+    worker_nice: int = Field(10, ge=0, le=19)  # their CPU priority below the door's and web's
     poll_seconds: float = Field(2.0, gt=0)
 
 

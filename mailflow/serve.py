@@ -53,7 +53,8 @@ class Service:
         imap_run: asyncio.Future[None] | None = None
         owned_pool = None
         if self.pool is None and "worker" in self.parts:
-            owned_pool = AnalysisPool(self.app.config.intake.workers)
+            owned_pool = AnalysisPool(self.app.config.intake.workers,
+                                      nice=self.app.config.intake.worker_nice)
         pool = self.pool or owned_pool
         tasks: list[asyncio.Task[None]] = []
         server = None

@@ -33,9 +33,10 @@ class DatabaseCollector(Collector):
         with self.app.sessions() as session:
             cases = _pairs(session.execute(
                 select(Case.state, func.count()).group_by(Case.state)).all())
-            inbound = _pairs(session.execute(
-                select(InboundMessage.status, func.count()).group_by(InboundMessage.status)
-            ).all())
+            inbound = {(source, status): int(n) for source, status, n in session.execute(
+                select(InboundMessage.source, InboundMessage.status, func.count())
+                .group_by(InboundMessage.source, InboundMessage.status)
+            ).all()}
             outbound = _pairs(session.execute(
                 select(OutboundMessage.status, func.count()).group_by(OutboundMessage.status)
             ).all())
@@ -53,9 +54,11 @@ class DatabaseCollector(Collector):
             by_state.add_metric([state], cases.get(state, 0))
         yield by_state
         by_status = GaugeMetricFamily("mailflow_inbound_messages",
-                                      "Inbound messages by status", labels=["status"])
-        for status in MessageStatus.ALL:
-            by_status.add_metric([status], inbound.get(status, 0))
+                                      "Inbound messages by door and status",
+                                      labels=["source", "status"])
+        for source in sorted({"smtp", "imap"} | {s for s, _ in inbound}):
+            for status in MessageStatus.ALL:
+                by_status.add_metric([source, status], inbound.get((source, status), 0))
         yield by_status
         out = GaugeMetricFamily("mailflow_outbound_messages", "Outbound email by status",
                                 labels=["status"])

@@ -338,6 +338,13 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
             timeline.append({"at": ev.at, "kind": "state",
                              "title": f"{ev.action.removeprefix('case.').replace('_', ' ')}"
                                       f" by {ev.actor}", "text": text})
+    if not internal:  # the provider's milestones, without the internal routing
+        for at, title in ((case.created_at, "Case received"),
+                          (case.submitted_at, "Complete: with the dermatologists"),
+                          (case.reviewed_at, "Reviewed: the consult report was sent"),
+                          (case.closed_at, "Closed")):
+            if at is not None:
+                timeline.append({"at": at, "kind": "state", "title": title, "text": ""})
     if internal:
         for e in data["sla"]["events"]:
             timeline.append({"at": e["at"], "kind": "sla", "title": f"SLA clock: {e['kind']}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import os
 import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
@@ -24,11 +25,14 @@ from mailflow.store.blobs import BlobStore
 log = logging.getLogger(__name__)
 
 
-def _child_init() -> None:
+def _child_init(nice: int = 0) -> None:
     # Ctrl-C and SIGTERM go to the whole process group; the parent shuts the pool down in
     # order, so the children must not die first with work half done.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if nice:
+        # decoding photos can wait a moment; the SMTP door's answer and the web cannot
+        os.nice(nice)
     import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
 
 
@@ -75,15 +79,17 @@ def analyze_stored(access: BlobAccess, raw_sha: str, envelope_from: str,
 
 
 class AnalysisPool:
-    def __init__(self, workers: int) -> None:
+    def __init__(self, workers: int, nice: int = 0) -> None:
         self.workers = workers
+        self.nice = nice
         self._lock = threading.Lock()
         self._executor = self._new()
 
     def _new(self) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that holds threads and database handles is unsafe
         return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_child_init
+            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=_child_init, initargs=(self.nice,),
         )
 
     def warm(self) -> None:

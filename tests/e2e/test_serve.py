@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import urllib.request
+from pathlib import Path
 
 from mailflow.app import App
 from mailflow.config import Config
@@ -14,6 +15,27 @@ from tests.conftest import PASSWORD
 from tests.e2e.test_case_intake import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.sink import RelaySink, free_port
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
+def cmdline(pid: int) -> bytes:
+    return Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+def niceness(pid: int) -> int:
+    return os.getpriority(os.PRIO_PROCESS, pid)
 
 
 def test_serve_runs_every_part_and_stops_cleanly(
@@ -37,6 +59,11 @@ def test_serve_runs_every_part_and_stops_cleanly(
         assert f"http://127.0.0.1:{web_port}/" in banner
         with urllib.request.urlopen(f"http://127.0.0.1:{web_port}/healthz", timeout=10) as r:
             assert r.status == 200
+        # the photo decoders yield the CPU to the SMTP door and the web
+        pool = [pid for pid in children(proc.pid) if b"spawn_main" in cmdline(pid)]
+        assert len(pool) == config.intake.workers
+        assert {niceness(pid) for pid in pool} == {config.intake.worker_nice}
+        assert niceness(proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
         code, _ = submit(smtp_port, provider, PASSWORD,
                          case_email(provider, CASES, FULL_FORM, three_photos()))
         assert code == 250

@@ -133,8 +133,9 @@ def test_healthz_and_metrics_need_no_sign_in_and_parse(
     families = {f.name: f for f in text_string_to_metric_families(text)}
     cases = {s.labels["state"]: s.value for s in families["mailflow_cases"].samples}
     assert cases["assigned"] == 1 and cases["closed"] == 0
-    inbound = {s.labels["status"]: s.value for s in families["mailflow_inbound_messages"].samples}
-    assert inbound["processed"] == 1
+    inbound = {(s.labels["source"], s.labels["status"]): s.value
+               for s in families["mailflow_inbound_messages"].samples}
+    assert inbound[("smtp", "processed")] == 1 and inbound[("imap", "processed")] == 0
     backlog = families["mailflow_outbox_backlog"].samples[0].value
     assert backlog == 2  # the acknowledgement and the dermatologist's email
     assert families["mailflow_outbox_oldest_age_seconds"].samples[0].value >= 0

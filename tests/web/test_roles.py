@@ -125,3 +125,7 @@ def test_a_provider_sees_their_own_cases(
     assert case_number not in web(people["other"]).get("/").text
     page = web(people["provider"]).get(f"/cases/{case_number}")
     assert "Audit trail" not in page.text and "Reassign" not in page.text
+    # their timeline has the milestones, not the internal routing
+    assert "Case received" in page.text and "Complete: with the dermatologists" in page.text
+    assert "Email out" not in page.text and "SLA clock" not in page.text
+    assert "assigned by" not in page.text
