@@ -61,7 +61,7 @@ def test_serve_runs_every_part_and_stops_cleanly(
             assert r.status == 200
         # the photo decoders yield the CPU to the SMTP door and the web
         pool = [pid for pid in children(proc.pid) if b"spawn_main" in cmdline(pid)]
-        assert len(pool) == config.intake.workers
+        assert 1 <= len(pool) <= config.intake.workers  # started as work needs them
         assert {niceness(pid) for pid in pool} == {config.intake.worker_nice}
         assert niceness(proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
         code, _ = submit(smtp_port, provider, PASSWORD,
