@@ -28,13 +28,14 @@ from typing import Any
 import zmq
 import zmq.asyncio
 from sqlalchemy import event
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, SessionTransaction, sessionmaker
 
 from mailflow.config import Config
 
 log = logging.getLogger(__name__)
 
 PENDING = "bus_pending"  # session.info key: events waiting for the commit
+MARKS = "bus_savepoints"  # session.info key: pending count at each open savepoint
 PUBLISHER = "bus"  # session.info key: the Publisher (set on the sessionmaker)
 
 # XPUB greets each new subscription with this, so a subscriber knows when it is heard.
@@ -148,15 +149,29 @@ def attach(sessions: sessionmaker[Session], publisher: Publisher) -> None:
     sessions.configure(info=info)
 
     def after_commit(session: Session) -> None:
+        session.info.pop(MARKS, None)
         pending = session.info.pop(PENDING, None)
         if pending:
             session.info[PUBLISHER].publish(pending)
 
-    def after_rollback(session: Session) -> None:
-        session.info.pop(PENDING, None)
+    # A savepoint rolled back inside a transaction that then commits takes back only what was
+    # noted inside it: remember how many events were pending when each savepoint began.
+    def after_begin_nested(session: Session, transaction: SessionTransaction) -> None:
+        if transaction.nested:
+            marks = session.info.setdefault(MARKS, {})
+            marks[id(transaction)] = len(session.info.get(PENDING, []))
+
+    def after_rollback(session: Session, transaction: SessionTransaction) -> None:
+        marks = session.info.get(MARKS, {})
+        if transaction.nested and id(transaction) in marks:
+            del session.info.get(PENDING, [])[marks.pop(id(transaction)):]
+        else:
+            session.info.pop(PENDING, None)
+            session.info.pop(MARKS, None)
 
     event.listen(sessions, "after_commit", after_commit)
-    event.listen(sessions, "after_soft_rollback", lambda s, _t: after_rollback(s))
+    event.listen(sessions, "after_transaction_create", after_begin_nested)
+    event.listen(sessions, "after_soft_rollback", after_rollback)
 
 
 class BusError(Exception):

@@ -3,6 +3,7 @@ processes waking each other, and live pages fed by server-sent events."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -84,10 +85,15 @@ def test_events_follow_commits_only_and_carry_no_phi(app: App, config: Config) -
             with transaction(app.sessions) as session:
                 audit.record(session, "case.viewed", actor="someone")  # a read: not announced
                 audit.record(session, "outbox.queued", detail={"to": "x@example.test"})
+                # a savepoint that rolls back inside it takes nothing else with it
+                with contextlib.suppress(RuntimeError), session.begin_nested():
+                    raise RuntimeError("only the savepoint")
+                audit.record(session, "outbox.retry")
             events = received(sock, 3000)
     finally:
         broker.stop()
-    assert events == [{"topic": "outbox", "action": "outbox.queued", "case_id": None}]
+    assert events == [{"topic": "outbox", "action": "outbox.queued", "case_id": None},
+                      {"topic": "outbox", "action": "outbox.retry", "case_id": None}]
 
 
 def test_a_publisher_without_a_broker_drops_and_carries_on(config: Config) -> None:
