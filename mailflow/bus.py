@@ -35,7 +35,6 @@ from mailflow.config import Config
 log = logging.getLogger(__name__)
 
 PENDING = "bus_pending"  # session.info key: events waiting for the commit
-MARKS = "bus_savepoints"  # session.info key: pending count at each open savepoint
 PUBLISHER = "bus"  # session.info key: the Publisher (set on the sessionmaker)
 
 # XPUB greets each new subscription with this, so a subscriber knows when it is heard.
@@ -91,31 +90,38 @@ class Publisher:
 
     def _connected(self) -> zmq.Socket[bytes]:
         if self._socket is None or self._pid != os.getpid():  # never reuse a parent's socket
-            self._context = zmq.Context()
-            sock: zmq.Socket[bytes] = self._context.socket(zmq.PUSH)
-            sock.setsockopt(zmq.SNDHWM, self.high_water)
-            sock.setsockopt(zmq.LINGER, self.linger_ms)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.connect(self.endpoint)
+            context: zmq.Context[zmq.Socket[bytes]] = zmq.Context()
+            sock: zmq.Socket[bytes] = context.socket(zmq.PUSH)
+            try:
+                sock.setsockopt(zmq.SNDHWM, self.high_water)
+                sock.setsockopt(zmq.LINGER, self.linger_ms)
+                sock.setsockopt(zmq.IMMEDIATE, 1)
+                sock.connect(self.endpoint)
+            except zmq.ZMQError:
+                sock.close(0)
+                context.term()
+                raise
+            self._context = context
             sock.poll(self.connect_wait_ms, zmq.POLLOUT)  # the first event: let it connect
             self._socket, self._pid = sock, os.getpid()
         return self._socket
 
     def publish(self, events: Iterable[dict[str, Any]]) -> None:
+        """Never raises: it runs after a commit, which must stay a success whatever the bus."""
         if not self.enabled:
             return
         with self._lock:
-            sock = self._connected()
             for ev in events:
-                frame = json.dumps(ev, separators=(",", ":")).encode()
                 try:
+                    sock = self._connected()
+                    frame = json.dumps(ev, separators=(",", ":")).encode()
                     sock.send_multipart([ev["topic"].encode(), frame], flags=zmq.NOBLOCK)
                     self.sent += 1
-                except zmq.ZMQError as exc:  # Again: no broker, or it is far behind
+                except Exception as exc:  # zmq.Again: no broker, or it is far behind
                     self.dropped += 1
                     self._warn(exc)
 
-    def _warn(self, exc: zmq.ZMQError) -> None:
+    def _warn(self, exc: Exception) -> None:
         now = time.monotonic()
         if now - self._warned_at > 60:  # once a minute, not once an event
             self._warned_at = now
@@ -143,34 +149,25 @@ def note(session: Session, action: str, case_id: int | None) -> None:
 
 
 def attach(sessions: sessionmaker[Session], publisher: Publisher) -> None:
-    """Send each session's noted events after its commit; forget them on rollback."""
+    """Send each session's noted events after its real commit; forget them on rollback."""
     info = dict(sessions.kw.get("info") or {})
     info[PUBLISHER] = publisher
     sessions.configure(info=info)
 
     def after_commit(session: Session) -> None:
-        session.info.pop(MARKS, None)
+        if session.in_nested_transaction():
+            return  # a savepoint released: the transaction around it has not committed yet
         pending = session.info.pop(PENDING, None)
         if pending:
             session.info[PUBLISHER].publish(pending)
 
-    # A savepoint rolled back inside a transaction that then commits takes back only what was
-    # noted inside it: remember how many events were pending when each savepoint began.
-    def after_begin_nested(session: Session, transaction: SessionTransaction) -> None:
-        if transaction.nested:
-            marks = session.info.setdefault(MARKS, {})
-            marks[id(transaction)] = len(session.info.get(PENDING, []))
-
     def after_rollback(session: Session, transaction: SessionTransaction) -> None:
-        marks = session.info.get(MARKS, {})
-        if transaction.nested and id(transaction) in marks:
-            del session.info.get(PENDING, [])[marks.pop(id(transaction)):]
-        else:
+        # A savepoint's rollback keeps what was noted: the outer transaction may still commit,
+        # and an event for something that then did not happen costs a listener one re-read.
+        if not transaction.nested:
             session.info.pop(PENDING, None)
-            session.info.pop(MARKS, None)
 
     event.listen(sessions, "after_commit", after_commit)
-    event.listen(sessions, "after_transaction_create", after_begin_nested)
     event.listen(sessions, "after_soft_rollback", after_rollback)
 
 
@@ -237,6 +234,21 @@ class Broker:
             self._thread.join(5)
 
 
+def _event(frames: list[bytes]) -> dict[str, Any] | None:
+    """A well-formed event, or None: a listener must survive anything the socket delivers."""
+    if len(frames) != 2:
+        return None
+    try:
+        event = json.loads(frames[1])
+    except ValueError:
+        return None
+    if (not isinstance(event, dict) or not isinstance(event.get("topic"), str)
+            or not isinstance(event.get("action"), str)
+            or not isinstance(event.get("case_id"), int | None)):
+        return None
+    return {"topic": event["topic"], "action": event["action"], "case_id": event["case_id"]}
+
+
 def _drain(sock: zmq.Socket[bytes]) -> list[list[bytes]]:
     out = []
     while True:
@@ -264,11 +276,10 @@ async def listen(config: Config, topics: Iterable[str] = ("",),
                 if heard is not None:
                     heard.set()
                 continue
-            if len(frames) != 2:
+            event = _event(frames)
+            if event is None:
+                log.warning("bus: ignored a message that is not a mailflow event")
                 continue
-            try:
-                yield json.loads(frames[1])
-            except ValueError:
-                log.warning("bus: ignored an event that is not JSON")
+            yield event
     finally:
         sock.close()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -93,10 +94,18 @@ class BusConfig(_Section):
     # run on several machines; empty: abstract Unix sockets named after the storage folder.
     publish: str = ""
     subscribe: str = ""
-    queue_limit: int = Field(10_000, gt=0)  # events held for an absent broker, then dropped
+    queue_limit: int = Field(10_000, gt=0)  # events queued for a slow broker, then dropped
     linger_seconds: float = Field(1.0, ge=0)  # at exit, how long to wait for the broker to take
     connect_wait_seconds: float = Field(0.1, ge=0)  # the first event waits this long to connect
     live_heartbeat_seconds: float = Field(15.0, gt=0)  # keeps idle live pages' streams open
+
+    @model_validator(mode="after")
+    def _endpoints(self) -> BusConfig:
+        for name in ("publish", "subscribe"):
+            value = getattr(self, name)
+            if value and not re.fullmatch(r"tcp://[^:/\s]+:\d{1,5}|ipc://\S+", value):
+                raise ValueError(f"{name} = {value!r}: use tcp://HOST:PORT or ipc://PATH")
+        return self
 
 
 class SchedulesConfig(_Section):

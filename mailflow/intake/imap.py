@@ -11,6 +11,7 @@ connection is retried with backoff, and nothing is lost meanwhile: the mail wait
 
 from __future__ import annotations
 
+import contextlib
 import email.utils
 import logging
 import socket
@@ -47,6 +48,7 @@ class ImapIntake:
         self.moved = 0
         self.too_large = 0
         self.connected = threading.Event()
+        self.idling = threading.Event()  # waiting in IDLE for new mail
 
     @property
     def where(self) -> str:
@@ -60,15 +62,21 @@ class ImapIntake:
         while not stop.is_set():
             try:
                 with self._connect() as client:
-                    failures = 0
                     self._serve(client, stop)
-            except CONNECTION_ERRORS as exc:
+                failures = 0
+            except Exception as exc:  # any failure: the door must keep trying, never just end
                 self.connected.clear()
                 delays = self.cfg.reconnect_seconds or (30.0,)
                 delay = delays[min(failures, len(delays) - 1)]
                 failures += 1
-                log.warning("IMAP intake %s: %s: %s; trying again in %.0f s (the mail waits "
-                            "on the server)", self.where, type(exc).__name__, exc, delay)
+                if isinstance(exc, CONNECTION_ERRORS):
+                    log.warning("IMAP intake %s: %s: %s; trying again in %.0f s (the mail "
+                                "waits on the server)", self.where, type(exc).__name__, exc,
+                                delay)
+                else:  # e.g. the database: its message may carry addresses, so the type only
+                    log.error("IMAP intake %s: %s while taking mail; trying again in %.0f s",
+                              self.where, type(exc).__name__, delay)
+                    log.debug("IMAP intake failure", exc_info=True)
                 stop.wait(delay)
         self.connected.clear()
 
@@ -112,13 +120,21 @@ class ImapIntake:
             client.noop()
             return
         client.idle()
+        self.idling.set()
         try:
             until = monotonic() + self.cfg.idle_seconds
             while not stop.is_set() and monotonic() < until:
+                began = monotonic()
                 if client.idle_check(timeout=1):
                     return
+                if monotonic() - began < 0.5:
+                    # nothing, and at once: imapclient's answer to a connection the server
+                    # closed without a word; waiting on would spin
+                    raise ConnectionResetError("the IMAP server closed the connection")
         finally:
-            client.idle_done()
+            self.idling.clear()
+            with contextlib.suppress(*CONNECTION_ERRORS):
+                client.idle_done()
 
     # --- one pass ---------------------------------------------------------------------------
 
@@ -146,6 +162,7 @@ class ImapIntake:
                 fetched = client.fetch([uid], [b"BODY.PEEK[]"]).get(uid, {})
                 raw = fetched.get(FETCH_BODY)
                 if raw is None:  # expunged by someone else meanwhile
+                    log.info("IMAP intake: message UID %d went away before it was read", uid)
                     continue
                 message_id = self._spool(raw, ref)
                 if message_id is not None:

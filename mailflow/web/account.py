@@ -56,7 +56,11 @@ def turn_on(request: Request, user: Annotated[WebUser, Depends(posted_by)],
 @router.post("/account/totp/off")
 def turn_off(request: Request, user: Annotated[WebUser, Depends(posted_by)],
              code: Annotated[str, Form()] = "") -> Response:
-    if not web_auth(request).set_totp(user, None, code):
+    if _required(request, user):
+        return back(request, "/account", "error",
+                    "This site requires the authenticator step for administrators.")
+    peer = request.client.host if request.client else ""
+    if not web_auth(request).set_totp(user, None, code, peer):
         return back(request, "/account", "error",
                     "That code did not match: the authenticator step is still on.")
     return back(request, "/account", "ok", "The authenticator step is off.")

@@ -18,12 +18,13 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from mailflow import bus
 from mailflow.config import Config
-from mailflow.db.models import Role
-from mailflow.web.deps import web_auth
+from mailflow.db.models import Case, Role
+from mailflow.web.deps import web_app, web_auth
 from mailflow.web.security import SESSION_COOKIE
 
 log = logging.getLogger(__name__)
@@ -88,6 +89,17 @@ def live_hub(request: Request) -> LiveHub:
     return hub
 
 
+def _for(role: str, item: dict[str, Any], mine: frozenset[int]) -> dict[str, Any] | None:
+    """What a role may learn of an event: staff all of it; a provider only that one of their
+    own cases changed, or that something without a case did (their lists may show it)."""
+    if role in (Role.ADMIN, Role.DERMATOLOGIST):
+        return item
+    case_id = item.get("case_id")
+    if case_id is None:
+        return {"topic": item["topic"]}
+    return {"topic": item["topic"], "case_id": case_id} if case_id in mine else None
+
+
 def _frame(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
 
@@ -104,40 +116,55 @@ async def events(request: Request) -> Response:
     if not hub.enabled:
         return Response(status_code=204)  # EventSource stops; live.js refreshes on a timer
     heartbeat = hub.config.bus.live_heartbeat_seconds
-    staff = user.role in (Role.ADMIN, Role.DERMATOLOGIST)
+    app = web_app(request)
+
+    def own_cases(account_id: int) -> frozenset[int]:
+        """A provider's case ids: their stream names these cases and only these."""
+        with app.sessions() as session:
+            return frozenset(session.execute(
+                select(Case.id).where(Case.provider_id == account_id)).scalars())
 
     async def stream() -> AsyncIterator[bytes]:
         queue = hub.join()
+        current = user
+        mine = (await run_in_threadpool(own_cases, current.id)
+                if current.role == Role.PROVIDER else frozenset())
         try:
             # "hello" once the broker hears us, so a page that says live misses nothing
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(hub.heard.wait(), timeout=HELLO_WAIT_SECONDS)
             live = hub.heard.is_set()
-            yield b"retry: 3000\n\n" + _frame("hello", {"role": user.role, "live": live})
-            quiet_since = time.monotonic()
+            yield b"retry: 3000\n\n" + _frame("hello", {"role": current.role, "live": live})
+            checked = time.monotonic()
             while not hub.closing.is_set():
                 try:
                     # not live yet: look again soon, and say so the moment the broker answers
                     item = await asyncio.wait_for(queue.get(),
                                                   timeout=heartbeat if live else HELLO_RETRY)
                 except TimeoutError:
+                    item = {}
                     if not live and hub.heard.is_set():
                         live = True
-                        yield _frame("hello", {"role": user.role, "live": True})
-                    if time.monotonic() - quiet_since < heartbeat:
-                        continue
-                    quiet_since = time.monotonic()
-                    # still signed in? (signed out, expired or locked: the stream ends)
-                    if await run_in_threadpool(auth.user_for, cookie) is None:
-                        yield _frame("signed-out", {})
-                        return
-                    yield b": keep-alive\n\n"
-                    continue
+                        yield _frame("hello", {"role": current.role, "live": True})
                 if item is None:
                     return
-                if not staff:  # a provider learns only that something changed
-                    item = {"topic": item["topic"]}
-                yield _frame("change", item)
+                if time.monotonic() - checked >= heartbeat:
+                    # still signed in, busy or not? (signed out, expired, locked, disabled:
+                    # the stream ends; a changed role or new cases apply from here)
+                    checked = time.monotonic()
+                    latest = await run_in_threadpool(auth.user_for, cookie)
+                    if latest is None:
+                        yield _frame("signed-out", {})
+                        return
+                    current = latest
+                    if current.role == Role.PROVIDER:
+                        mine = await run_in_threadpool(own_cases, current.id)
+                    if not item:
+                        yield b": keep-alive\n\n"
+                if item:
+                    shown = _for(current.role, item, mine)
+                    if shown is not None:
+                        yield _frame("change", shown)
         finally:
             hub.leave(queue)
 

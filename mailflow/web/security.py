@@ -261,23 +261,25 @@ class WebAuth:
         secret = data.get("s")
         return secret if isinstance(secret, str) else None
 
-    def set_totp(self, user: WebUser, secret: str | None, code: str) -> bool:
+    def set_totp(self, user: WebUser, secret: str | None, code: str, peer: str = "") -> bool:
         """Turn the second step on (with the new secret) or off (secret None), proven by a
-        current code from the authenticator: the new one's, or the enrolled one's."""
+        current code from the authenticator: the new one's, or the enrolled one's. Turning off
+        takes the enrolled code, and wrong ones count toward the lockout like any other."""
         with transaction(self.sessions) as session:
             account = session.get(Account, user.id, with_for_update=True)
-            if account is None:
-                return False
+            if account is None or (secret is not None and account.totp_secret):
+                return False  # replacing a secret means turning the old one off first
             state = _login_state(session, account.id)
+            if secret is None and self._locked(session, account, state, peer):
+                return False
             check = secret if secret is not None else (account.totp_secret or "")
             step = totp.accepted_step(check, code[:20], utcnow(), state.totp_last_step)
             if step is None:
+                if secret is None:
+                    self._failed(session, account, state, peer, "code")
                 return False
             state.totp_last_step = step
-            account.totp_secret = secret
-            audit.record(session, "account.totp_on" if secret else "account.totp_off",
-                         actor=user.email, entity="account", entity_id=account.id,
-                         detail={"via": "web"})
+            accounts.set_totp(session, account.email, secret, actor=user.email, via="web")
             return True
 
     def user_for(self, cookie: str | None) -> WebUser | None:

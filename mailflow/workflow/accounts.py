@@ -121,7 +121,8 @@ def set_pdf_password(session: Session, email: str, password: str | None, actor: 
     return account
 
 
-def set_totp(session: Session, email: str, secret: str | None, actor: str = "cli") -> Account:
+def set_totp(session: Session, email: str, secret: str | None, actor: str = "cli",
+             via: str = "cli") -> Account:
     """Turn an account's authenticator step on (a new secret) or off (None)."""
     account = find(session, email)
     if account is None:
@@ -130,5 +131,5 @@ def set_totp(session: Session, email: str, secret: str | None, actor: str = "cli
         raise AccountError(f"{email} does not sign in on the web")
     account.totp_secret = secret
     audit.record(session, "account.totp_on" if secret else "account.totp_off", actor=actor,
-                 entity="account", entity_id=account.id, detail={"via": actor})
+                 entity="account", entity_id=account.id, detail={"via": via})
     return account

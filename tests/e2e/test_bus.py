@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -228,9 +229,11 @@ def test_the_live_stream_needs_a_sign_in_and_tells_a_provider_little(
             stream = EventStream(browser)
             wait_until(lambda: ("hello", '{"role":"provider","live":true}') in stream.events,
                        10, "the provider's stream to open")
-            app.bus.publish([{"topic": "case", "action": "case.updated", "case_id": 7}])
+            app.bus.publish([  # another provider's case, then something of no case
+                {"topic": "case", "action": "case.updated", "case_id": 7},
+                {"topic": "account", "action": "account.created", "case_id": None}])
             wait_until(lambda: bool(stream.changes()), 10, "a change on the provider's stream")
-            assert stream.changes() == [{"topic": "case"}]
+            assert stream.changes() == [{"topic": "account"}]
     finally:
         stop_all(parts)
 
@@ -250,5 +253,33 @@ def test_without_a_broker_a_page_is_told_it_is_not_live_until_one_comes(
             parts.append(Part(config, "bus", {}))  # the broker comes up: the page is told
             wait_until(lambda: ("hello", '{"role":"admin","live":true}') in stream.events,
                        10, "the stream's second hello")
+    finally:
+        stop_all(parts)
+
+
+def test_a_busy_stream_still_ends_when_its_session_does(
+    app: App, config: Config, people: dict[str, str],
+) -> None:
+    web_port = free_port()
+    env = {"MAILFLOW_WEB__PORT": str(web_port), "MAILFLOW_BUS__LIVE_HEARTBEAT_SECONDS": "1"}
+    parts = [Part(config, "bus", env), Part(config, "web", env)]
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{web_port}") as browser:
+            assert sign_in(browser, ADMIN).status_code == 303  # type: ignore[arg-type]
+            stream = EventStream(browser)
+            wait_until(lambda: ("hello", '{"role":"admin","live":true}') in stream.events,
+                       10, "the stream to open")
+            with httpx.Client(base_url=f"http://127.0.0.1:{web_port}",
+                              cookies=browser.cookies) as same_session:
+                page = same_session.get("/")
+                token = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+                assert token is not None
+                same_session.post("/logout", data={"csrf_token": token.group(1)})
+
+            def busy_and_ended() -> bool:  # events keep coming all the while
+                app.bus.publish([{"topic": "case", "action": "case.updated", "case_id": 1}])
+                return any(name == "signed-out" for name, _ in stream.events)
+
+            wait_until(busy_and_ended, 10, "the stream to end after the sign-out")
     finally:
         stop_all(parts)

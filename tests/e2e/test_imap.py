@@ -4,6 +4,7 @@ move makes one case, an IMAP re-fetch makes one case, the real-mail corpus all g
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Iterator
 from email.message import EmailMessage
@@ -115,6 +116,8 @@ def test_new_mail_arrives_by_idle_not_by_polling(
     imap_service: RunningService, dovecot: Dovecot, app: App, sink: RelaySink, provider: str,
 ) -> None:
     # poll_seconds is 600 here: only IDLE can bring this in within the wait below
+    door = imap_service.service.imap  # type: ignore[union-attr]
+    wait_until(door.idling.is_set, 15, "the door to wait in IDLE")
     dovecot.append(MAILBOX_USER, MAILBOX_PASSWORD, a_case(provider))
     sink.wait_for(provider, timeout=30)
     wait_until(lambda: inbox_empty(dovecot), 10, "the inbox to be emptied")
@@ -198,7 +201,7 @@ def test_a_wrong_password_is_retried_and_the_mail_waits(
 ) -> None:
     wrong = load_config(config.base_dir / "config.toml",
                         environ={"MAILFLOW_IMAP__PASSWORD": "not the password"})
-    door = ImapIntake(dataclass_replace(app, wrong))
+    door = ImapIntake(dataclasses.replace(app, config=wrong))
     stop = threading.Event()
     thread = threading.Thread(target=door.run, args=(stop,), daemon=True)
     dovecot.append(MAILBOX_USER, MAILBOX_PASSWORD, a_case(provider))
@@ -212,10 +215,6 @@ def test_a_wrong_password_is_retried_and_the_mail_waits(
     assert count(app, InboundMessage) == 0 and not inbox_empty(dovecot)
 
 
-def dataclass_replace(app: App, config: Config) -> App:
-    import dataclasses
-
-    return dataclasses.replace(app, config=config)
 
 
 @pytest.mark.skipif(not MESSAGES, reason="the shared corpus is not there")

@@ -175,3 +175,20 @@ def test_the_command_line_turns_it_on_and_off(
     assert sign_in(web(None), people["admin"]).headers["location"] == "/"
     missing = run_cli(config, "users", "totp", "nobody@nowhere.test", check=False)
     assert missing.returncode != 0 and "no account" in missing.stderr
+
+
+def test_turning_it_off_is_guarded_like_signing_in(
+    app: App, config: Config, people: dict[str, str],
+    web: Callable[[str | None], TestClient],
+) -> None:
+    admin = web(people["admin"])
+    secret = enrol(admin)
+    page = admin.get("/account")
+    for _ in range(config.web.lockout_failures):  # a stolen session guessing codes
+        admin.post("/account/totp/off", data={"csrf_token": csrf_of(page.text),
+                                              "code": "000003"})
+    with time_machine.travel(utcnow() + timedelta(seconds=30), tick=False):
+        admin.post("/account/totp/off", data={"csrf_token": csrf_of(page.text),
+                                              "code": code_at(secret)})  # locked now
+    assert secret_of(app, people["admin"]) == secret
+    assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.web.lockout_minutes

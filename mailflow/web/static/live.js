@@ -146,7 +146,12 @@
     return;
   }
   var source = new EventSource("/events");
+  var hellos = 0;
   source.addEventListener("hello", function (e) {
+    hellos += 1;
+    if (hellos > 1) {
+      schedule(0); // back after a reconnect: what changed meanwhile was not announced to us
+    }
     var hello = {};
     try {
       hello = JSON.parse(e.data);
@@ -166,8 +171,8 @@
     } catch (_err) {
       return;
     }
-    if (caseId && data.case_id && String(data.case_id) !== caseId) {
-      return;
+    if (caseId && String(data.case_id) !== caseId) {
+      return; // each refetch of a case page is an audited read: only for this case's changes
     }
     schedule(250); // a burst of changes becomes one fetch
   });
