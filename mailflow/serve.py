@@ -123,6 +123,8 @@ class Service:
             if web_server is not None:
                 web_server.config.app.state.live.close()  # open live pages end their streams
                 web_server.should_exit = True
+                # requests under way get shutdown_seconds to finish (uvicorn's own grace)
+                await asyncio.wait([web_task], timeout=self.app.config.web.shutdown_seconds + 1)
         finally:
             if scheduler is not None:
                 await loop.run_in_executor(None, scheduler.stop)

@@ -181,19 +181,23 @@ class WebAuth:
                 return SignIn()
             if account.totp_secret:
                 # the failure count stands until the code is right too
-                return SignIn(code_cookie=self._code_signer.dumps({"a": account.id}))
+                return SignIn(code_cookie=self._code_signer.dumps(
+                    {"a": account.id, "p": _nonce_hash(account.password_hash or "")}))
             return SignIn(session_cookie=self._open_session(session, account, state, peer))
 
     def sign_in_code(self, code_cookie: str | None, code: str, peer: str = "") -> SignIn:
         """The second step: the code from the authenticator, within `code_minutes`."""
         try:
-            account_id = int(self._code_signer.loads(
-                code_cookie or "", max_age=int(self.config.web.code_minutes * 60))["a"])
+            data = self._code_signer.loads(
+                code_cookie or "", max_age=int(self.config.web.code_minutes * 60))
+            account_id, password_mark = int(data["a"]), str(data["p"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return SignIn(expired=True)
         with transaction(self.sessions) as session:
             account = session.get(Account, account_id)
-            if account is None or not account.totp_secret:
+            # bound to the password it followed: a password change voids it
+            if (account is None or not account.totp_secret
+                    or password_mark != _nonce_hash(account.password_hash or "")):
                 return SignIn(expired=True)
             state = _login_state(session, account.id)
             if self._locked(session, account, state, peer):

@@ -15,7 +15,9 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import Account, AuditEvent, utcnow
+from mailflow.db.session import transaction
 from mailflow.web.app import create_web_app
+from mailflow.workflow import accounts
 from tests.support.cli import run_cli
 from tests.web.conftest import csrf_of, sign_in
 
@@ -192,3 +194,18 @@ def test_turning_it_off_is_guarded_like_signing_in(
                                               "code": code_at(secret)})  # locked now
     assert secret_of(app, people["admin"]) == secret
     assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.web.lockout_minutes
+
+
+def test_a_password_change_voids_a_half_done_sign_in(
+    app: App, people: dict[str, str], web: Callable[[str | None], TestClient],
+) -> None:
+    secret = enrol(web(people["admin"]))
+    browser = web(None)
+    sign_in(browser, people["admin"])  # the password step done; the code not yet
+    with transaction(app.sessions) as session:
+        account = accounts.find(session, people["admin"])
+        assert account is not None
+        account.password_hash = accounts.hash_password("a completely new password")
+    with time_machine.travel(utcnow() + timedelta(seconds=30), tick=False):
+        late = second_step(browser, code_at(secret))
+    assert late.status_code == 400 and "Sign in again" in late.text
