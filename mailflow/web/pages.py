@@ -99,15 +99,27 @@ def back(request: Request, to: str, kind: str, message: str) -> Response:
 # --- sign-in --------------------------------------------------------------------------------
 
 
+def _pre_form(request: Request, template: str, status: int, **context: Any) -> Response:
+    """A sign-in step's page, with a fresh pre-session cookie binding its form's token."""
+    cookie, token = web_auth(request).new_pre_session()
+    response = render_page(request, template, None, status, login_csrf=token, **context)
+    _cookie(request, response, PRE_COOKIE, cookie, 3600)
+    return response
+
+
 def _login_form(request: Request, error: str = "", email: str = "", status: int = 200,
                 next_url: str = "/") -> Response:
+    return _pre_form(request, "login.html.j2", status, error=error, email=email,
+                     next_url=_safe_next(next_url))
+
+
+def _pre_form_checked(request: Request, csrf_token: str) -> str:
+    """A sign-in step's form must carry its pre-session's CSRF token; the client's address."""
     auth = web_auth(request)
-    cookie, token = auth.new_pre_session()
-    response = render_page(request, "login.html.j2", None, status, login_csrf=token,
-                           error=error, email=email, next_url=_safe_next(next_url))
-    response.set_cookie(PRE_COOKIE, cookie, max_age=3600, httponly=True, samesite="strict",
-                        path="/", secure=web_app(request).config.web.secure_cookies)
-    return response
+    nonce = auth.pre_session_nonce(request.cookies.get(PRE_COOKIE))
+    if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
+        raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
+    return request.client.host if request.client else ""
 
 
 @router.get("/login")
@@ -125,12 +137,8 @@ def login(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    auth = web_auth(request)
-    nonce = auth.pre_session_nonce(request.cookies.get(PRE_COOKIE))
-    if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
-        raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
-    peer = request.client.host if request.client else ""
-    result = auth.sign_in(email[:320], password[:1024], peer=peer)
+    peer = _pre_form_checked(request, csrf_token)
+    result = web_auth(request).sign_in(email[:320], password[:1024], peer=peer)
     if result.code_cookie is not None:
         response = RedirectResponse(f"/login/code?next={quote(_safe_next(next), safe='')}",
                                     status_code=303)
@@ -157,12 +165,8 @@ def _signed_in(request: Request, session_cookie: str, next_url: str) -> Response
 
 def _code_form(request: Request, error: str = "", status: int = 200,
                next_url: str = "/") -> Response:
-    auth = web_auth(request)
-    cookie, token = auth.new_pre_session()
-    response = render_page(request, "login_code.html.j2", None, status, login_csrf=token,
-                           error=error, next_url=_safe_next(next_url))
-    _cookie(request, response, PRE_COOKIE, cookie, 3600)
-    return response
+    return _pre_form(request, "login_code.html.j2", status, error=error,
+                     next_url=_safe_next(next_url))
 
 
 @router.get("/login/code")
@@ -179,12 +183,8 @@ def login_code(
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
-    auth = web_auth(request)
-    nonce = auth.pre_session_nonce(request.cookies.get(PRE_COOKIE))
-    if nonce is None or not auth.csrf_ok("pre:" + nonce, csrf_token):
-        raise HTTPException(403, "The sign-in form has expired. Reload the page and try again.")
-    peer = request.client.host if request.client else ""
-    result = auth.sign_in_code(request.cookies.get(CODE_COOKIE), code, peer=peer)
+    peer = _pre_form_checked(request, csrf_token)
+    result = web_auth(request).sign_in_code(request.cookies.get(CODE_COOKIE), code, peer=peer)
     if result.session_cookie is not None:
         return _signed_in(request, result.session_cookie, next)
     if result.expired or result.code_cookie is None:
