@@ -19,7 +19,6 @@ import statistics
 import tempfile
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -28,6 +27,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, select
 
+from benchmarks.intake import postgres_schema
 from benchmarks.machine import CpuWatch
 from mailflow.app import App, initialise
 from mailflow.config import load_config
@@ -212,21 +212,6 @@ def _one(db: str, url: str, folder: Path, n: int, open_share: float, quick: bool
         app.close()
 
 
-def _postgres_schema(pg: str) -> Iterator[str]:
-    import psycopg
-
-    schema = f"bench_{uuid.uuid4().hex[:12]}"
-    plain = pg.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    try:
-        sep = "&" if "?" in pg else "?"
-        yield f"{pg}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
 def run(quick: bool = False) -> None:
     n = 10_000 if quick else CASES
     print(f"Admin web over {n:,} cases: p95 target {TARGET_MS:.0f} ms for the overview and "
@@ -237,9 +222,8 @@ def run(quick: bool = False) -> None:
         with tempfile.TemporaryDirectory() as tmp:
             _one("sqlite", f"sqlite:///{tmp}/bench.db", Path(tmp), n, share, quick)
         if pg:
-            for url in _postgres_schema(pg):
-                with tempfile.TemporaryDirectory() as tmp:
-                    _one("postgresql", url, Path(tmp), n, share, quick)
+            with postgres_schema() as url, tempfile.TemporaryDirectory() as tmp:
+                _one("postgresql", url, Path(tmp), n, share, quick)
 
 
 if __name__ == "__main__":

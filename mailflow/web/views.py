@@ -29,6 +29,7 @@ from mailflow.db.models import (
     SlaEvent,
     utcnow,
 )
+from mailflow.parse.answer import NAMES as ANSWER_NAMES
 from mailflow.sla.calendar import BusinessCalendar, Segment
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
@@ -282,18 +283,11 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
     }
 
 
-# The consult's fields in the order a reader wants them, under the report's headings.
-ANSWER_LABELS = {
-    "diagnosis": "Suspected diagnosis", "differential": "Differential", "plan": "Plan",
-    "follow_up": "Follow-up", "in_person": "In-person visit", "biopsy": "Biopsy / tests",
-    "icd10": "ICD-10", "image_quality": "Image quality",
-}
-
-
 def answer_rows(answer: dict[str, Any]) -> list[tuple[str, str]]:
-    keys = [k for k in ANSWER_LABELS if k in answer] + [k for k in answer
-                                                         if k not in ANSWER_LABELS]
-    return [(ANSWER_LABELS.get(k, k.replace("_", " ").capitalize()), str(answer[k]))
+    """The consult's filled fields, in the answer parser's order and under its names."""
+    keys = [k for k in ANSWER_NAMES if k in answer] + [k for k in answer
+                                                        if k not in ANSWER_NAMES]
+    return [(ANSWER_NAMES.get(k, k.replace("_", " ").capitalize()), str(answer[k]))
             for k in keys if answer[k]]
 
 

@@ -17,6 +17,7 @@ from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
 from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
+from mailflow.parse.answer import NAMES
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
 from mailflow.workflow.fields import field_label
@@ -31,11 +32,7 @@ NEXT_STEP = {
     "same day": "Same-day in-person visit",
     "": "Manage in primary care",
 }
-ANSWER_LABELS = {
-    "diagnosis": "Diagnosis", "differential": "Differential", "plan": "Plan",
-    "follow_up": "Follow-up", "in_person": "In-person visit", "biopsy": "Biopsy",
-    "icd10": "ICD-10", "image_quality": "Image quality",
-}
+ANSWER_LABELS = NAMES  # the answer's fields under the names the parser knows them by
 
 
 @dataclass(frozen=True)
