@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import statistics
 from collections import defaultdict
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -16,7 +15,8 @@ from mailflow.cli.cases import CliError, find_case
 from mailflow.cli.output import emit_json
 from mailflow.db.models import Account, Case, Consult, SlaEvent, utcnow
 from mailflow.db.session import transaction
-from mailflow.sla.calendar import Segment
+from mailflow.sla.explanation import case_segments, readable
+from mailflow.sla.stats import percentile
 from mailflow.sla.words import deadline_in_words
 
 
@@ -79,20 +79,6 @@ def cmd_due(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def _runs(events: list[SlaEvent], now: datetime) -> list[tuple[datetime, datetime]]:
-    """The intervals the clock ran: from each start/resume opening to the next pause/stop."""
-    runs, begin = [], None
-    for ev in events:
-        if ev.kind in ("start", "resume"):
-            begin = datetime.fromisoformat(ev.detail["opening"])
-        elif ev.kind in ("pause", "met", "missed", "stopped") and begin is not None:
-            runs.append((begin, ev.at))
-            begin = None
-    if begin is not None:
-        runs.append((begin, now))
-    return runs
-
-
 def cmd_explain(app: App, args: argparse.Namespace) -> int:
     cal = app.sla.calendar
     now = utcnow()
@@ -134,25 +120,11 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
                 for e in events
             ],
         }
-    segments: list[Segment] = []
-    zone = cal.timezone
-    runs = _runs(events, now)
-    for i, (begin, end) in enumerate(runs):
-        if end > begin:
-            segments += cal.explain(begin, cal.business_minutes_between(begin, end))
-        if i + 1 < len(runs):  # the clock stood still until the next run
-            segments.append(Segment(end.astimezone(zone), runs[i + 1][0].astimezone(zone), 0,
-                                    "paused: waiting for the provider (not counted)"))
-    if data["deadline"] is not None and case.sla_running_since is not None:
-        remaining = max(
-            0.0,
-            (data["target_minutes"] or 0)
-            - data["consumed_minutes"]
-            - cal.business_minutes_between(case.sla_running_since, now),
-        )
-        segments += cal.explain(max(now, case.sla_running_since), remaining)
+    lines = readable(case_segments(cal, case, events, now))
     data["segments"] = [
-        {"start": s.start, "end": s.end, "minutes": s.minutes, "note": s.note} for s in segments
+        {"start": line.start, "end": line.end, "minutes": line.minutes, "counted": line.counted,
+         "note": line.reason}
+        for line in lines
     ]
     if args.json:
         emit_json(data)
@@ -166,26 +138,18 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
         local = e["at"].astimezone(zone)
         extra = f"  ({e['detail'].get('reason') or ''})" if e["detail"].get("reason") else ""
         print(
-            f"  {local:%a %Y-%m-%d %H:%M %Z}  {e['kind']:<9} used {e['consumed_minutes']:g} min"
-            f"{extra}"
+            f"  {local:%a %Y-%m-%d %H:%M %Z}  {e['kind']:<9}"
+            f" used {round(e['consumed_minutes'])} min{extra}"
         )
     print("  how the minutes count:")
-    for s in segments:
-        print(f"    {s.describe()}")
+    for line in lines:
+        print(f"    {line.describe()}")
     if data["deadline"]:
         print(
             f"  deadline: {data['deadline'].astimezone(zone):%a %Y-%m-%d %H:%M %Z}"
             + ("" if data["met"] is None else (" - met" if data["met"] else " - MISSED"))
         )
     return 0
-
-
-def _percentile(values: list[float], q: float) -> float | None:
-    if not values:
-        return None
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q) - 1]
 
 
 def cmd_report(app: App, args: argparse.Namespace) -> int:
@@ -215,8 +179,8 @@ def cmd_report(app: App, args: argparse.Namespace) -> int:
             "cases": len(items),
             "measured": len(measured),
             "met_percent": round(100 * met / len(measured), 1) if measured else None,
-            "p50_minutes": _percentile(minutes, 50),
-            "p90_minutes": _percentile(minutes, 90),
+            "p50_minutes": percentile(minutes, 50),
+            "p90_minutes": percentile(minutes, 90),
             "breaches": sum(1 for c, *_ in items if c.id in breaches),
         }
 

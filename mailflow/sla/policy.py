@@ -33,6 +33,7 @@ class SlaPolicies:
     reassign_on_breach: bool
     reminders_in_hours_only: bool
     red_flags: tuple[RedFlag, ...]
+    met_target_percent: float = 95.0  # the share of cases that should meet their deadline
 
     def for_urgency(self, urgency: str) -> Policy:
         return self.policies.get(urgency) or self.policies["routine"]
@@ -50,6 +51,7 @@ DEFAULT = {
     },
     "escalation": {"admins": [], "reassign_on_breach": False, "reminders_in_hours_only": True},
     "red_flags": {"rules": []},
+    "compliance": {"met_target_percent": 95},
 }
 
 
@@ -79,8 +81,12 @@ def policies_from(data: dict[str, Any], where: str) -> SlaPolicies:
         if not rule.get("name") or not rule.get("all"):
             raise PolicyError(f"{where}: red flag rule {i} needs a name and a list 'all'")
         flags.append(RedFlag(rule["name"], tuple(w.lower() for w in rule["all"])))
+    met_target = data.get("compliance", {}).get("met_target_percent", 95)
+    if not isinstance(met_target, int | float) or not 0 < met_target <= 100:
+        raise PolicyError(f"{where}: [compliance] met_target_percent is a percentage, e.g. 95")
     return SlaPolicies(
         policies=policies,
+        met_target_percent=float(met_target),
         admins=tuple(a.lower() for a in escalation.get("admins", [])),
         reassign_on_breach=bool(escalation.get("reassign_on_breach", False)),
         reminders_in_hours_only=bool(escalation.get("reminders_in_hours_only", True)),

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import statistics
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
@@ -16,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Account, Case, Consult, utcnow
+from mailflow.sla.stats import percentile
 from mailflow.web.deps import admin_page, web_app
 from mailflow.web.pages import render_page
 from mailflow.web.security import WebUser
@@ -50,6 +50,8 @@ def _percent(met: int, measured: int) -> float | None:
 
 def charts(app: App, session: Session) -> list[Chart]:
     zone = app.sla.calendar.timezone
+    met_target = app.sla.policies.met_target_percent
+    minutes_target = float(app.sla.policies.for_urgency("routine").target_minutes)
     today = utcnow().astimezone(zone).date()
     first_day = today - timedelta(days=DAYS - 1)
     first_week = today - timedelta(days=today.weekday() + 7 * (WEEKS - 1))
@@ -79,20 +81,17 @@ def charts(app: App, session: Session) -> list[Chart]:
             values = groups.get(key, [])
             pct = _percent(sum(values), len(values))
             text = "-" if pct is None else f"{pct:.0f}% of {len(values)}"
-            bars.append(Bar(key.strftime(fmt), pct, text, pct is not None and pct < 95))
+            bars.append(Bar(key.strftime(fmt), pct, text, pct is not None and pct < met_target))
         return tuple(bars)
 
     p50, p90 = [], []
     for monday in weeks:
-        values = sorted(minutes_by_week.get(monday, []))
-        if values:
-            p50.append(Bar(monday.strftime("%d %b"), statistics.median(values),
-                           f"{statistics.median(values):.0f} min"))
-            q90 = values[min(len(values) - 1, int(0.9 * len(values)))]
-            p90.append(Bar(monday.strftime("%d %b"), q90, f"{q90:.0f} min", q90 > 120))
-        else:
-            p50.append(Bar(monday.strftime("%d %b"), None, "-"))
-            p90.append(Bar(monday.strftime("%d %b"), None, "-"))
+        values = minutes_by_week.get(monday, [])
+        for bars_of, q in ((p50, 50), (p90, 90)):
+            value = percentile(values, q)
+            text = "-" if value is None else f"{value:.0f} min"
+            bars_of.append(Bar(monday.strftime("%d %b"), value, text,
+                               value is not None and value > minutes_target))
     # by the local (ET) date, as the other charts: the database's date() would be UTC's
     received: dict[date, int] = defaultdict(int)
     since = datetime.combine(first_day, time.min, zone)
@@ -107,15 +106,15 @@ def charts(app: App, session: Session) -> list[Chart]:
         .group_by(Account.name).order_by(Account.name)
     ).all()
     load_bars = tuple(Bar(name, float(n), str(n)) for name, n in load)
-    top = max([b.value or 0 for b in (*p50, *p90)] + [120])
+    top = max([b.value or 0 for b in (*p50, *p90)] + [minutes_target])
     return [
-        Chart("SLA met, by day (last 30 days)", "%", compliance(days, by_day, "%d %b"), 100, 95,
-              "no consult sent in the last 30 days"),
-        Chart("SLA met, by week", "%", compliance(weeks, by_week, "%d %b"), 100, 95,
+        Chart("SLA met, by day (last 30 days)", "%", compliance(days, by_day, "%d %b"), 100,
+              met_target, "no consult sent in the last 30 days"),
+        Chart("SLA met, by week", "%", compliance(weeks, by_week, "%d %b"), 100, met_target,
               f"no consult sent in the last {WEEKS} weeks"),
-        Chart("Business time to consult, p50 by week", " min", tuple(p50), top, 120,
+        Chart("Business time to consult, p50 by week", " min", tuple(p50), top, minutes_target,
               f"no consult sent in the last {WEEKS} weeks"),
-        Chart("Business time to consult, p90 by week", " min", tuple(p90), top, 120,
+        Chart("Business time to consult, p90 by week", " min", tuple(p90), top, minutes_target,
               f"no consult sent in the last {WEEKS} weeks"),
         Chart("Cases received per day (last 30 days)", "", tuple(per_day),
               max([b.value or 0 for b in per_day] + [1]), None, "no case in the last 30 days"),
@@ -128,4 +127,7 @@ def charts(app: App, session: Session) -> list[Chart]:
 def charts_page(request: Request, user: Annotated[WebUser, Depends(admin_page)]) -> Response:
     with web_app(request).sessions() as session:
         data: list[Any] = charts(web_app(request), session)
-    return render_page(request, "charts.html.j2", user, charts=data, nav="charts")
+    policies = web_app(request).sla.policies
+    return render_page(request, "charts.html.j2", user, charts=data, nav="charts",
+                       met_target=policies.met_target_percent,
+                       minutes_target=policies.for_urgency("routine").target_minutes)

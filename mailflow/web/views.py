@@ -13,7 +13,6 @@ from sqlalchemy.orm import Session, aliased
 
 from mailflow.app import App
 from mailflow.cli.cases import detail
-from mailflow.cli.sla import _runs
 from mailflow.db.models import (
     Account,
     AccountStatus,
@@ -30,7 +29,8 @@ from mailflow.db.models import (
     utcnow,
 )
 from mailflow.parse.answer import NAMES as ANSWER_NAMES
-from mailflow.sla.calendar import BusinessCalendar, Segment
+from mailflow.sla.calendar import BusinessCalendar
+from mailflow.sla.explanation import case_segments, readable
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
 
@@ -249,19 +249,7 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
     events = list(session.execute(
         select(SlaEvent).where(SlaEvent.case_id == case.id).order_by(SlaEvent.id)
     ).scalars())
-    segments: list[Segment] = []
-    runs = _runs(events, now)
-    for i, (begin, end) in enumerate(runs):
-        if end > begin:
-            segments += cal.explain(begin, cal.business_minutes_between(begin, end))
-        if i + 1 < len(runs):
-            segments.append(Segment(end.astimezone(cal.timezone),
-                                    runs[i + 1][0].astimezone(cal.timezone), 0,
-                                    "paused: waiting for the provider (not counted)"))
-    if case.sla_deadline is not None and case.sla_running_since is not None:
-        remaining = max(0.0, (case.sla_target_minutes or 0) - case.sla_consumed_minutes
-                        - cal.business_minutes_between(case.sla_running_since, now))
-        segments += cal.explain(max(now, case.sla_running_since), remaining)
+    lines = readable(case_segments(cal, case, events, now))
     running = case.sla_running_since is not None and case.sla_stopped_at is None
     left = minutes_left(cal, now, case.sla_deadline, case.sla_target_minutes,
                         case.sla_consumed_minutes, running)
@@ -278,8 +266,8 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
         "events": [{"at": e.at, "kind": e.kind, "consumed_minutes": e.consumed_minutes,
                     "deadline": e.deadline, "reason": e.detail.get("reason", "")}
                    for e in events],
-        "segments": [{"start": s.start, "end": s.end, "minutes": s.minutes, "note": s.note}
-                     for s in segments],
+        "segments": [{"start": line.start, "end": line.end, "minutes": line.minutes,
+                      "counted": line.counted, "note": line.reason} for line in lines],
     }
 
 

@@ -118,14 +118,36 @@ def test_a_pause_over_the_weekend_adds_nothing(app: App) -> None:
         reply(app, sent(app, "info_forward")[0], DERMS[0], ANSWER)
     explained = cli_json(app.config, "sla", "explain", case.number)
     assert explained["met"] is True and explained["consumed_minutes"] == pytest.approx(105)
-    assert [e["kind"] for e in explained["events"]] == [
-        "start", "warning", "pause", "resume", "met"] or [
-        e["kind"] for e in explained["events"]] == ["start", "pause", "resume", "met"]
+    # no scheduler ran between the steps: no reminder was due while it paused
+    assert [e["kind"] for e in explained["events"]] == ["start", "pause", "resume", "met"]
     counted = [s for s in explained["segments"] if s["minutes"]]
     assert sum(s["minutes"] for s in counted) == pytest.approx(105)
     human = run_cli(app.config, "sla", "explain", case.number).stdout
     assert "Fri 2026-11-27 16:00 -> Mon 2026-11-30 10:00 EST" in human
     assert "paused: waiting for the provider" in human
+
+
+def test_explain_reads_one_line_per_interval_in_whole_minutes_naming_the_holiday(
+    app: App,
+) -> None:
+    # Wednesday before Thanksgiving, 16:00:20: 59 min 40 s that day, the rest on Friday
+    with time_machine.travel(et(2026, 11, 25, 16, 0, 20), tick=False):
+        case = send_case(app)
+    with time_machine.travel(et(2026, 11, 27, 9, 45), tick=False):
+        reply(app, sent(app, "derm_case")[0], DERMS[0], ANSWER)
+    human = run_cli(app.config, "sla", "explain", case.number).stdout
+    lines = human.split("how the minutes count:")[1].strip().splitlines()
+    assert len(lines) == 4, human  # counted, one closed stretch, counted, deadline
+    closed = "Wed 2026-11-25 17:00 -> Fri 2026-11-27 09:00 EST         -  outside hours; "
+    assert lines[1].strip() == closed + "Thanksgiving Day (holiday)"
+    assert "Wed 2026-11-25 16:00 -> Wed 2026-11-25 17:00 EST    60 min  business hours" \
+        in lines[0]  # shown whole, adding up to the 105 used
+    assert "Fri 2026-11-27 09:00 -> Fri 2026-11-27 09:45 EST    45 min  business hours" \
+        in lines[2]
+    assert "." not in "".join(line.split("EST")[1] for line in lines[:3])
+    assert "used 105 min" in human and "deadline: Fri 2026-11-27 10:00 EST - met" in human
+    explained = cli_json(app.config, "sla", "explain", case.number)
+    assert [s["minutes"] for s in explained["segments"]] == [60, 0, 45]
 
 
 def test_warnings_and_the_breach_fire_exactly_once_even_with_two_schedulers(app: App) -> None:
