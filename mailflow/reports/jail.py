@@ -52,10 +52,13 @@ NAMESPACES: tuple[tuple[str, ...], ...] = (
     ("--net", "--mount"),
     ("--map-root-user", "--net", "--mount"),
 )
-# Run inside the namespaces by sh ($0: mount, $1: size): a private /tmp, then wkhtmltopdf
-# in place of the shell.
+# Run inside the namespaces by sh ($0: mount, $1: size, $2: our mount namespace): a private
+# /tmp, then wkhtmltopdf in place of the shell. The tmpfs is mounted only in a mount namespace
+# that is provably not ours: an unshare that ignored --mount must not hide the machine's /tmp.
 _INSIDE = (
-    '"$0" -t tmpfs -o "mode=0700,size=$1" mailflow-render /tmp && cd /tmp && shift && exec "$@"'
+    'ns=$(readlink /proc/self/ns/mnt) && [ -n "$ns" ] && [ "$ns" != "$2" ]'
+    ' || { echo "no private mount namespace: /tmp left alone" >&2; exit 1; }; '
+    '"$0" -t tmpfs -o "mode=0700,size=$1" mailflow-render /tmp && cd /tmp && shift 2 && exec "$@"'
 )
 _STDERR_LIMIT = 600
 
@@ -126,7 +129,8 @@ def _tool(name: str) -> str:
 def jailed(namespaces: tuple[str, ...], command: list[str]) -> list[str]:
     """``command`` in fresh ``namespaces``, on a private in-memory /tmp."""
     unshare, sh, mount = _tool("unshare"), _tool("sh"), _tool("mount")
-    return [unshare, *namespaces, "--", sh, "-c", _INSIDE, mount, TMPFS_SIZE, *command]
+    ours = os.readlink("/proc/self/ns/mnt")
+    return [unshare, *namespaces, "--", sh, "-c", _INSIDE, mount, TMPFS_SIZE, ours, *command]
 
 
 def _environment() -> dict[str, str]:
@@ -231,8 +235,9 @@ class Listener:
 def _listening() -> Iterator[Listener]:
     listener = Listener()
     try:
-        # The detector must detect: a request of our own first.
-        with urllib.request.urlopen(f"{listener.url}/self-check", timeout=5) as resp:
+        # The detector must detect: a request of our own first (never through a *_proxy).
+        direct = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with direct.open(f"{listener.url}/self-check", timeout=5) as resp:
             resp.read()
         if listener.requests != ["/self-check"]:
             raise RendererUnsafe("the network probe's own listener does not record requests")

@@ -241,3 +241,21 @@ def test_sigkill_mid_render_leaves_no_patient_data_in_any_temp_folder() -> None:
     if os.environ.get("TMPDIR"):
         roots.add(Path(os.environ["TMPDIR"]))
     assert _files_holding(name.encode(), *sorted(r for r in roots if r.is_dir())) == []
+
+
+def test_no_tmpfs_is_mounted_outside_a_new_mount_namespace(
+    unproven: None, bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An unshare that ignores its options must not get the machine's /tmp hidden: the jail
+    # checks its mount namespace first. A stand-in mount records whether it was called.
+    called = bin_dir / "mount-called"
+    for name, script in (
+        ("unshare", 'while [ "$1" != "--" ]; do shift; done; shift; exec "$@"'),
+        ("mount", f'echo "$@" > "{called}"; exit 1'),
+    ):
+        (bin_dir / name).write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
+        (bin_dir / name).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    with pytest.raises(RendererUnsafe, match="no private mount namespace"):
+        jail.proven_namespaces()
+    assert not called.exists()
