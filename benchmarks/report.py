@@ -1,7 +1,8 @@
 """Report benchmark: the consult PDF render beside a bare wkhtmltopdf call of the same HTML.
 
-1. mailflow: `render_consult_pdf` for a two-page report with three 1600 px photos (temp folder,
-   photos written, template rendered, wkhtmltopdf locked down, folder removed).
+1. mailflow: `render_consult_pdf` for a two-page report with three 1600 px photos (photos
+   inlined as data URIs, template rendered, wkhtmltopdf locked down and jailed: unshare into an
+   empty network namespace with a private tmpfs, HTML on stdin, PDF on stdout).
 2. Baseline, in the same run and interleaved with 1: the same HTML and photos written once to a
    temp folder, then `wkhtmltopdf --quiet --javascript-delay 0 --enable-local-file-access
    in.html out.pdf` through subprocess.

@@ -77,6 +77,14 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
         print("mailflow: the IMAP door is off: set [imap] enabled = true, host, username and "
               "password (MAILFLOW_IMAP__PASSWORD)", file=sys.stderr)
         return 2
+    if "worker" in args.parts:
+        from mailflow.reports.jail import ReportError, proven_namespaces
+
+        try:
+            proven_namespaces()  # the worker renders reports: prove wkhtmltopdf is offline
+        except ReportError as exc:
+            print(f"mailflow: {exc}", file=sys.stderr)
+            return 2
 
     def announce(service: Service) -> None:
         mail = config.mail

@@ -13,6 +13,7 @@ import os
 import smtplib
 import socket
 import ssl
+import stat
 import time
 import uuid
 from dataclasses import dataclass
@@ -112,12 +113,16 @@ def _send(app: App, claim: Claim, raw: bytes) -> None:
 
 
 def _write_maildir(folder: Path, raw: bytes) -> None:
-    """Maildir delivery: tmp/, fsync, rename into new/ (what mailbox.Maildir.add skips)."""
-    for sub in ("tmp", "new", "cur"):
-        (folder / sub).mkdir(parents=True, exist_ok=True)
+    """Maildir delivery: tmp/, fsync, rename into new/ (what mailbox.Maildir.add skips).
+
+    The mail is plaintext PHI: files 0600 and folders 0700, whatever the umask, and folders
+    made by an older version are tightened too.
+    """
+    for sub in ("", "tmp", "new", "cur"):
+        _private_folder(folder / sub)
     name = f"{time.time_ns()}.{uuid.uuid4().hex}.{socket.gethostname()}"
     tmp = folder / "tmp" / name
-    with tmp.open("wb") as fh:
+    with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "wb") as fh:
         fh.write(raw)
         fh.flush()
         os.fsync(fh.fileno())
@@ -127,6 +132,12 @@ def _write_maildir(folder: Path, raw: bytes) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _private_folder(path: Path) -> None:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if stat.S_IMODE(path.stat().st_mode) != 0o700:
+        path.chmod(0o700)
 
 
 def _finish(app: App, claim: Claim, error: str | None, permanent: bool) -> None:

@@ -1,36 +1,16 @@
-"""Consult report PDF: Jinja2 (autoescape) -> HTML in a private temp folder -> wkhtmltopdf.
+"""Consult report PDF: Jinja2 (autoescape) -> HTML -> wkhtmltopdf in its jail (jail.py).
 
-Security (DESIGN §6), as measured on Debian's wkhtmltopdf 0.12.6 (unpatched Qt):
-
-- JavaScript off (``--disable-javascript``).
-- Local files: ``--disable-local-file-access --allow <render folder>``. ``--allow`` only takes
-  effect while local file access is *disabled*: with ``--enable-local-file-access`` every file
-  on the machine is readable (an ``<iframe src="file:///etc/passwd">`` renders it) whatever
-  ``--allow`` says. The allowed folder is checked on canonical paths, so ``../`` and symlinks
-  out of it are refused too.
-- Network: wkhtmltopdf has no switch to turn it off (local file access settings do not touch
-  http), so ``--proxy`` points every request at a closed local port, loopback included, and
-  ``--proxy-hostname-lookup`` leaves name resolution to that proxy: without it Qt first looks
-  the host up in DNS, and a query for a made-up host name is itself a way out.
-- Blocked resources must not fail the render: wkhtmltopdf then exits 1 ("due to network
-  error") although the PDF is complete; that exit is accepted when the PDF is whole.
-
-pdfkit builds the command line (and validates the binary); we run it ourselves because pdfkit
-has no timeout and treats the exit above as a failure.
+The HTML, photos included as data URIs, goes to wkhtmltopdf on stdin and the PDF comes back on
+stdout: no file of the report is written by this process (see jail.py for wkhtmltopdf's own).
 """
 
 from __future__ import annotations
 
-import contextlib
+import base64
 import io
 import logging
-import os
 import re
 import secrets
-import shutil
-import signal
-import subprocess
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import lru_cache
@@ -38,139 +18,16 @@ from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import jinja2
-import pdfkit
-from pdfkit.configuration import Configuration
 from PIL import Image
 
+from mailflow.reports.jail import DEFAULT_TIMEOUT, RendererUnsafe, ReportError, html_to_pdf
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportPhoto
+
+__all__ = ["DEFAULT_TIMEOUT", "RendererUnsafe", "ReportError", "html_to_pdf"]
 
 log = logging.getLogger(__name__)
 
 TEMPLATE = "consult.html.j2"
-DEFAULT_TIMEOUT = 30.0
-# Port 9 (discard) on loopback: nothing listens, so every proxied request is refused at once.
-CLOSED_PROXY = "http://127.0.0.1:9"
-_TMP_PREFIX = "mailflow-report-"
-_STDERR_LIMIT = 600
-
-
-class ReportError(Exception):
-    """The PDF could not be produced (wkhtmltopdf missing, failed, or too slow)."""
-
-
-# --- wkhtmltopdf --------------------------------------------------------------------------------
-
-
-def _wkhtmltopdf() -> Configuration:
-    path = shutil.which("wkhtmltopdf")
-    if path is None:
-        raise ReportError(
-            "wkhtmltopdf not found on PATH: install it (Debian: apt-get install wkhtmltopdf)"
-        )
-    return _configuration(path)
-
-
-@lru_cache(maxsize=4)
-def _configuration(path: str) -> Configuration:
-    try:
-        # environ is replaced per call (see _command); this one only satisfies pdfkit.
-        return Configuration(wkhtmltopdf=path, environ={"PATH": os.defpath})
-    except OSError as exc:
-        raise ReportError(f"wkhtmltopdf at {path} is not usable: {exc}") from exc
-
-
-def _options(workdir: Path) -> dict[str, str | None]:
-    # No --no-outline: unpatched Qt has no outlines and prints a warning for the switch.
-    return {
-        "--quiet": None,
-        "--disable-javascript": None,
-        # The default 200 ms wait is for scripts, which are off; 0 saves ~200 ms per render.
-        "--javascript-delay": "0",
-        "--disable-local-file-access": None,
-        "--allow": str(workdir),
-        "--proxy": CLOSED_PROXY,
-        "--proxy-hostname-lookup": None,  # no DNS query either
-        "--encoding": "utf-8",
-        "--page-size": "Letter",
-        "--margin-top": "12mm",
-        "--margin-bottom": "12mm",
-        "--margin-left": "12mm",
-        "--margin-right": "12mm",
-        "--load-error-handling": "ignore",
-        "--load-media-error-handling": "ignore",
-    }
-
-
-def _command(html_path: Path, pdf_path: Path, workdir: Path) -> list[str]:
-    kit = pdfkit.PDFKit(
-        str(html_path), "file", options=_options(workdir), configuration=_wkhtmltopdf()
-    )
-    return kit.command(str(pdf_path))
-
-
-def _environment(workdir: Path) -> dict[str, str]:
-    # Minimal on purpose: no *_proxy variables, no display; Qt wants a private runtime dir
-    # (mode 0700), and the render folder is one.
-    return {
-        "PATH": os.environ.get("PATH", os.defpath),
-        "HOME": os.environ.get("HOME", str(workdir)),
-        "LANG": "C.UTF-8",
-        "XDG_RUNTIME_DIR": str(workdir),
-        "QT_QPA_PLATFORM": "offscreen",
-    }
-
-
-def _pdf_is_whole(data: bytes) -> bool:
-    return data.startswith(b"%PDF-") and b"%%EOF" in data[-1024:]
-
-
-def html_to_pdf(html: str, workdir: Path, *, timeout: float = DEFAULT_TIMEOUT) -> bytes:
-    """Render ``html`` with wkhtmltopdf; only files inside ``workdir`` can be loaded.
-
-    ``workdir`` must be a private folder the caller owns (it holds the page's images, referenced
-    by relative names); the HTML and the PDF are written there as well.
-    """
-    workdir = workdir.resolve()  # --allow compares canonical paths
-    html_path = workdir / "report.html"
-    pdf_path = workdir / "report.pdf"
-    html_path.write_text(html, encoding="utf-8")
-    argv = _command(html_path, pdf_path, workdir)
-    try:
-        # Own session, so a timeout kills the whole process group, not just the parent.
-        proc = subprocess.Popen(
-            argv,
-            cwd=workdir,
-            env=_environment(workdir),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as exc:
-        raise ReportError(f"cannot start wkhtmltopdf: {exc}") from exc
-    try:
-        _, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired as exc:
-        _kill_group(proc)
-        raise ReportError(f"wkhtmltopdf took longer than {timeout:g} s") from exc
-    except BaseException:
-        _kill_group(proc)
-        raise
-    stderr = err.decode("utf-8", "replace").strip()[-_STDERR_LIMIT:]
-    data = pdf_path.read_bytes() if pdf_path.exists() else b""
-    if proc.returncode == 0 and _pdf_is_whole(data):
-        return data
-    # A blocked or failed sub-resource: exit 1 with a whole PDF.
-    if proc.returncode == 1 and "network error" in stderr and _pdf_is_whole(data):
-        log.info("wkhtmltopdf: a resource was blocked (%s)", stderr.splitlines()[-1])
-        return data
-    raise ReportError(f"wkhtmltopdf failed (exit {proc.returncode}): {stderr or 'no output'}")
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 # --- template context ---------------------------------------------------------------------------
@@ -179,7 +36,7 @@ def _kill_group(proc: subprocess.Popen[bytes]) -> None:
 @dataclass(frozen=True)
 class PhotoView:
     photo: ReportPhoto
-    file: str  # relative name inside the render folder
+    file: str  # the img src: a data: URI (wkhtmltopdf may load no file)
     width_mm: float  # fitted into the grid cell, aspect ratio kept
     height_mm: float
 
@@ -297,37 +154,31 @@ def render_consult_html(report: ConsultReport, templates_dir: Path, photos: list
 # --- the report ---------------------------------------------------------------------------------
 
 
+def photo_uri(jpeg: bytes) -> str:
+    # As received: already a clean JPEG. Base64 has no character autoescape would change.
+    return "data:image/jpeg;base64," + base64.b64encode(jpeg).decode("ascii")
+
+
 def render_consult_pdf(
     report: ConsultReport,
     templates_dir: Path,
     password: str | None = None,
     *,
     timeout: float = DEFAULT_TIMEOUT,
-    tmp_root: Path | None = None,
 ) -> bytes:
     """The consult report as PDF bytes; AES-256 encrypted when ``password`` is given.
 
     ``templates_dir`` is the project's templates/ folder (the template is pdf/consult.html.j2).
-    Each call renders in its own 0700 temp folder (under ``tmp_root`` if given), removed
-    afterwards whatever happens.
+    Nothing is written to disk: the photos are inlined and the HTML and PDF travel by pipes.
     """
     if password is not None and not password:
         raise ValueError("an empty PDF password would not protect anything")
-    workdir = Path(tempfile.mkdtemp(prefix=_TMP_PREFIX, dir=tmp_root))  # mode 0700
+    photos = [PhotoView(p, photo_uri(p.jpeg), *_photo_size(p.jpeg)) for p in report.photos]
     try:
-        photos: list[PhotoView] = []
-        for i, photo in enumerate(report.photos, start=1):
-            name = f"photo-{i:02d}.jpg"
-            (workdir / name).write_bytes(photo.jpeg)  # as received: already a clean JPEG
-            w, h = _photo_size(photo.jpeg)
-            photos.append(PhotoView(photo, name, w, h))
-        try:
-            html = render_consult_html(report, templates_dir, photos)
-        except jinja2.TemplateError as exc:
-            raise ReportError(f"consult template failed: {exc}") from exc
-        pdf = html_to_pdf(html, workdir, timeout=timeout)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        html = render_consult_html(report, templates_dir, photos)
+    except jinja2.TemplateError as exc:
+        raise ReportError(f"consult template failed: {exc}") from exc
+    pdf = html_to_pdf(html, timeout=timeout)
     return encrypt_pdf(pdf, password) if password is not None else pdf
 
 

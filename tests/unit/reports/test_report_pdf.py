@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import io
-import os
 import shutil
-import stat
 import threading
 import urllib.request
 import uuid
@@ -20,6 +18,7 @@ import pytest
 from pypdf import PdfReader
 from pypdf.errors import FileNotDecryptedError
 
+from mailflow.reports import jail
 from mailflow.reports import pdf as pdfmod
 from mailflow.reports.model import ConsultReport, ReportPhoto
 from mailflow.reports.pdf import (
@@ -36,6 +35,7 @@ from mailflow.reports.sample import sample_report, synthetic_jpeg
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = ROOT / "templates"
 ARTIFACTS = ROOT / "test-artifacts"
+JPEG_URI = pdfmod.photo_uri(synthetic_jpeg(320, 240))
 
 
 # --- helpers ------------------------------------------------------------------------------------
@@ -320,10 +320,8 @@ def test_raw_html_cannot_reach_network_files_or_run_scripts(
     tmp_path: Path, beacon: Beacon, outside_file: tuple[Path, str]
 ) -> None:
     secret, marker = outside_file
-    work = tmp_path / "render"
-    work.mkdir(mode=0o700)
-    (work / "ok.jpg").write_bytes(synthetic_jpeg(320, 240))
-    (work / "link.txt").symlink_to(secret)  # a symlink out of the folder is still outside
+    link = tmp_path / "link.txt"
+    link.symlink_to(secret)
     port = beacon.port
     html = f"""<!doctype html><html><head>
 <link rel="stylesheet" href="http://127.0.0.1:{port}/x.css">
@@ -331,59 +329,59 @@ def test_raw_html_cannot_reach_network_files_or_run_scripts(
 body {{ background: url("http://127.0.0.1:{port}/bg.png"); }}</style>
 </head><body>
 <p>VISIBLE-TEXT</p>
-<img src="ok.jpg" width="160">
+<img src="{JPEG_URI}" width="160">
 <img src="http://127.0.0.1:{port}/beacon.png">
 <img src="file:///etc/hostname">
 <iframe src="file://{secret}"></iframe>
 <object data="file://{secret}" type="text/plain"></object>
 <iframe src="../outside/secret.txt"></iframe>
-<iframe src="link.txt"></iframe>
+<iframe src="file://{link}"></iframe>
 <iframe src="http://127.0.0.1:{port}/frame.html"></iframe>
 <script>document.write('JSRAN')</script>
 <script src="http://127.0.0.1:{port}/x.js"></script>
 </body></html>"""
-    data = html_to_pdf(html, work)
+    data = html_to_pdf(html)
     text = pdf_text(data)
     assert "VISIBLE-TEXT" in text
-    assert image_count(data) >= 1  # files inside the render folder do load
+    assert image_count(data) >= 1  # data: images do load
     assert beacon.requests == []
     assert marker not in squash(text)
     assert "BEACON-BODY" not in text
     assert "JSRAN" not in text
 
 
-def test_local_file_access_is_needed_only_for_the_folder(tmp_path: Path) -> None:
-    # Guard against a regression to --enable-local-file-access, which makes --allow a no-op.
-    (tmp_path / "a.html").write_text("<p>x</p>", encoding="utf-8")
-    argv = pdfmod._command(tmp_path / "a.html", tmp_path / "a.pdf", tmp_path)
-    assert "--enable-local-file-access" not in argv
-    assert "--disable-local-file-access" in argv
-    assert argv[argv.index("--allow") + 1] == str(tmp_path)
-    assert "--disable-javascript" in argv
-    assert argv[argv.index("--proxy") + 1] == pdfmod.CLOSED_PROXY
-    assert "--proxy-hostname-lookup" in argv
+def test_command_keeps_files_scripts_and_network_off() -> None:
+    # Guard against a regression to --enable-local-file-access, which makes every file readable.
+    argv = jail.jailed(jail.proven_namespaces(), jail.wkhtmltopdf_command())
+    assert Path(argv[0]).name == "unshare" and "--net" in argv and "--mount" in argv
+    wk = argv[argv.index(shutil.which("wkhtmltopdf") or "wkhtmltopdf") :]
+    assert "--enable-local-file-access" not in wk and "--allow" not in wk
+    assert "--disable-local-file-access" in wk
+    assert "--disable-javascript" in wk
+    assert wk[wk.index("--proxy") + 1] == jail.CLOSED_PROXY
+    assert "--proxy-hostname-lookup" in wk
+    assert wk[-2:] == ["-", "-"]  # HTML on stdin, PDF on stdout
 
 
 @pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
 def test_no_dns_query_and_no_connection_but_the_closed_proxy(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    bin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A host name can leak data through DNS alone; watch the real binary's system calls.
-    trace = tmp_path / "trace.txt"
+    trace = bin_dir / "trace.txt"
     real = shutil.which("wkhtmltopdf")
+    jail.proven_namespaces()
     _fake_wkhtmltopdf(
-        tmp_path / "bin",
+        bin_dir,
         f'exec strace -f -qq -e trace=connect,sendto,sendmmsg -o "{trace}" "{real}" "$@"',
     )
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
-    work = tmp_path / "render"
-    work.mkdir(mode=0o700)
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     host = f"leak{uuid.uuid4().hex[:12]}.example.com"
     html = (
         f'<p>x</p><img src="http://{host}/a.png"><link rel="stylesheet" href="https://{host}/b">'
         f'<iframe src="http://{host}/c"></iframe>'
     )
-    html_to_pdf(html, work)
+    html_to_pdf(html)
     calls = trace.read_text(encoding="utf-8")
     assert "htons(53)" not in calls
     assert host.split(".")[0] not in calls
@@ -393,94 +391,91 @@ def test_no_dns_query_and_no_connection_but_the_closed_proxy(
         assert "htons(9)" in line or "htons(631)" in line, line
 
 
-# --- temp folders, failures ---------------------------------------------------------------------
+# --- the jail's private /tmp, failures -----------------------------------------------------------
 
 
-def test_temp_folder_is_private_and_removed_after_success(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    seen: list[tuple[Path, int, list[str]]] = []
-    real = pdfmod.html_to_pdf
-
-    def spy(html: str, workdir: Path, *, timeout: float = pdfmod.DEFAULT_TIMEOUT) -> bytes:
-        seen.append((workdir, stat.S_IMODE(workdir.stat().st_mode), sorted(os.listdir(workdir))))
-        return real(html, workdir, timeout=timeout)
-
-    monkeypatch.setattr(pdfmod, "html_to_pdf", spy)
-    data = render_consult_pdf(sample_report(photos=2), TEMPLATES, tmp_root=tmp_path)
-    assert data.startswith(b"%PDF-")
-    [(workdir, mode, files)] = seen
-    assert workdir.parent == tmp_path
-    assert mode == 0o700
-    assert files == ["photo-01.jpg", "photo-02.jpg"]
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_timeout_raises_and_leaves_no_temp_folder(tmp_path: Path) -> None:
-    with pytest.raises(ReportError, match="longer than"):
-        render_consult_pdf(sample_report(photos=1), TEMPLATES, timeout=0.001, tmp_root=tmp_path)
-    assert list(tmp_path.iterdir()) == []
+@pytest.fixture
+def proven() -> tuple[str, ...]:
+    """The jail, proven with the real wkhtmltopdf before a test puts a stand-in on PATH."""
+    return jail.proven_namespaces()
 
 
 def _fake_wkhtmltopdf(folder: Path, script: str) -> None:
-    folder.mkdir()
     exe = folder / "wkhtmltopdf"
     exe.write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
     exe.chmod(0o755)
 
 
-def test_failure_raises_and_leaves_no_temp_folder(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_wkhtmltopdf_sees_a_private_in_memory_tmp(
+    proven: tuple[str, ...], bin_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    _fake_wkhtmltopdf(tmp_path / "bin", "echo 'Error: it broke' >&2; exit 2")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
-    renders = tmp_path / "renders"
-    renders.mkdir()
-    with pytest.raises(ReportError, match="exit 2"):
-        render_consult_pdf(sample_report(photos=1), TEMPLATES, tmp_root=renders)
-    assert list(renders.iterdir()) == []
+    # wkhtmltopdf copies stdin to $TMPDIR/wktemp-*.html: that must land on the jail's tmpfs.
+    seen = bin_dir / "seen.txt"
+    real = shutil.which("wkhtmltopdf")
+    _fake_wkhtmltopdf(
+        bin_dir,
+        f'{{ echo "$TMPDIR"; stat -c %a /tmp; grep " /tmp " /proc/self/mounts; ls -A /tmp; }}'
+        f' > "{seen}"; exec "{real}" "$@"',
+    )
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    data = render_consult_pdf(sample_report(photos=2), TEMPLATES)
+    assert image_count(data) >= 2  # the photos travel inline
+    tmpdir, mode, mount, *listing = seen.read_text(encoding="utf-8").splitlines()
+    assert tmpdir == "/tmp"
+    assert mode == "700"
+    assert mount.startswith("mailflow-render /tmp tmpfs ")
+    assert listing == []  # the machine's /tmp is out of sight
 
 
-def test_hung_renderer_is_killed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # A child that keeps the pipes open must not keep us waiting past the timeout.
-    _fake_wkhtmltopdf(tmp_path / "bin", "sleep 30 & sleep 30")
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
-    renders = tmp_path / "renders"
-    renders.mkdir()
+def test_timeout_raises(proven: tuple[str, ...]) -> None:
     with pytest.raises(ReportError, match="longer than"):
-        render_consult_pdf(sample_report(photos=0), TEMPLATES, timeout=0.5, tmp_root=renders)
-    assert list(renders.iterdir()) == []
+        render_consult_pdf(sample_report(photos=1), TEMPLATES, timeout=0.001)
 
 
-def test_a_truncated_pdf_is_a_failure(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failure_raises(
+    proven: tuple[str, ...], bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _fake_wkhtmltopdf(bin_dir, "echo 'Error: it broke' >&2; exit 2")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    with pytest.raises(ReportError, match="exit 2"):
+        render_consult_pdf(sample_report(photos=1), TEMPLATES)
+
+
+def test_hung_renderer_is_killed(
+    proven: tuple[str, ...], bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A child that keeps the pipes open must not keep us waiting past the timeout.
+    _fake_wkhtmltopdf(bin_dir, "sleep 30 & sleep 30")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
+    with pytest.raises(ReportError, match="longer than"):
+        render_consult_pdf(sample_report(photos=0), TEMPLATES, timeout=0.5)
+
+
+def test_a_truncated_pdf_is_a_failure(
+    proven: tuple[str, ...], bin_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Exit 1 "network error" is accepted only with a whole PDF.
     _fake_wkhtmltopdf(
-        tmp_path / "bin",
-        'for last; do :; done; printf "%%PDF-1.4 cut" > "$last"; '
+        bin_dir,
+        'cat > /dev/null; printf "%%PDF-1.4 cut"; '
         'echo "Exit with code 1 due to network error: ProtocolUnknownError" >&2; exit 1',
     )
-    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    monkeypatch.setenv("PATH", f"{bin_dir}:/usr/bin:/bin")
     with pytest.raises(ReportError, match="exit 1"):
-        render_consult_pdf(sample_report(photos=0), TEMPLATES, tmp_root=tmp_path)
+        render_consult_pdf(sample_report(photos=0), TEMPLATES)
 
 
 def test_missing_wkhtmltopdf_is_a_clear_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
-    renders = tmp_path / "renders"
-    renders.mkdir()
     with pytest.raises(ReportError, match="wkhtmltopdf not found"):
-        render_consult_pdf(sample_report(photos=0), TEMPLATES, tmp_root=renders)
-    assert list(renders.iterdir()) == []
+        render_consult_pdf(sample_report(photos=0), TEMPLATES)
 
 
-def test_template_problem_is_a_report_error_and_cleans_up(tmp_path: Path) -> None:
-    renders = tmp_path / "renders"
-    renders.mkdir()
+def test_template_problem_is_a_report_error(tmp_path: Path) -> None:
     with pytest.raises(ReportError):
-        render_consult_pdf(sample_report(photos=1), tmp_path / "no-templates", tmp_root=renders)
-    assert list(renders.iterdir()) == []
+        render_consult_pdf(sample_report(photos=1), tmp_path / "no-templates")
 
 
 # --- layout robustness --------------------------------------------------------------------------
