@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailflow.config import TrustConfig
 from mailflow.db.models import InboundMessage
@@ -125,3 +127,15 @@ def test_results_count_only_from_a_trusted_relay() -> None:
 def test_the_reason_a_forgery_fails_is_readable() -> None:
     how = verdict(f"{AUTHSERV}; dkim=pass header.d=evil.test").how
     assert how == "mx.derm.test did not report DKIM or DMARC pass for clinic.test"
+
+
+TOKENS = ["mx.derm.test", "; ", ";", " ", "dkim", "dmarc", "spf", "=", "pass", "fail", "header",
+          ".", "d", "from", "clinic.test", "evil.test", "smtp.mailfrom", '"', "(", ")", "\\",
+          "@", "\t", "é", "1"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(TOKENS), max_size=40).map("".join))
+def test_no_header_text_crashes_the_check(value: str) -> None:
+    result = verdict(f"{AUTHSERV}; {value}")
+    assert not result.verified or "pass" in value
