@@ -28,6 +28,9 @@ class Verdict:
 # domain it checked; DKIM's header.d is the signing domain, which must equal the From: domain
 # (strict alignment) or a signature of the sender's own domain would vouch for any From:.
 _VOUCHING = {"dmarc": ("header", "from"), "dkim": ("header", "d")}
+# Real Authentication-Results run to a few hundred characters, a dozen results at most; the
+# parser's time grows with the square of the length, so a longer one is left unread (no pass).
+MAX_RESULTS_CHARS = 4096
 
 
 def _from_count(message: ParsedMessage) -> int:
@@ -61,8 +64,8 @@ def _parse(value: str) -> AuthenticationResultsHeader | None:
         return None
 
 
-def _vouched_domains(result: AuthenticationResult) -> set[str]:
-    ptype, name = _VOUCHING[result.method.lower()]
+def _vouched_domains(result: AuthenticationResult, method: str) -> set[str]:
+    ptype, name = _VOUCHING[method]
     return {
         str(p.value).lower().rstrip(".")
         for p in result.properties
@@ -80,19 +83,18 @@ def _relay_pass(headers: list[str], authserv_id: str, domain: str) -> tuple[str,
     headers could not be read (they count as no pass, and the admin is told)."""
     unreadable = 0
     for value in headers:
-        header = _parse(value)
-        if header is None:
-            if _names_authserv(value, authserv_id):  # another server's header is not ours
-                unreadable += 1
-            continue
-        if header.authserv_id != authserv_id:
+        if not _names_authserv(value, authserv_id):
+            continue  # another server's results, or none that its id can be read from
+        header = _parse(value) if len(value) <= MAX_RESULTS_CHARS else None
+        if header is None or header.authserv_id != authserv_id:
+            unreadable += 1
             continue
         for result in header.results:
             method = str(result.method).lower()
             if method not in _VOUCHING or str(result.result).lower() != "pass":
                 continue
             # each result names its domain once; two different ones is not a pass for either
-            if _vouched_domains(result) == {domain}:
+            if _vouched_domains(result, method) == {domain}:
                 return method.upper(), unreadable
     return "", unreadable
 

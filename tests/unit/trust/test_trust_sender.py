@@ -114,6 +114,12 @@ def test_an_unreadable_header_of_our_relay_is_named() -> None:
     assert "could not be read" not in verdict("mx.other.test; dkim pass").how
 
 
+def test_an_overlong_header_is_not_read() -> None:
+    padding = "; ".join(f"dkim=fail header.d=d{i}.test" for i in range(200))
+    result = verdict(f"{AUTHSERV}; {padding}; dkim=pass header.d=clinic.test")
+    assert not result.verified and "could not be read" in result.how
+
+
 def test_results_below_the_first_received_were_written_by_the_sender() -> None:
     planted = f"Authentication-Results: {AUTHSERV}; dkim=pass header.d=clinic.test\r\n"
     assert not verdict(f"{AUTHSERV}; dkim=none", below=planted).verified
