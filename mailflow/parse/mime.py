@@ -466,6 +466,7 @@ def _assemble(
         attachments=attachments,
         defects=tuple(dict.fromkeys(defects)),
         headers=headers,
+        raw_headers=tuple((name, single_line(value)) for name, value in raw_headers),
     )
 
 

@@ -56,6 +56,9 @@ class ParsedMessage:
     attachments: tuple[Attachment, ...]
     defects: tuple[str, ...] = ()  # tolerated problems, for the admin (e.g. unknown charset)
     headers: tuple[tuple[str, str], ...] = ()  # top-level headers, decoded, for trust checks
+    # The same headers as written (unfolded, no encoded words decoded): structured fields such
+    # as Authentication-Results must be read this way, or a sender's encoded text becomes syntax.
+    raw_headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -170,6 +170,23 @@ def test_the_same_message_filed_twice_makes_one_case(
                                                           MessageStatus.DUPLICATE])
 
 
+def test_a_forged_pass_in_the_mail_servers_results_opens_no_case(
+    imap_service: RunningService, dovecot: Dovecot, app: App, provider: str,
+) -> None:
+    """Issue #11 through the IMAP door: the sender's MAIL FROM, copied into the mail server's
+    Authentication-Results as a quoted value, is a value, not a DKIM result."""
+    forged = a_case(provider).replace(
+        f"{AUTHSERV}; dkim=pass header.d=clinic.test".encode(),
+        f'{AUTHSERV}; spf=pass smtp.mailfrom="dkim=pass header.d=clinic.test x"@evil.test; '
+        "dmarc=fail header.from=clinic.test".encode())
+    dovecot.append(MAILBOX_USER, MAILBOX_PASSWORD, forged)
+    wait_until(lambda: [r.status for r in rows(app)] == [MessageStatus.QUARANTINED], 30,
+               "the forged message to be held")
+    assert rows(app)[0].reason_code == "unverified"
+    assert "did not report DKIM or DMARC pass for clinic.test" in rows(app)[0].outcome
+    assert count(app, Case) == 0
+
+
 def rows(app: App) -> list[InboundMessage]:
     with app.sessions() as session:
         return list(session.execute(select(InboundMessage).order_by(InboundMessage.id)).scalars())

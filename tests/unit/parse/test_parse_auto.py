@@ -118,3 +118,70 @@ def test_display_name_with_robot_words_is_human() -> None:
         b'From: "Postmaster General Office" <ada.testdoc@clinic.example>',
     )
     assert automatic_reason(parse_message(raw), HUMAN_ENVELOPE) == ""
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Abwesenheitsnotiz: Re: DERM-2026-000123",
+        "Abwesenheitsnotiz",
+        "Automatische Antwort: Re: Ihr Fall",
+        "Out of Office: Re: DERM-2026-000123",
+        "Out of Office AutoReply: New case",
+        "Automatic reply: Re: DERM-2026-000123 needs more information",
+        "Auto: Dr Family is out of the office (returning 11/09/2026)",
+        "AUTO: away",
+        "Réponse automatique : Re: DERM-2026-000123",
+        "Absence du bureau : Re: votre dossier",
+        "Respuesta automática: Re: DERM-2026-000123",
+        "Fuera de la oficina: Re: caso",
+        "Risposta automatica: Re: DERM-2026-000123",
+        "Automatisch antwoord: Re: DERM-2026-000123",
+        "Afwezig: Re: casus",
+        "Resposta automática: Re: caso",
+        "Autosvar: Re: DERM-2026-000123",
+        "Automatisk svar: Re: sak",
+        "Automaattinen vastaus: Re: tapaus",
+        "Odpowiedź automatyczna: Re: przypadek",
+        "Automatická odpověď: Re: případ",
+        "Automatikus válasz: Re: eset",
+        "Αυτόματη απάντηση: Re: υπόθεση",
+        "Автоматический ответ: Re: DERM-2026-000123",
+        "Otomatik yanıt: Re: vaka",
+        "自動応答: Re: DERM-2026-000123",
+        "自動返信：Re: DERM-2026-000123",  # a full-width colon
+        "自动回复: Re: DERM-2026-000123",
+        "자동 회신: Re: DERM-2026-000123",
+        "[Auto-Reply] Re: DERM-2026-000123",
+        "[Out of Office] New case",
+        "Auto Response - Re: DERM-2026-000123",
+        "  out\u00a0of office:  Re: case",  # a no-break space, as some clients write it
+    ],
+)
+def test_out_of_office_subjects_in_many_languages(subject: str) -> None:
+    raw = message().replace(b"Subject: New case", f"Subject: {subject}".encode())
+    assert automatic_reason(parse_message(raw), HUMAN_ENVELOPE).startswith(
+        "its subject starts with"), subject
+
+
+@pytest.mark.parametrize(
+    "subject",
+    [
+        "Re: office visit",
+        "Automatic dishwasher rash",
+        "Auto accident abrasion, photos attached",
+        "Autosomal dominant pattern? Re: DERM-2026-000123",
+        "Re: Automatic reply: Re: DERM-2026-000123",  # a person answering the notice
+        "AW: Abwesenheitsnotiz",
+        "Out of office coverage for Dr Family",
+        "Absence seizure history, new rash",
+        "Réponse à votre question",
+        "Abwesenheit von Symptomen",
+        "Fuera de control: itchy rash",
+        "Autonomic symptoms",
+        "Office hours question",
+    ],
+)
+def test_ordinary_subjects_are_not_automatic(subject: str) -> None:
+    raw = message().replace(b"Subject: New case", f"Subject: {subject}".encode())
+    assert automatic_reason(parse_message(raw), HUMAN_ENVELOPE) == ""
