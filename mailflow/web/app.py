@@ -19,6 +19,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,6 +45,9 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "Cross-Origin-Opener-Policy": "same-origin",
 }
+
+
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE for an integer too big
 
 
 class SecurityHeaders:
@@ -139,6 +143,15 @@ def create_web_app(app: App) -> FastAPI:
             status_code=exc.status_code,
         )
 
+    @web.exception_handler(OverflowError)
+    @web.exception_handler(DataError)
+    async def number_out_of_range(request: Request, exc: Exception) -> Response:
+        # An id, position or version too big for the database's integers (SQLite raises
+        # OverflowError, PostgreSQL 22003) names nothing that exists: "not found", not a 500.
+        if isinstance(exc, DataError) and not _out_of_range(exc):
+            raise exc
+        return await http_error(request, StarletteHTTPException(404))
+
     web.include_router(pages.router)
     web.include_router(registration.router)
     web.include_router(charts.router)
@@ -146,6 +159,10 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(live.router)
     web.include_router(account.router)
     return web
+
+
+def _out_of_range(exc: DataError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE
 
 
 def _wants_json(request: Request) -> bool:
