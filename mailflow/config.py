@@ -48,7 +48,8 @@ class SmtpConfig(_Section):
     max_message_bytes: int = Field(40 * 1024 * 1024, gt=0)
     max_recipients: int = Field(20, gt=0)
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
-    timeout_seconds: float = Field(300, gt=0)
+    idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
+    max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
 
 
 class OutboundConfig(_Section):
