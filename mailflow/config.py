@@ -55,7 +55,7 @@ class SmtpConfig(_Section):
 class OutboundConfig(_Section):
     relay_host: str = ""  # empty: write to maildir_path instead
     relay_port: int = Field(25, ge=0, le=65535)
-    relay_starttls: bool = False
+    relay_starttls: bool = False  # unless set: True whenever relay_host is set (below)
     relay_tls_verify: bool = True
     relay_username: str = ""
     relay_password: str = ""
@@ -63,6 +63,14 @@ class OutboundConfig(_Section):
     retry_schedule_seconds: tuple[int, ...] = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
     poll_seconds: float = Field(5.0, gt=0)
     connect_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _starttls_to_a_relay(cls, data: Any) -> Any:
+        # Mail to a relay carries PHI: encrypted unless the configuration says otherwise.
+        if isinstance(data, dict) and "relay_starttls" not in data:
+            data = {**data, "relay_starttls": bool(data.get("relay_host"))}
+        return data
 
 
 class DatabaseConfig(_Section):
@@ -78,7 +86,11 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     secret_key_file: str = ""  # signs session cookies; empty: <storage>/keys/web.key (0600)
-    secure_cookies: bool = False  # True behind TLS: cookies are only sent over HTTPS
+    # Unless set, both follow public_url: True when it is https:// (cookies only over HTTPS;
+    # browsers told to use HTTPS only, Strict-Transport-Security, for hsts_max_age_seconds).
+    secure_cookies: bool = False
+    hsts: bool = False
+    hsts_max_age_seconds: int = Field(365 * 24 * 3600, gt=0)
     session_minutes: int = Field(480, gt=0)  # a sign-in lasts this long, then sign in again
     lockout_failures: int = Field(5, gt=0)  # wrong passwords in a row before a lockout
     lockout_minutes: float = Field(15, gt=0)
@@ -87,6 +99,14 @@ class WebConfig(_Section):
     shutdown_seconds: int = Field(5, ge=0)  # requests still running get this long at a stop
     code_minutes: float = Field(5, gt=0)  # time to type the authenticator code after the password
     require_totp_for_admins: bool = False  # admins must set up an authenticator before admin pages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_follows_public_url(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            https = str(data.get("public_url", "")).strip().lower().startswith("https://")
+            data = {"secure_cookies": https, "hsts": https, **data}
+        return data
 
 
 class BusConfig(_Section):

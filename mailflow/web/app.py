@@ -51,11 +51,15 @@ NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE for an integer too
 
 
 class SecurityHeaders:
-    """Adds SECURITY_HEADERS (and no-store off /static/) to every response. Plain ASGI, not
-    BaseHTTPMiddleware, which breaks long-lived streams (/events) when a client goes away."""
+    """Adds SECURITY_HEADERS (and no-store off /static/, and Strict-Transport-Security when
+    the site is reached over HTTPS) to every response. Plain ASGI, not BaseHTTPMiddleware,
+    which breaks long-lived streams (/events) when a client goes away."""
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
+        self.headers = dict(SECURITY_HEADERS)
+        if hsts_seconds:
+            self.headers["Strict-Transport-Security"] = f"max-age={hsts_seconds}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -66,7 +70,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     headers.setdefault(name, value)
                 if not static:
                     headers.setdefault("Cache-Control", "no-store")
@@ -117,7 +121,9 @@ def create_web_app(app: App) -> FastAPI:
     web.state.live = live.LiveHub(app.config)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    web.add_middleware(SecurityHeaders)
+    web_cfg = app.config.web
+    web.add_middleware(SecurityHeaders,
+                       hsts_seconds=web_cfg.hsts_max_age_seconds if web_cfg.hsts else 0)
 
     @web.exception_handler(NeedsAuthenticator)
     async def to_account(request: Request, _exc: NeedsAuthenticator) -> Response:
