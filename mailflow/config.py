@@ -181,6 +181,8 @@ class IntakeConfig(_Section):
     max_decoded_bytes: int = Field(60 * 1024 * 1024, gt=0)
     max_attachments: int = Field(40, gt=0)
     max_image_pixels: int = Field(60_000_000, gt=0)
+    # all photos of one message together; photos past it are refused by name (send in a reply)
+    max_pixels_per_message: int = Field(150_000_000, gt=0)
     max_attempts: int = Field(5, gt=0)  # processing tries before quarantine
     retry_backoff_seconds: tuple[int, ...] = (30, 120, 600, 1800)  # after each failed try
     lease_seconds: float = Field(300, gt=0)  # a claimed message is retried after this

@@ -88,6 +88,17 @@ def process_image(
 # --- decoding -------------------------------------------------------------------------------
 
 
+def declared_pixels(data: bytes) -> int:
+    """Width × height as the file's header declares it (no pixel decoded); 0 when the header
+    cannot be read (process_image then says what the file is)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=_OPEN_FORMATS) as im:
+            width, height = im.size
+    except Exception:  # not a photo we accept, or damaged: not this check's business
+        return 0
+    return width * height
+
+
 def _open(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
     """Parse the header only; refuse before any pixel is decoded if it declares too many."""
     try:
