@@ -9,9 +9,10 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from mailflow.parse import budget
 from mailflow.parse.auto import automatic_reason
 from mailflow.parse.fingerprint import fingerprint
-from mailflow.parse.images import declared_pixels, process_image
+from mailflow.parse.images import process_image
 from mailflow.parse.mime import parse_message
 from mailflow.parse.reply import strip_quoted
 from mailflow.parse.types import (
@@ -100,12 +101,18 @@ def analyze(
         )
     photos: list[Photo] = []
     refused: list[RefusedFile] = []
-    over_budget = _over_budget(message.attachments, image_limits)
+    plans = budget.plan(message.attachments, image_limits)
+    gate = budget.PixelGate(image_limits.max_pixels)
+
+    def photo(att: Attachment, planned: budget.PhotoPlan) -> ProcessedImage | str:
+        if planned.refusal:
+            return planned.refusal
+        with gate.decoding(planned.pixels):
+            return _image_or_reason(att, image_limits)
+
     # Pillow decodes and resizes without the GIL: a case's photos go side by side.
     with ThreadPoolExecutor(max_workers=PHOTO_THREADS) as threads:
-        results = list(threads.map(
-            lambda a, refusal: refusal or _image_or_reason(a, image_limits),
-            message.attachments, over_budget))
+        results = list(threads.map(photo, message.attachments, plans))
     for att, result in zip(message.attachments, results, strict=True):
         if isinstance(result, str):
             refused.append(RefusedFile(att.filename, result))
@@ -119,30 +126,6 @@ def analyze(
         photos=tuple(photos),
         refused=tuple(refused),
         fingerprint=identity,
-    )
-
-
-def _over_budget(attachments: tuple[Attachment, ...], limits: ImageLimits) -> list[str]:
-    """For each attachment, why it is refused for taking the message past
-    max_pixels_per_message ("" when it is not), from the headers before anything is decoded.
-    In message order, each photo that still fits is taken: one huge photo does not shut out
-    the small ones after it."""
-    left = limits.max_pixels_per_message
-    reasons: list[str] = []
-    for att in attachments:
-        pixels = declared_pixels(att.data)
-        fits = pixels <= left or pixels > limits.max_pixels  # too big alone: its own refusal
-        reasons.append("" if fits else _over_budget_reason(att.filename, limits))
-        if fits and pixels <= limits.max_pixels:
-            left -= pixels
-    return reasons
-
-
-def _over_budget_reason(name: str, limits: ImageLimits) -> str:
-    return (
-        f"{name or 'A photo'} was not processed: the photos in one email can add up to "
-        f"{limits.max_pixels_per_message / 1e6:.0f} megapixels, and the ones before it used "
-        "that up. Please send it in a reply to this email."
     )
 
 
