@@ -76,10 +76,10 @@ def run(quick: bool) -> None:
         path = Path(folder) / "message.eml"
         path.write_bytes(raw)
         for label, limit, gate in (
-            ("before: no budget, no gate", UNBOUNDED, "no-gate"),
+            ("no budget, no gate", UNBOUNDED, "no-gate"),
             (f"budget {budget / 1e6:.0f} MP, no gate", budget, "no-gate"),
             ("no budget, gate", UNBOUNDED, "gate"),
-            (f"after: budget {budget / 1e6:.0f} MP + gate", budget, "gate"),
+            (f"budget {budget / 1e6:.0f} MP + gate (shipped)", budget, "gate"),
         ):
             peak, seconds, taken, refused = _measure(path, limit, gate)
             print(f"  {label:<30} peak RSS {peak:6.0f} MB  {seconds:5.1f} s  "
