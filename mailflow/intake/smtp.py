@@ -7,6 +7,7 @@ client retries; nothing is acknowledged before the message is on disk and in the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -144,7 +145,8 @@ class MailflowSMTP(SMTP):
             log.warning("smtp connection from %s refused: %d already open",
                         peer_address(self.session.peer if self.session else None),
                         self._cap.per_address if self._cap else 0)
-            await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
+            with contextlib.suppress(ConnectionError):  # it may be gone already
+                await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
             if self.transport is not None:
                 self.transport.close()
             return
@@ -156,8 +158,19 @@ class MailflowSMTP(SMTP):
         self._reset_timeout()
         super().data_received(data)
 
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # While the door works (spooling a message: fsync and commit) the client waits its
+        # turn; that is not idleness, so the timer starts again only after the answer.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            if self.transport is not None:
+                self._reset_timeout()
+
     def _timeout_cb(self) -> None:
-        if self.transport is not None:
+        if self.transport is not None and not self.transport.is_closing():
             self.transport.write(IDLE_CLOSE.format(host=self.hostname).encode() + b"\r\n")
         super()._timeout_cb()
 
