@@ -411,6 +411,7 @@ def make_config(base: Path, db_url: str, relay_port: int) -> Config:
         "outbound": {
             "relay_host": "127.0.0.1",
             "relay_port": relay_port,
+            "relay_starttls": False,  # the bare sink speaks plain SMTP
             "maildir_path": str(base / "var" / "outgoing"),
             "poll_seconds": 0.2,
         },

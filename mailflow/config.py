@@ -48,13 +48,14 @@ class SmtpConfig(_Section):
     max_message_bytes: int = Field(40 * 1024 * 1024, gt=0)
     max_recipients: int = Field(20, gt=0)
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
-    timeout_seconds: float = Field(300, gt=0)
+    idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
+    max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
 
 
 class OutboundConfig(_Section):
     relay_host: str = ""  # empty: write to maildir_path instead
     relay_port: int = Field(25, ge=0, le=65535)
-    relay_starttls: bool = False
+    relay_starttls: bool = False  # unless set: True whenever relay_host is set (below)
     relay_tls_verify: bool = True
     relay_username: str = ""
     relay_password: str = ""
@@ -62,6 +63,14 @@ class OutboundConfig(_Section):
     retry_schedule_seconds: tuple[int, ...] = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
     poll_seconds: float = Field(5.0, gt=0)
     connect_timeout_seconds: float = Field(30.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _starttls_to_a_relay(cls, data: Any) -> Any:
+        # Mail to a relay carries PHI: encrypted unless the configuration says otherwise.
+        if isinstance(data, dict) and "relay_starttls" not in data:
+            data = {**data, "relay_starttls": bool(data.get("relay_host"))}
+        return data
 
 
 class DatabaseConfig(_Section):
@@ -77,7 +86,11 @@ class WebConfig(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8080, ge=0, le=65535)
     secret_key_file: str = ""  # signs session cookies; empty: <storage>/keys/web.key (0600)
-    secure_cookies: bool = False  # True behind TLS: cookies are only sent over HTTPS
+    # Unless set, both follow public_url: True when it is https:// (cookies only over HTTPS;
+    # browsers told to use HTTPS only, Strict-Transport-Security, for hsts_max_age_seconds).
+    secure_cookies: bool = False
+    hsts: bool = False
+    hsts_max_age_seconds: int = Field(365 * 24 * 3600, gt=0)
     session_minutes: int = Field(480, gt=0)  # a sign-in lasts this long, then sign in again
     lockout_failures: int = Field(5, gt=0)  # wrong passwords in a row before a lockout
     lockout_minutes: float = Field(15, gt=0)
@@ -86,6 +99,14 @@ class WebConfig(_Section):
     shutdown_seconds: int = Field(5, ge=0)  # requests still running get this long at a stop
     code_minutes: float = Field(5, gt=0)  # time to type the authenticator code after the password
     require_totp_for_admins: bool = False  # admins must set up an authenticator before admin pages
+
+    @model_validator(mode="before")
+    @classmethod
+    def _tls_follows_public_url(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            https = str(data.get("public_url", "")).strip().lower().startswith("https://")
+            data = {"secure_cookies": https, "hsts": https, **data}
+        return data
 
 
 class BusConfig(_Section):
@@ -160,6 +181,8 @@ class IntakeConfig(_Section):
     max_decoded_bytes: int = Field(60 * 1024 * 1024, gt=0)
     max_attachments: int = Field(40, gt=0)
     max_image_pixels: int = Field(60_000_000, gt=0)
+    # all photos of one message together; photos past it are refused by name (send in a reply)
+    max_pixels_per_message: int = Field(150_000_000, gt=0)
     max_attempts: int = Field(5, gt=0)  # processing tries before quarantine
     retry_backoff_seconds: tuple[int, ...] = (30, 120, 600, 1800)  # after each failed try
     lease_seconds: float = Field(300, gt=0)  # a claimed message is retried after this

@@ -97,7 +97,9 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> C
         "storage": {"path": str(tmp_path / "var")},
         "templates": {"path": str(ROOT / "templates")},
         "schedules": {"path": str(write_schedules(tmp_path))},
-        "outbound": {"maildir_path": str(tmp_path / "var" / "outgoing"), "poll_seconds": 0.2},
+        # the relay sink speaks plain SMTP (a relay_host otherwise means STARTTLS)
+        "outbound": {"maildir_path": str(tmp_path / "var" / "outgoing"), "poll_seconds": 0.2,
+                     "relay_starttls": False},
         "intake": {"poll_seconds": 0.2},
         "logging": {"level": "INFO"},
     }

@@ -7,6 +7,7 @@ client retries; nothing is acknowledged before the message is on disk and in the
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 import time
@@ -23,6 +24,14 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailflow.app import App
 from mailflow.db.models import AccountStatus
+from mailflow.intake.smtp_guard import (
+    GREETING_WORDS,
+    IDLE_CLOSE,
+    TOO_MANY_CONNECTIONS,
+    ConnectionCap,
+    RedactReplyAddresses,
+    peer_address,
+)
 from mailflow.intake.spool import Arrival, spool
 from mailflow.store.tls import server_context
 from mailflow.trust import replyaddr
@@ -39,6 +48,7 @@ class _QuietDeprecation(logging.Filter):
 
 
 logging.getLogger("mail.log").addFilter(_QuietDeprecation())
+logging.getLogger("mail.log").addFilter(RedactReplyAddresses())
 
 
 class Reply:
@@ -71,10 +81,14 @@ class MailflowSMTP(SMTP):
     # RFC 5321 says 1000, but real clients send longer lines; refusing them would lose mail.
     line_length_limit = 64 * 1024
 
-    def __init__(self, *args: Any, auth_executor: Executor | None = None, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, auth_executor: Executor | None = None,
+                 connection_cap: ConnectionCap | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._auth_executor = auth_executor
         self._checker = kwargs.get("authenticator")
+        self._cap = connection_cap
+        self._counted: str | None = None  # the address this connection counts against
+        self._admitted = True
 
     def _authenticate(self, mechanism: str, auth_data: Any) -> AuthResult:
         # aiosmtpd calls this synchronously on the loop; hand the check back to the auth_*
@@ -111,6 +125,54 @@ class MailflowSMTP(SMTP):
             elif status.startswith("500 Line too long"):
                 status = Reply.LINE_TOO_LONG
         await super().push(status)
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        first = self.transport is None  # called again with the TLS transport after STARTTLS
+        super().connection_made(transport)
+        if first and self._cap is not None:
+            address = peer_address(self.session.peer if self.session else None)
+            self._admitted = self._cap.admit(address)
+            self._counted = address if self._admitted else None
+
+    def connection_lost(self, error: Exception | None) -> None:
+        if self._cap is not None and self._counted is not None:
+            self._cap.release(self._counted)
+            self._counted = None
+        super().connection_lost(error)
+
+    async def _handle_client(self) -> None:
+        if not self._admitted:  # over the per-address cap: 421 instead of the greeting
+            log.warning("smtp connection from %s refused: %d already open",
+                        peer_address(self.session.peer if self.session else None),
+                        self._cap.per_address if self._cap else 0)
+            with contextlib.suppress(ConnectionError):  # it may be gone already
+                await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
+            if self.transport is not None:
+                self.transport.close()
+            return
+        await super()._handle_client()
+
+    def data_received(self, data: bytes) -> None:
+        # Idle means nothing received: a large message arriving slowly keeps its connection
+        # (aiosmtpd's timer only restarts at each command, so DATA would have to be quick).
+        self._reset_timeout()
+        super().data_received(data)
+
+    async def _call_handler_hook(self, command: str, *args: Any) -> Any:
+        # While the door works (spooling a message: fsync and commit) the client waits its
+        # turn; that is not idleness, so the timer starts again only after the answer.
+        if self._timeout_handle is not None:
+            self._timeout_handle.cancel()
+        try:
+            return await super()._call_handler_hook(command, *args)
+        finally:
+            if self.transport is not None:
+                self._reset_timeout()
+
+    def _timeout_cb(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(IDLE_CLOSE.format(host=self.hostname).encode() + b"\r\n")
+        super()._timeout_cb()
 
 
 class SenderRate:
@@ -287,6 +349,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
     tls = server_context(app.config.storage_dir)
     authenticator = Authenticator(app)
     hostname = cfg.hostname or app.config.mail.domain
+    cap = ConnectionCap(cfg.max_connections_per_ip)
 
     def factory() -> MailflowSMTP:
         return MailflowSMTP(
@@ -299,7 +362,9 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             auth_require_tls=True,
             authenticator=authenticator,
             auth_executor=handler.executor,
-            timeout=cfg.timeout_seconds,
+            timeout=cfg.idle_timeout_seconds,
+            ident=GREETING_WORDS,
+            connection_cap=cap,
             command_call_limit={"AUTH": 3, "*": 100_000},
         )
 

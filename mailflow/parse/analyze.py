@@ -9,6 +9,7 @@ from __future__ import annotations
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
+from mailflow.parse import budget
 from mailflow.parse.auto import automatic_reason
 from mailflow.parse.fingerprint import fingerprint
 from mailflow.parse.images import process_image
@@ -100,10 +101,18 @@ def analyze(
         )
     photos: list[Photo] = []
     refused: list[RefusedFile] = []
+    plans = budget.plan(message.attachments, image_limits)
+    gate = budget.PixelGate(image_limits.max_pixels)
+
+    def photo(att: Attachment, planned: budget.PhotoPlan) -> ProcessedImage | str:
+        if planned.refusal:
+            return planned.refusal
+        with gate.decoding(planned.pixels):
+            return _image_or_reason(att, image_limits)
+
     # Pillow decodes and resizes without the GIL: a case's photos go side by side.
     with ThreadPoolExecutor(max_workers=PHOTO_THREADS) as threads:
-        results = list(threads.map(lambda a: _image_or_reason(a, image_limits),
-                                   message.attachments))
+        results = list(threads.map(photo, message.attachments, plans))
     for att, result in zip(message.attachments, results, strict=True):
         if isinstance(result, str):
             refused.append(RefusedFile(att.filename, result))

@@ -98,6 +98,9 @@ class ProcessedImage:
 @dataclass(frozen=True)
 class ImageLimits:
     max_pixels: int = 60_000_000  # decompression-bomb guard (a 48 MP phone photo fits)
+    # All the photos of one message together: what a worker decodes for one message is bounded
+    # (twelve 59 MP PNGs drove a worker to 608 MB). Photos past it are refused by name.
+    max_pixels_per_message: int = 150_000_000
     max_bytes: int = 40 * 1024 * 1024
     min_width: int = 800  # teledermatology quality standard: at least 800x600
     min_height: int = 600

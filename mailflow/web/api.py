@@ -83,7 +83,7 @@ def list_cases(
     sort: str = views.DEFAULT_SORT,
     descending: bool = False,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=2**31 - 1)] = 0,  # past any real list
 ) -> dict[str, Any]:
     """Admins: every open case; dermatologists: their queue; providers: their own."""
     app = web_app(request)

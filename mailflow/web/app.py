@@ -19,6 +19,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
+from sqlalchemy.exc import DataError
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -46,12 +47,19 @@ SECURITY_HEADERS = {
 }
 
 
-class SecurityHeaders:
-    """Adds SECURITY_HEADERS (and no-store off /static/) to every response. Plain ASGI, not
-    BaseHTTPMiddleware, which breaks long-lived streams (/events) when a client goes away."""
+NUMERIC_VALUE_OUT_OF_RANGE = "22003"  # PostgreSQL's SQLSTATE for an integer too big
 
-    def __init__(self, app: ASGIApp) -> None:
+
+class SecurityHeaders:
+    """Adds SECURITY_HEADERS (and no-store off /static/, and Strict-Transport-Security when
+    the site is reached over HTTPS) to every response. Plain ASGI, not BaseHTTPMiddleware,
+    which breaks long-lived streams (/events) when a client goes away."""
+
+    def __init__(self, app: ASGIApp, hsts_seconds: int = 0) -> None:
         self.app = app
+        self.headers = dict(SECURITY_HEADERS)
+        if hsts_seconds:
+            self.headers["Strict-Transport-Security"] = f"max-age={hsts_seconds}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +70,7 @@ class SecurityHeaders:
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                for name, value in SECURITY_HEADERS.items():
+                for name, value in self.headers.items():
                     headers.setdefault(name, value)
                 if not static:
                     headers.setdefault("Cache-Control", "no-store")
@@ -113,7 +121,9 @@ def create_web_app(app: App) -> FastAPI:
     web.state.live = live.LiveHub(app.config)
     web.mount("/static", StaticFiles(directory=STATIC), name="static")
 
-    web.add_middleware(SecurityHeaders)
+    web_cfg = app.config.web
+    web.add_middleware(SecurityHeaders,
+                       hsts_seconds=web_cfg.hsts_max_age_seconds if web_cfg.hsts else 0)
 
     @web.exception_handler(NeedsAuthenticator)
     async def to_account(request: Request, _exc: NeedsAuthenticator) -> Response:
@@ -139,6 +149,15 @@ def create_web_app(app: App) -> FastAPI:
             status_code=exc.status_code,
         )
 
+    @web.exception_handler(OverflowError)
+    @web.exception_handler(DataError)
+    async def number_out_of_range(request: Request, exc: Exception) -> Response:
+        # An id, position or version too big for the database's integers (SQLite raises
+        # OverflowError, PostgreSQL 22003) names nothing that exists: "not found", not a 500.
+        if isinstance(exc, DataError) and not _out_of_range(exc):
+            raise exc
+        return await http_error(request, StarletteHTTPException(404))
+
     web.include_router(pages.router)
     web.include_router(registration.router)
     web.include_router(charts.router)
@@ -146,6 +165,10 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(live.router)
     web.include_router(account.router)
     return web
+
+
+def _out_of_range(exc: DataError) -> bool:
+    return getattr(exc.orig, "sqlstate", None) == NUMERIC_VALUE_OUT_OF_RANGE
 
 
 def _wants_json(request: Request) -> bool:

@@ -46,7 +46,8 @@ def limits(app: App) -> tuple[MimeLimits, ImageLimits]:
     c = app.config.intake
     return (
         MimeLimits(c.max_depth, c.max_parts, c.max_headers, c.max_decoded_bytes, c.max_attachments),
-        ImageLimits(max_pixels=c.max_image_pixels),
+        ImageLimits(max_pixels=c.max_image_pixels,
+                    max_pixels_per_message=c.max_pixels_per_message),
     )
 
 
