@@ -1,4 +1,4 @@
-"""mailflow messages list|reprocess · mailflow outbox list|retry"""
+"""mailflow messages list|reprocess|release|attach · mailflow outbox list|retry"""
 
 from __future__ import annotations
 
@@ -28,6 +28,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "release", help="process a held message as if its sender were verified (audited)")
     release.add_argument("id", type=int, metavar="ID")
     release.set_defaults(handler=cmd_release)
+    attach = cmds.add_parser(
+        "attach", help="add a held message to a case, as a message from its sender (audited)")
+    attach.add_argument("id", type=int, metavar="ID")
+    attach.add_argument("--case", required=True, metavar="CASE")
+    attach.set_defaults(handler=cmd_attach)
 
     outbox = sub.add_parser("outbox", help="outgoing email")
     ocmds = outbox.add_subparsers(dest="action", required=True)
@@ -129,4 +134,17 @@ def cmd_release(app: App, args: argparse.Namespace) -> int:
         except QuarantineError as exc:
             raise CliError(str(exc)) from exc
     print(f"message {args.id} released: it will be processed as if its sender were verified")
+    return 0
+
+
+def cmd_attach(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.quarantine import QuarantineError, attach
+
+    with transaction(app.sessions) as session:
+        try:
+            case = attach(session, args.id, args.case, actor="cli")
+        except QuarantineError as exc:
+            raise CliError(str(exc)) from exc
+        number = case.number
+    print(f"message {args.id} will be added to {number} as a message from its sender")
     return 0

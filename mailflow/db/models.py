@@ -252,6 +252,8 @@ class InboundMessage(Base):
     claimed_at: Mapped[datetime | None]
     not_before: Mapped[datetime | None]  # after a failed attempt: back off until then
     released_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
+    # an admin attached a held message to the case in case_id (audited): route it there
+    attached_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
     # where it came from, when the door can name it: an IMAP URL with UIDVALIDITY and UID
     # (RFC 5092), so a message fetched again after a crash is not spooled twice
     source_ref: Mapped[str | None] = mapped_column(String(500), unique=True)

@@ -453,7 +453,8 @@ def _quarantine_action(request: Request, message_id: int, user: WebUser,
     except quarantine.MessageNotFound as exc:
         raise HTTPException(404, "No such message.") from exc
     except quarantine.QuarantineError as exc:
-        return back(request, "/quarantine", "error", str(exc).capitalize() + ".")
+        text = str(exc)  # capitalize() would lower-case the case number in it
+        return back(request, "/quarantine", "error", text[:1].upper() + text[1:] + ".")
     return back(request, "/quarantine", "ok", done)
 
 
@@ -470,6 +471,18 @@ def release(request: Request, message_id: int,
     return _quarantine_action(request, message_id, user, quarantine.release,
                               f"Message {message_id} is released: it will be processed as if "
                               "its sender were verified.")
+
+
+@router.post("/quarantine/{message_id:int}/attach")
+def attach(request: Request, message_id: int, user: Annotated[WebUser, Depends(admin_post)],
+           case: Annotated[str, Form()] = "") -> Response:
+    if not case.strip():
+        return back(request, "/quarantine", "error", "Type the case number to attach it to.")
+    return _quarantine_action(
+        request, message_id, user,
+        lambda session, mid, actor: quarantine.attach(session, mid, case, actor),
+        f"Message {message_id} will be added to {case.strip().upper()} as a message from its "
+        "sender.")
 
 
 @router.post("/quarantine/{message_id:int}/discard")

@@ -1,15 +1,19 @@
-"""Admin actions on held messages: reprocess, release (as if trusted), discard."""
+"""Admin actions on held messages: reprocess, release (as if trusted), attach to a case,
+discard."""
 
 from __future__ import annotations
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
-from mailflow.db.models import InboundMessage, MessageStatus
+from mailflow.db.models import Case, InboundMessage, MessageStatus
 
 # Codes an admin may vouch for: the sender is known but could not be verified, or their
 # account is not approved yet. Anything else (forgeries, unreadable mail) cannot be released.
 RELEASABLE = ("unverified", "not-approved")
+# Held for what the message is, not for where it was going: attaching cannot fix these.
+NOT_ATTACHABLE = ("automatic", "unreadable", "unregistered")
 
 
 class QuarantineError(Exception):
@@ -43,6 +47,29 @@ def release(session: Session, message_id: int, actor: str) -> InboundMessage:
     audit.record(session, "message.released", actor=actor, entity="inbound_message",
                  entity_id=row.id, detail={"was": row.reason_code})
     return row
+
+
+def attach(session: Session, message_id: int, case_number: str, actor: str) -> Case:
+    """Process a held message as a message on `case_number`, from its sender (who must be the
+    case's provider or its dermatologist: the worker checks, as for any reply)."""
+    row = _held(session, message_id)
+    if row.reason_code in NOT_ATTACHABLE:
+        raise QuarantineError(f"message {message_id} is held as {row.reason_code}: attaching it "
+                              "to a case would not change that; reprocess or discard it")
+    case = session.execute(
+        select(Case).where(Case.number == case_number.strip().upper())
+    ).scalar_one_or_none()
+    if case is None:
+        raise QuarantineError(f"there is no case {case_number.strip()}")
+    row.attached_by = actor
+    row.case_id = case.id
+    row.status = MessageStatus.RECEIVED
+    row.attempts = 0
+    row.claimed_at = None
+    row.not_before = None
+    audit.record(session, "message.attached", actor=actor, entity="inbound_message",
+                 entity_id=row.id, case_id=case.id, detail={"was": row.reason_code})
+    return case
 
 
 def reprocess(session: Session, message_id: int, actor: str) -> str:

@@ -9,11 +9,13 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from mailflow.db.models import AccountStatus, Case, OutboundMessage, Role
+from mailflow.db.models import AccountStatus, Case, MessageStatus, OutboundMessage, Role
 from mailflow.outbound.outbox import Email, queue
+from mailflow.parse.form import parse_case_form
 from mailflow.trust import replyaddr, sender
 from mailflow.workflow import accounts, cases
 from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.held import tell_held
 from mailflow.workflow.intake_cases import complete_case, create_case
 from mailflow.workflow.registration import handle_registration
 from mailflow.workflow.review import handle_reply
@@ -68,17 +70,59 @@ def unverified(m: Inbound) -> str | None:
     return f"the sender could not be verified: {m.verdict.how}"
 
 
-def ambiguous_recipients(m: Inbound) -> str | None:
-    """A reply-all that adds cases@ to an old thread, or two case addresses: which case is it
-    for? Guessing could put one patient's history on another's case."""
+def _case_addresses(m: Inbound) -> list[str]:
     mail = m.app.config.mail
-    replies = [r for r in m.row.rcpt_to
-               if replyaddr.is_reply_address(r, mail.reply_local, mail.domain)]
-    if len({r.lower() for r in replies}) > 1:
+    return [r for r in m.row.rcpt_to
+            if replyaddr.is_reply_address(r, mail.reply_local, mail.domain)]
+
+
+def ambiguous_recipients(m: Inbound) -> str | None:
+    """Two case addresses: which case is it for? Guessing could put one patient's history on
+    another's case. (A reply-all that adds cases@ to a case's thread names one case, signed:
+    it goes to that case, unless it names another patient: see another_patient.)"""
+    if len({r.lower() for r in _case_addresses(m)}) > 1:
         return "the message was sent to the reply addresses of more than one case"
-    if replies and _to_local(m, mail.cases_local):
-        return ("the message was sent both to a case's reply address and to "
-                f"{m.app.config.address(mail.cases_local)}: a new case or a reply?")
+    return None
+
+
+def another_patient(m: Inbound) -> str | None:
+    """A reply-all to a case's thread plus cases@ whose form names a different patient is a
+    new case sent the wrong way: putting it on the old case would mix two patients."""
+    replies = _case_addresses(m)
+    cases_address = _to_local(m, m.app.config.mail.cases_local)
+    if not replies or not cases_address:
+        return None
+    fields = parse_case_form(m.analysis.body).fields
+    named = {k: _same_text(fields.get(k) or "") for k in ("patient_name", "date_of_birth")}
+    if not any(named.values()):
+        return None
+    mail = m.app.config.mail
+    try:
+        bound = replyaddr.parse(m.app.keys.reply_key, replies[0], mail.reply_local, mail.domain)
+    except replyaddr.ReplyAddressError:
+        return None  # case_reply holds it as a possible forgery
+    case = m.session.execute(
+        select(Case).where(Case.number == bound.case_number)
+    ).scalar_one_or_none()
+    if case is None:
+        return None
+    known = {"patient_name": case.patient.name if case.patient else case.form.get("patient_name"),
+             "date_of_birth": (case.patient.date_of_birth if case.patient
+                               else case.form.get("date_of_birth"))}
+    if any(value and known[k] and value != _same_text(known[k]) for k, value in named.items()):
+        return (f"sent to {case.number}'s reply address and to {cases_address}, "
+                "with a form naming another patient: a new case or a reply?")
+    return None
+
+
+def _same_text(value: str) -> str:
+    return " ".join(value.casefold().split())
+
+
+def attached(m: Inbound) -> str | None:
+    """An admin attached this held message to a case (audited)."""
+    if m.row.attached_by and m.row.case_id is not None:
+        return f"attached to a case by {m.row.attached_by}"
     return None
 
 
@@ -190,6 +234,19 @@ def answer_not_provider(m: Inbound, why: str) -> Outcome:
     return Outcome.done("not-provider", f"sender told: {why}")
 
 
+def to_attached_case(m: Inbound, why: str) -> Outcome:
+    """As a reply on the case an admin chose: the sender must still be its provider or its
+    dermatologist (handle_reply holds anyone else)."""
+    if m.sender is None:
+        return Outcome.hold("attached", "unregistered", "the sender has no account")
+    case = m.session.execute(
+        select(Case).where(Case.id == m.row.case_id).with_for_update()
+    ).scalar_one()
+    if case.state == cases.S.INCOMPLETE and m.sender.id == case.provider_id:
+        return complete_case(m, case)
+    return handle_reply(m, case)
+
+
 def case_reply(m: Inbound, address: str) -> Outcome:
     app, session = m.app, m.session
     mail = app.config.mail
@@ -247,11 +304,13 @@ def _signals_disagree(m: Inbound, case: Case) -> str:
 CHAIN: tuple[Link, ...] = (
     Link("automatic", automatic, hold("automatic")),
     Link("unreadable", unreadable, answer_unreadable),
+    Link("attached", attached, to_attached_case),
     Link("ambiguous", ambiguous_recipients, hold("ambiguous-recipients")),
     Link("registration", to_register, handle_registration),
     Link("unregistered", unregistered, hold("unregistered")),
     Link("not-approved", not_approved, hold("not-approved")),
     Link("unverified", unverified, hold("unverified")),
+    Link("another-patient", another_patient, hold("another-patient")),
     Link("case-reply", to_reply_address, case_reply),
     Link("help", to_help_or_empty, send_help),
     Link("not-provider", not_a_provider, answer_not_provider),
@@ -271,5 +330,8 @@ def route(m: Inbound) -> Outcome:
     for link in CHAIN:
         why = link.rule(m)
         if why:
-            return link.action(m, why)
+            outcome = link.action(m, why)
+            if outcome.status == MessageStatus.QUARANTINED:
+                tell_held(m, outcome)
+            return outcome
     raise AssertionError("the chain ends with a rule that always matches")

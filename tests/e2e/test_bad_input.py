@@ -251,7 +251,11 @@ def test_forged_and_foreign_case_addresses_are_quarantined(
     listed = cli_json(app.config, "messages", "list", "--status", "quarantined")
     assert {m["reason_code"] for m in listed} == {"forged-address", "wrong-participant"}
     assert all(m["outcome"] for m in listed)
-    assert sink.to("other@clinic.test") == []
+    # a signed-in sender is told their message was held, and nothing of the case
+    told = sink.wait_for("other@clinic.test")
+    assert len(told) == 1 and "given to someone else" in told[0].text
+    assert "DERM-" not in told[0].text + str(told[0].message["Subject"])
+    assert "Testpatient" not in told[0].text
 
 
 def test_unregistered_and_unapproved_senders_are_quarantined_without_reply(
@@ -383,7 +387,7 @@ def test_trusted_relay_results_count_only_from_the_top_of_the_header(
         app.close()
 
 
-def test_reply_all_to_an_old_case_plus_cases_is_held_not_guessed(
+def test_a_new_patient_by_reply_all_to_an_old_case_plus_cases_is_held_not_guessed(
     service: RunningService, app: App, sink: RelaySink, provider: str
 ) -> None:
     send(service, provider, case_email(provider, CASES, FULL_FORM, three_photos()))
@@ -393,7 +397,7 @@ def test_reply_all_to_an_old_case_plus_cases_is_held_not_guessed(
                      FULL_FORM.replace("Jane Testpatient", "John Otherpatient"), three_photos())
     row = wait_final(app, send(service, provider, msg, rcpt=[old_case, CASES]))
     assert row.status == MessageStatus.QUARANTINED
-    assert row.reason_code == "ambiguous-recipients" and CASES in row.outcome
+    assert row.reason_code == "another-patient" and CASES in row.outcome
     assert case_count(app) == 1
 
 

@@ -150,10 +150,12 @@ def test_decline_reassigns_and_a_forged_answer_is_quarantined(
     forged = wait_final(app, send(service, two, msg, address))
     assert forged.status == MessageStatus.QUARANTINED
     assert forged.reason_code == "wrong-participant"
+    told = sink.wait_for(two)[0]  # signed in: told it was held, and nothing of the case
+    assert "given to someone else" in told.text and number not in told.text
 
     row = answer(service, app, one, notification, "Decline: conflict of interest")
     assert row.route == "decline"
-    second = sink.wait_for(two)[0]
+    second = sink.wait_for(two, count=2)[1]
     assert number in str(second.message["Subject"])
     shown = cli_json(config, "cases", "show", number)
     assert shown["state"] == "assigned" and shown["assignee"] == two

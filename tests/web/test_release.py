@@ -62,3 +62,44 @@ def test_a_forgery_cannot_be_released_and_others_cannot_try(app: App, people, we
     assert held(app).status == "quarantined"
     result = run_cli(app.config, "messages", "release", str(message.id), check=False)
     assert result.returncode == 1 and "forged-address" in result.stderr
+
+
+def test_an_admin_attaches_a_held_message_to_the_case_it_belongs_to(app: App, people, web) -> None:  # type: ignore[no-untyped-def]
+    from mailflow.db.models import OutboundMessage
+    from tests.web.conftest import send_case
+
+    provider = people["provider"]
+    number = send_case(app, provider)
+    # a signed-in provider mistypes the case address: held, and told so
+    forged = "case+derm-2026-000001.1.aaaaaaaaaaaaaaaa@derm.localhost"
+    deliver(app, case_email(provider, forged, "The itch is worse at night.").as_bytes(),
+            provider, forged)
+    message = held(app)
+    assert message.reason_code == "forged-address"
+    admin = web(people["admin"])
+    page = admin.get("/quarantine")
+    assert f'action="/quarantine/{message.id}/attach"' in page.text
+    missing = admin.post(f"/quarantine/{message.id}/attach", follow_redirects=False,
+                         data={"csrf_token": csrf_of(page.text), "case": "DERM-2026-999999"})
+    assert missing.status_code == 303, missing.text
+    assert "There is no case DERM-2026-999999" in admin.get("/quarantine").text
+    derm = web(people["derm"])
+    assert derm.post(f"/quarantine/{message.id}/attach", data={
+        "csrf_token": csrf_of(derm.get("/").text), "case": number}).status_code == 403
+    done = admin.post(f"/quarantine/{message.id}/attach",
+                      data={"csrf_token": csrf_of(page.text), "case": number.lower()})
+    assert f"will be added to {number}" in done.text
+    drain(app)
+    message = held(app)
+    with app.sessions() as session:
+        case = session.execute(select(Case).where(Case.number == number)).scalar_one()
+        assert (message.status, message.case_id) == ("processed", case.id)
+        assert message.attached_by == people["admin"]
+        # the comment reached the case's dermatologist, as any reply would
+        forwarded = session.execute(select(OutboundMessage).where(
+            OutboundMessage.case_id == case.id, OutboundMessage.kind == "comment_forward")
+        ).scalars().all()
+        assert len(forwarded) == 1
+        audit = session.execute(select(AuditEvent).where(
+            AuditEvent.action == "message.attached")).scalar_one()
+        assert (audit.actor, audit.case_id) == (people["admin"], case.id)
