@@ -4,9 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SYSTEM_PACKAGES := wkhtmltopdf dovecot-imapd poppler-utils swaks chromium
+RUN_PACKAGES := wkhtmltopdf
+SYSTEM_PACKAGES := $(RUN_PACKAGES) dovecot-imapd poppler-utils swaks chromium
 
-.PHONY: run test install system-packages lint bench clean
+.PHONY: run test install run-packages system-packages lint bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,9 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-run: install
+run: install run-packages
 	$(BIN)/mailflow init
 	$(BIN)/mailflow serve
+
+# As root (a fresh machine), install what `mailflow serve` needs: wkhtmltopdf for the reports.
+run-packages:
+	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(RUN_PACKAGES)"
 
 # As root (CI, a fresh machine), install the system packages the tests drive for real.
 system-packages:
