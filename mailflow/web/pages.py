@@ -476,8 +476,6 @@ def release(request: Request, message_id: int,
 @router.post("/quarantine/{message_id:int}/attach")
 def attach(request: Request, message_id: int, user: Annotated[WebUser, Depends(admin_post)],
            case: Annotated[str, Form()] = "") -> Response:
-    if not case.strip():
-        return back(request, "/quarantine", "error", "Type the case number to attach it to.")
     return _quarantine_action(
         request, message_id, user,
         lambda session, mid, actor: quarantine.attach(session, mid, case, actor),

@@ -53,6 +53,8 @@ def attach(session: Session, message_id: int, case_number: str, actor: str) -> C
     """Process a held message as a message on `case_number`, from its sender (who must be the
     case's provider or its dermatologist: the worker checks, as for any reply)."""
     row = _held(session, message_id)
+    if not case_number.strip():
+        raise QuarantineError("type the number of the case to attach it to")
     if row.reason_code in NOT_ATTACHABLE:
         raise QuarantineError(f"message {message_id} is held as {row.reason_code}: attaching it "
                               "to a case would not change that; reprocess or discard it")
