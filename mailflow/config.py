@@ -92,8 +92,6 @@ class WebConfig(_Section):
     hsts: bool = False
     hsts_max_age_seconds: int = Field(365 * 24 * 3600, gt=0)
     session_minutes: int = Field(480, gt=0)  # a sign-in lasts this long, then sign in again
-    lockout_failures: int = Field(5, gt=0)  # wrong passwords in a row before a lockout
-    lockout_minutes: float = Field(15, gt=0)
     overview_limit: int = Field(500, gt=0)  # rows on the overview page (counts cover all)
     public_url: str = ""  # how people reach the web, for links in emails; "": http://host:port
     shutdown_seconds: int = Field(5, ge=0)  # requests still running get this long at a stop
@@ -107,6 +105,20 @@ class WebConfig(_Section):
             https = str(data.get("public_url", "")).strip().lower().startswith("https://")
             data = {"secure_cookies": https, "hsts": https, **data}
         return data
+
+
+class SigninConfig(_Section):
+    """One lockout for SMTP AUTH and web sign-in (password and authenticator code steps);
+    the rules are spelled out in mailflow/trust/lockout.py and the README."""
+
+    attempts: int = Field(5, gt=0)  # failures for one login from one address: that pair locks
+    login_attempts: int = Field(20, gt=0)  # for one login from all addresses: the login locks
+    window_minutes: float = Field(15, gt=0)  # failures count from the first for this long
+    lock_minutes: float = Field(15, gt=0)  # how long a lock lasts
+    known_address_days: float = Field(90, gt=0)  # a success makes an address known this long
+    slow_after: int = Field(5, gt=0)  # failures from one address before its attempts wait
+    slow_seconds: float = Field(1.0, ge=0)  # the first wait; doubles with each further failure
+    slow_max_seconds: float = Field(20.0, ge=0)  # the longest wait (a slow-down, not a refusal)
 
 
 class BusConfig(_Section):
@@ -213,6 +225,7 @@ class Config(_Section):
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
+    signin: SigninConfig = SigninConfig()
     bus: BusConfig = BusConfig()
     schedules: SchedulesConfig = SchedulesConfig()
     templates: TemplatesConfig = TemplatesConfig()

@@ -102,6 +102,8 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> C
                      "relay_starttls": False},
         "intake": {"poll_seconds": 0.2},
         "logging": {"level": "INFO"},
+        # the sign-in slow-down is real asyncio.sleep: hundredths here (its own tests check it)
+        "signin": {"slow_seconds": 0.01, "slow_max_seconds": 0.04},
     }
     for section, entries in sections.items():
         values.setdefault(section, {}).update(entries)

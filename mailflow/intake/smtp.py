@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -24,6 +23,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from mailflow.app import App
 from mailflow.db.models import AccountStatus
+from mailflow.db.session import transaction
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
@@ -35,6 +35,7 @@ from mailflow.intake.smtp_guard import (
 from mailflow.intake.spool import Arrival, spool
 from mailflow.store.tls import server_context
 from mailflow.trust import replyaddr
+from mailflow.trust.lockout import Lockout
 from mailflow.workflow import accounts
 
 log = logging.getLogger(__name__)
@@ -82,9 +83,11 @@ class MailflowSMTP(SMTP):
     line_length_limit = 64 * 1024
 
     def __init__(self, *args: Any, auth_executor: Executor | None = None,
-                 connection_cap: ConnectionCap | None = None, **kwargs: Any) -> None:
+                 connection_cap: ConnectionCap | None = None,
+                 slow_down: Callable[[Session], float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._auth_executor = auth_executor
+        self._slow_down = slow_down
         self._checker = kwargs.get("authenticator")
         self._cap = connection_cap
         self._counted: str | None = None  # the address this connection counts against
@@ -102,6 +105,11 @@ class MailflowSMTP(SMTP):
         if not isinstance(pending, _PendingCheck) or self._checker is None:
             return result
         loop = asyncio.get_running_loop()
+        if self._slow_down is not None:  # the lockout's wait for this address, off the loop's
+            delay = await loop.run_in_executor(self._auth_executor, self._slow_down,
+                                               self.session)
+            if delay > 0:
+                await asyncio.sleep(delay)  # holds no thread: the door serves everyone else
         return await loop.run_in_executor(
             self._auth_executor,
             self._checker,
@@ -196,33 +204,17 @@ class SenderRate:
 class Authenticator:
     """AUTH PLAIN/LOGIN against approved accounts; the login is the account's email address.
 
-    After `MAX_FAILURES` failures in `FAILURE_WINDOW` seconds for a login or from a peer, every
-    attempt fails without a check: guessing costs the guesser, not our CPU.
+    The shared sign-in lockout (mailflow/trust/lockout.py) decides: a locked (login, address)
+    pair, or a locked login from an address it never signed in from, fails without a check;
+    an address with many failures waits before its check (`delay_for`, awaited by the door).
     """
-
-    MAX_FAILURES = 5
-    FAILURE_WINDOW = 600.0
 
     def __init__(self, app: App) -> None:
         self.app = app
-        self._failures: dict[str, deque[float]] = defaultdict(deque)
-        self._lock = threading.Lock()
+        self.lockout = Lockout(app.config.signin, app.sessions)
 
-    def _blocked(self, *keys: str) -> bool:
-        now = time.monotonic()
-        with self._lock:
-            for key in keys:
-                window = self._failures[key]
-                while window and now - window[0] > self.FAILURE_WINDOW:
-                    window.popleft()
-                if len(window) >= self.MAX_FAILURES:
-                    return True
-        return False
-
-    def _failed(self, *keys: str) -> None:
-        with self._lock:
-            for key in keys:
-                self._failures[key].append(time.monotonic())
+    def delay_for(self, session: Session) -> float:
+        return self.lockout.delay_for(_peer(session))
 
     def __call__(
         self, server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
@@ -231,22 +223,29 @@ class Authenticator:
             return AuthResult(success=False, handled=False)
         login = auth_data.login.decode("utf-8", "replace").strip().lower()
         password = auth_data.password.decode("utf-8", "replace")
-        peer = f"peer:{session.peer[0] if session.peer else '?'}"
-        if self._blocked(login, peer):
-            log.warning("smtp auth refused without a check: too many failures (%s)", peer)
+        peer = _peer(session)
+        charge = self.lockout.charge(login, peer)
+        if charge.refused is not None:
+            log.warning("smtp auth refused without a check: sign-in locked (%s)", peer)
             return AuthResult(success=False, handled=False)
         with self.app.sessions() as db:
             account = accounts.find(db, login)
-            ok = (
-                account is not None
-                and account.status == AccountStatus.APPROVED
-                and accounts.check_password(account, password)
-            )
+            if account is None:  # as long as a check: the timing reveals no account
+                ok = accounts.waste_a_check(password)
+            else:
+                ok = (accounts.check_password(account, password)
+                      and account.status == AccountStatus.APPROVED)
         if not ok:
-            self._failed(login, peer)
-            log.info("smtp auth failed for a login from %s", session.peer)
+            self.lockout.failed(charge)
+            log.info("smtp auth failed for a login from %s", peer)
             return AuthResult(success=False, handled=False)
+        with transaction(self.app.sessions) as db:
+            self.lockout.refund(db, charge, signed_in=True)
         return AuthResult(success=True, auth_data=login)
+
+
+def _peer(session: Session) -> str:
+    return str(session.peer[0]) if session.peer else ""
 
 
 class IntakeHandler:
@@ -362,6 +361,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             auth_require_tls=True,
             authenticator=authenticator,
             auth_executor=handler.executor,
+            slow_down=authenticator.delay_for,
             timeout=cfg.idle_timeout_seconds,
             ident=GREETING_WORDS,
             connection_cap=cap,

@@ -1,7 +1,8 @@
-"""The web's own tables: sign-in failures (lockout) and signed-in sessions.
+"""The web's own tables: per-account sign-in state and signed-in sessions.
 
 Part of Base.metadata (imported by the Alembic env), created by migration 0005. Neither table
-holds PHI: account ids, counters, times and a hash of each session's nonce.
+holds PHI: account ids, times and a hash of each session's nonce. Failed sign-ins are counted
+by the shared lockout (mailflow/trust/lockout.py), not here.
 """
 
 from __future__ import annotations
@@ -15,17 +16,14 @@ from mailflow.db.models import Base, utcnow
 
 
 class WebLogin(Base):
-    """Failed sign-ins in a row per account; kept in the database so a restart or a second
-    web process cannot be used to reset the count."""
+    """Per account: the last web sign-in, and the last authenticator time step used (a code
+    is good once). Locked while a sign-in step uses it."""
 
     __tablename__ = "web_logins"
 
     account_id: Mapped[int] = mapped_column(
         ForeignKey("accounts.id"), primary_key=True, autoincrement=False
     )
-    failures: Mapped[int] = mapped_column(Integer, default=0)
-    last_failure_at: Mapped[datetime | None]
-    locked_until: Mapped[datetime | None]
     last_login_at: Mapped[datetime | None]
     totp_last_step: Mapped[int] = mapped_column(Integer, default=0, server_default="0")  # no replay
 

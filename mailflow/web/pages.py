@@ -3,12 +3,14 @@ unauthenticated /healthz and /metrics."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from sqlalchemy import select, text
 
@@ -40,6 +42,7 @@ from mailflow.web.security import (
     FLASH_COOKIE,
     PRE_COOKIE,
     SESSION_COOKIE,
+    SignIn,
     WebUser,
 )
 from mailflow.workflow import cases as case_flow
@@ -51,8 +54,8 @@ log = logging.getLogger(__name__)
 router = APIRouter(include_in_schema=False)
 
 GENERIC_LOGIN_ERROR = (
-    "That email and password did not sign you in. After several failed attempts, sign-in is "
-    "paused for a while."
+    "That email and password did not sign you in. After several failed attempts from one "
+    "place, sign-in from there is paused for a while."
 )
 
 
@@ -130,7 +133,7 @@ def login_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/login")
-def login(
+async def login(
     request: Request,
     email: Annotated[str, Form()] = "",
     password: Annotated[str, Form()] = "",
@@ -138,16 +141,31 @@ def login(
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     peer = _pre_form_checked(request, csrf_token)
-    result = web_auth(request).sign_in(email[:320], password[:1024], peer=peer)
+    slowed = await _slow_down(request, peer)
+    result = await run_in_threadpool(web_auth(request).sign_in, email[:320], password[:1024],
+                                     peer, slowed)
+    return await run_in_threadpool(_after_password, request, result, email[:320], next)
+
+
+async def _slow_down(request: Request, peer: str) -> float:
+    """The lockout's wait for this address, before the check: on the event loop (a sleep
+    holds no thread, so slowed sign-ins cannot starve the pages' thread pool)."""
+    delay = await run_in_threadpool(web_auth(request).delay_for, peer)
+    if delay > 0:
+        await asyncio.sleep(delay)
+    return delay
+
+
+def _after_password(request: Request, result: SignIn, email: str, next_url: str) -> Response:
     if result.code_cookie is not None:
-        response = RedirectResponse(f"/login/code?next={quote(_safe_next(next), safe='')}",
+        response = RedirectResponse(f"/login/code?next={quote(_safe_next(next_url), safe='')}",
                                     status_code=303)
         _cookie(request, response, CODE_COOKIE, result.code_cookie,
                 int(web_app(request).config.web.code_minutes * 60))
         return response
     if result.session_cookie is None:
-        return _login_form(request, GENERIC_LOGIN_ERROR, email[:320], 400, next)
-    return _signed_in(request, result.session_cookie, next)
+        return _login_form(request, GENERIC_LOGIN_ERROR, email, 400, next_url)
+    return _signed_in(request, result.session_cookie, next_url)
 
 
 def _cookie(request: Request, response: Response, name: str, value: str, max_age: int) -> None:
@@ -177,22 +195,28 @@ def login_code_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/login/code")
-def login_code(
+async def login_code(
     request: Request,
     code: Annotated[str, Form()] = "",
     csrf_token: Annotated[str, Form()] = "",
     next: Annotated[str, Form()] = "/",
 ) -> Response:
     peer = _pre_form_checked(request, csrf_token)
-    result = web_auth(request).sign_in_code(request.cookies.get(CODE_COOKIE), code, peer=peer)
+    slowed = await _slow_down(request, peer)
+    result = await run_in_threadpool(web_auth(request).sign_in_code,
+                                     request.cookies.get(CODE_COOKIE), code, peer, slowed)
+    return await run_in_threadpool(_after_code, request, result, next)
+
+
+def _after_code(request: Request, result: SignIn, next_url: str) -> Response:
     if result.session_cookie is not None:
-        return _signed_in(request, result.session_cookie, next)
+        return _signed_in(request, result.session_cookie, next_url)
     if result.expired or result.code_cookie is None:
         response = _login_form(request, CODE_EXPIRED if result.expired else
-                               GENERIC_LOGIN_ERROR, status=400, next_url=next)
+                               GENERIC_LOGIN_ERROR, status=400, next_url=next_url)
         response.delete_cookie(CODE_COOKIE, path="/")
         return response
-    return _code_form(request, WRONG_CODE, 400, next)
+    return _code_form(request, WRONG_CODE, 400, next_url)
 
 
 @router.post("/logout")

@@ -1,4 +1,4 @@
-"""Web sign-in: the cookie signing key, sessions, lockout and CSRF tokens.
+"""Web sign-in: the cookie signing key, sessions, CSRF tokens; failures go to the lockout.
 
 The session cookie is signed (itsdangerous) and carries the account id and a random nonce; the
 database keeps a hash of the nonce (web_sessions), so signing out or an expiry ends the session
@@ -9,7 +9,6 @@ role for the sign-in form itself.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -19,8 +18,6 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +28,7 @@ from mailflow.config import Config
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
 from mailflow.trust import totp
+from mailflow.trust.lockout import Charge, Lockout
 from mailflow.web.models import WebLogin, WebSession
 from mailflow.workflow import accounts
 
@@ -43,8 +41,6 @@ CODE_COOKIE = "mailflow_code"  # between the password and the authenticator code
 WEB_ROLES = (Role.ADMIN, Role.DERMATOLOGIST, Role.PROVIDER)
 KEY_BYTES = 32
 
-_hasher = PasswordHasher()  # the same defaults as the accounts' hashes
-_dummy_hash: list[str] = []
 
 
 def secret_key_path(config: Config) -> Path:
@@ -111,6 +107,7 @@ class WebAuth:
         self._flash_signer = URLSafeTimedSerializer(key, salt="mailflow web flash")
         self._code_signer = URLSafeTimedSerializer(key, salt="mailflow web second step")
         self._enrol_signer = URLSafeTimedSerializer(key, salt="mailflow web totp enrolment")
+        self.lockout = Lockout(config.signin, sessions)
 
     @property
     def max_age(self) -> int:
@@ -157,35 +154,40 @@ class WebAuth:
 
     # --- sign-in, sessions ------------------------------------------------------------------
 
-    def sign_in(self, email: str, password: str, peer: str = "") -> SignIn:
+    def delay_for(self, peer: str) -> float:
+        """The sign-in slow-down for this address (the shared lockout's); the page waits it
+        out without holding a thread."""
+        return self.lockout.delay_for(peer)
+
+    def sign_in(self, email: str, password: str, peer: str = "", slowed: float = 0.0) -> SignIn:
         """Check the password. With no second step: a session. With TOTP on: a short-lived
         cookie for the code page (sign_in_code). Else nothing (wrong email or password, or
-        locked out; the answer does not say which).
-
-        Each failure for a known account is counted in the database; after
-        `lockout_failures` in a row the account cannot sign in on the web for
-        `lockout_minutes`, whatever the password."""
+        locked out; the answer does not say which). Failures count in the shared lockout
+        (mailflow/trust/lockout.py); `slowed`: the seconds this attempt waited first."""
+        charge = self.lockout.charge(email, peer)
         with transaction(self.sessions) as session:
             account = accounts.find(session, email) if email.strip() else None
-            if account is None:
-                _verify_dummy(password)
-                log.info("web sign-in failed: unknown account")
-                return SignIn()
-            state = _login_state(session, account.id)
-            if self._locked(session, account, state, peer):
-                _verify_dummy(password)
+            if charge.refused is not None or account is None:
+                accounts.waste_a_check(password)
+                if account is not None:
+                    self._refused(session, account, charge, peer)
+                else:
+                    log.info("web sign-in failed: unknown account")
                 return SignIn()
             allowed = account.status == AccountStatus.APPROVED and account.role in WEB_ROLES
             if not (accounts.check_password(account, password) and allowed):
-                self._failed(session, account, state, peer, "password")
+                self._failed(session, account, charge, peer, "password", slowed)
                 return SignIn()
             if account.totp_secret:
-                # the failure count stands until the code is right too
+                # not a failure; but the pair's count stands until the code is right too
+                self.lockout.refund(session, charge, signed_in=False)
                 return SignIn(code_cookie=self._code_signer.dumps(
                     {"a": account.id, "p": _nonce_hash(account.password_hash or "")}))
-            return SignIn(session_cookie=self._open_session(session, account, state, peer))
+            return SignIn(session_cookie=self._open_session(session, account, charge, peer,
+                                                            slowed))
 
-    def sign_in_code(self, code_cookie: str | None, code: str, peer: str = "") -> SignIn:
+    def sign_in_code(self, code_cookie: str | None, code: str, peer: str = "",
+                     slowed: float = 0.0) -> SignIn:
         """The second step: the code from the authenticator, within `code_minutes`."""
         try:
             data = self._code_signer.loads(
@@ -193,60 +195,69 @@ class WebAuth:
             account_id, password_mark = int(data["a"]), str(data["p"])
         except (BadSignature, KeyError, TypeError, ValueError):
             return SignIn(expired=True)
+        with self.sessions() as session:  # the login to charge (a read: SQLite has one writer)
+            email = session.execute(
+                select(Account.email).where(Account.id == account_id)).scalar_one_or_none()
+        if email is None:
+            return SignIn(expired=True)
+        charge = self.lockout.charge(email, peer)
         with transaction(self.sessions) as session:
             account = session.get(Account, account_id)
             # bound to the password it followed: a password change voids it
             if (account is None or not account.totp_secret
                     or password_mark != _nonce_hash(account.password_hash or "")):
+                self.lockout.refund(session, charge, signed_in=False)
                 return SignIn(expired=True)
-            state = _login_state(session, account.id)
-            if self._locked(session, account, state, peer):
+            if charge.refused is not None:
+                self._refused(session, account, charge, peer)
                 return SignIn()
+            state = _login_state(session, account.id)
             step = totp.accepted_step(account.totp_secret, code[:20], utcnow(),
                                       state.totp_last_step)
             if step is None or account.status != AccountStatus.APPROVED:
-                self._failed(session, account, state, peer, "code")
-                return SignIn(code_cookie=code_cookie if state.locked_until is None else None)
+                self._failed(session, account, charge, peer, "code", slowed)
+                return SignIn(code_cookie=None if charge.locks_out else code_cookie)
             state.totp_last_step = step
-            return SignIn(session_cookie=self._open_session(session, account, state, peer))
+            return SignIn(session_cookie=self._open_session(session, account, charge, peer,
+                                                            slowed))
 
-    def _locked(self, session: Session, account: Account, state: WebLogin, peer: str) -> bool:
-        if state.locked_until is not None and state.locked_until > utcnow():
-            audit.record(session, "web.login_locked", actor=account.email, entity="account",
-                         entity_id=account.id, detail={"peer": peer})
-            return True
-        return False
+    def _refused(self, session: Session, account: Account, charge: Charge, peer: str) -> None:
+        audit.record(session, "web.login_locked", actor=account.email, entity="account",
+                     entity_id=account.id, detail={"peer": peer, "lock": charge.refused})
 
-    def _failed(self, session: Session, account: Account, state: WebLogin, peer: str,
-                factor: str) -> None:
-        web = self.config.web
-        now = utcnow()
-        if state.locked_until is not None:  # an earlier lockout ran out: count anew
-            state.failures, state.locked_until = 0, None
-        state.failures += 1
-        state.last_failure_at = now
-        detail: dict[str, object] = {"failures": state.failures, "peer": peer, "factor": factor}
-        if state.failures >= web.lockout_failures:
-            state.locked_until = now + timedelta(minutes=web.lockout_minutes)
-            detail["locked_minutes"] = web.lockout_minutes
-            log.warning("web sign-in locked for account %d after %d failures",
-                        account.id, state.failures)
+    def _failed(self, session: Session, account: Account, charge: Charge, peer: str,
+                factor: str, slowed: float = 0.0) -> None:
+        self.lockout.failed(charge)
+        detail: dict[str, object] = {"failures": charge.pair_failures,
+                                     "login_failures": charge.login_failures,
+                                     "peer": peer, "factor": factor}
+        if slowed:
+            detail["slowed_seconds"] = slowed
+        if charge.locks:
+            detail["locked"] = list(charge.locks)
+            detail["locked_minutes"] = self.config.signin.lock_minutes
+            log.warning("web sign-in locked (%s) for account %d",
+                        ", ".join(charge.locks), account.id)
         audit.record(session, "web.login_failed", actor=account.email, entity="account",
                      entity_id=account.id, detail=detail)
 
-    def _open_session(self, session: Session, account: Account, state: WebLogin,
-                      peer: str) -> str:
+    def _open_session(self, session: Session, account: Account, charge: Charge, peer: str,
+                      slowed: float = 0.0) -> str:
         now = utcnow()
-        state.failures, state.locked_until, state.last_login_at = 0, None, now
+        self.lockout.refund(session, charge, signed_in=True)
+        _login_state(session, account.id).last_login_at = now
         nonce = secrets.token_urlsafe(32)
         session.add(WebSession(nonce_hash=_nonce_hash(nonce), account_id=account.id,
                                created_at=now, expires_at=now + timedelta(seconds=self.max_age)))
         # expired rows of this account go now: the table stays small without a sweeper
         session.execute(delete(WebSession).where(WebSession.account_id == account.id,
                                                  WebSession.expires_at < now))
+        detail: dict[str, object] = {"peer": peer,
+                                     "second_step": bool(account.totp_secret)}
+        if slowed:
+            detail["slowed_seconds"] = slowed
         audit.record(session, "web.login", actor=account.email, entity="account",
-                     entity_id=account.id,
-                     detail={"peer": peer, "second_step": bool(account.totp_secret)})
+                     entity_id=account.id, detail=detail)
         return str(self._signer.dumps({"a": account.id, "n": nonce}))
 
     # --- TOTP enrolment ---------------------------------------------------------------------
@@ -268,20 +279,24 @@ class WebAuth:
     def set_totp(self, user: WebUser, secret: str | None, code: str, peer: str = "") -> bool:
         """Turn the second step on (with the new secret) or off (secret None), proven by a
         current code from the authenticator: the new one's, or the enrolled one's. Turning off
-        takes the enrolled code, and wrong ones count toward the lockout like any other."""
+        takes the enrolled code, under the same lockout as signing in."""
+        charge = self.lockout.charge(user.email, peer) if secret is None else None
         with transaction(self.sessions) as session:
             account = session.get(Account, user.id, with_for_update=True)
             if account is None or (secret is not None and account.totp_secret):
                 return False  # replacing a secret means turning the old one off first
-            state = _login_state(session, account.id)
-            if secret is None and self._locked(session, account, state, peer):
+            if charge is not None and charge.refused is not None:
+                self._refused(session, account, charge, peer)
                 return False
+            state = _login_state(session, account.id)
             check = secret if secret is not None else (account.totp_secret or "")
             step = totp.accepted_step(check, code[:20], utcnow(), state.totp_last_step)
             if step is None:
-                if secret is None:
-                    self._failed(session, account, state, peer, "code")
+                if charge is not None:
+                    self._failed(session, account, charge, peer, "code")
                 return False
+            if charge is not None:
+                self.lockout.refund(session, charge, signed_in=False)
             state.totp_last_step = step
             accounts.set_totp(session, account.email, secret, actor=user.email, via="web")
             return True
@@ -324,18 +339,9 @@ def _login_state(session: Session, account_id: int) -> WebLogin:
         return state
     try:
         with session.begin_nested():
-            session.add(WebLogin(account_id=account_id, failures=0))
+            session.add(WebLogin(account_id=account_id))
     except IntegrityError:
         pass
     state = session.get(WebLogin, account_id, with_for_update=True, populate_existing=True)
     assert state is not None
     return state
-
-
-def _verify_dummy(password: str) -> None:
-    """Used when the email is unknown or locked: a wrong email costs the same time as a wrong
-    password, so the answer's timing does not tell which accounts exist."""
-    if not _dummy_hash:
-        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
-    with contextlib.suppress(VerificationError, InvalidHashError):  # always fails: only the
-        _hasher.verify(_dummy_hash[0], password or "-")  # time it takes matters

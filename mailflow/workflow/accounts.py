@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import secrets
+
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
@@ -11,6 +14,7 @@ from mailflow import audit
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 
 _hasher = PasswordHasher()
+_dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
 MIN_PASSWORD_LENGTH = 10
 
 
@@ -92,11 +96,22 @@ def approve(session: Session, email: str, actor: str = "cli") -> Account:
 
 def check_password(account: Account, password: str) -> bool:
     if not account.password_hash:
-        return False
+        return waste_a_check(password)
     try:
         return _hasher.verify(account.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
+
+
+def waste_a_check(password: str) -> bool:
+    """A check that always fails and takes as long as a real one: an unknown login (or one
+    with no password yet) answers in the same time as a wrong password, so the timing does
+    not tell which accounts exist. Always False."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_dummy_hash[0], password or "-")
+    return False
 
 
 def list_accounts(session: Session, role: str | None = None) -> list[Account]:

@@ -181,6 +181,8 @@ def test_auth_login_works_and_a_wrong_password_is_535(
 
 
 def test_password_guessing_is_locked_out(service: RunningService, provider: str) -> None:
+    """Five failures lock the login from that address (the lockout's other rules:
+    tests/e2e/test_smtp_lockout.py)."""
     from tests.support.mail import client_context
 
     def login(password: str) -> int:
@@ -193,4 +195,4 @@ def test_password_guessing_is_locked_out(service: RunningService, provider: str)
                 return exc.smtp_code
 
     assert [login(f"guess number {i}") for i in range(5)] == [535] * 5
-    assert login(PASSWORD) == 535  # even the right password, for the next ten minutes
+    assert login(PASSWORD) == 535  # even the right password, from here, for a while

@@ -11,6 +11,7 @@ from sqlalchemy import UniqueConstraint
 
 from mailflow.app import App
 from mailflow.db.models import Base
+from mailflow.trust import models as _trust_models  # noqa: F401  (the lockout's tables)
 from mailflow.web import models as _web_models  # noqa: F401  (the web's tables, in Base)
 
 

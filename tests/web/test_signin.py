@@ -1,17 +1,22 @@
-"""Sign-in: success, a generic error, the lockout kept in the database, sign-out, cookies."""
+"""Sign-in: success, a generic error, the lockout kept in the database, sign-out, cookies
+(the lockout's own rules: tests/web/test_lockout.py)."""
 
 from __future__ import annotations
 
 import stat
 from collections.abc import Callable
+from datetime import timedelta
 
+import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mailflow.app import App
-from mailflow.db.models import AuditEvent
+from mailflow.config import Config
+from mailflow.db.models import AuditEvent, utcnow
 from mailflow.db.session import transaction
-from mailflow.web.models import WebLogin, WebSession
+from mailflow.trust.models import SigninCounter
+from mailflow.web.models import WebSession
 from mailflow.web.security import SESSION_COOKIE, secret_key_path
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD
@@ -50,24 +55,23 @@ def test_wrong_password_and_unknown_email_give_the_same_generic_error(
     assert client.get("/", follow_redirects=False).status_code == 303
 
 
-def test_five_failures_lock_the_account_even_for_the_right_password(
-    app: App, people: dict[str, str], web: Callable[[str | None], TestClient],
+def test_five_failures_lock_the_login_from_that_address_even_for_the_right_password(
+    app: App, config: Config, people: dict[str, str], web: Callable[[str | None], TestClient],
 ) -> None:
     client = web(None)
-    for _ in range(5):
+    for _ in range(config.signin.attempts):
         assert sign_in(client, people["provider"], "guess guess guess").status_code == 400
     with app.sessions() as session:
-        state = session.execute(select(WebLogin)).scalar_one()
-        assert state.failures == 5 and state.locked_until is not None
-    locked = sign_in(web(None), people["provider"], PASSWORD)  # a new browser: same lock
+        pair = session.execute(select(SigninCounter).filter_by(kind="pair")).scalar_one()
+        assert pair.failures == config.signin.attempts and pair.locked_until is not None
+    locked = sign_in(web(None), people["provider"], PASSWORD)  # a new browser, same address
     assert locked.status_code == 400 and GENERIC in locked.text
-    with transaction(app.sessions) as session:  # the lockout runs out
-        state = session.execute(select(WebLogin)).scalar_one()
-        state.locked_until = state.locked_until.replace(year=2000)
-    assert sign_in(web(None), people["provider"], PASSWORD).status_code == 303
+    later = utcnow() + timedelta(minutes=config.signin.lock_minutes, seconds=1)
+    with time_machine.travel(later, tick=False):  # the lock runs out
+        assert sign_in(web(None), people["provider"], PASSWORD).status_code == 303
     with app.sessions() as session:
-        state = session.execute(select(WebLogin)).scalar_one()
-        assert state.failures == 0 and state.locked_until is None
+        pair = session.execute(select(SigninCounter).filter_by(kind="pair")).scalar_one()
+        assert pair.failures == 0 and pair.locked_until is None
         actions = session.execute(select(AuditEvent.action).where(
             AuditEvent.action.like("web.%")).order_by(AuditEvent.id)).scalars().all()
     assert actions == ["web.login_failed"] * 5 + ["web.login_locked", "web.login"]

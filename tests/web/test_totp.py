@@ -102,14 +102,14 @@ def test_wrong_codes_lock_the_sign_in_like_wrong_passwords(
     enrol(web(people["admin"]))
     browser = web(None)
     sign_in(browser, people["admin"])
-    for _ in range(config.web.lockout_failures - 1):
+    for _ in range(config.signin.attempts - 1):
         assert second_step(browser, "000001").status_code == 400
     last = second_step(browser, "000001")
     assert last.status_code == 400 and "did not sign you in" in last.text  # back to the start
     with time_machine.travel(utcnow() + timedelta(seconds=30), tick=False):
         again = web(None)
         assert sign_in(again, people["admin"]).status_code == 400  # locked: even the password
-    assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.web.lockout_minutes
+    assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.signin.lock_minutes
 
 
 def test_the_code_step_runs_out(app: App, config: Config, people: dict[str, str],
@@ -186,14 +186,14 @@ def test_turning_it_off_is_guarded_like_signing_in(
     admin = web(people["admin"])
     secret = enrol(admin)
     page = admin.get("/account")
-    for _ in range(config.web.lockout_failures):  # a stolen session guessing codes
+    for _ in range(config.signin.attempts):  # a stolen session guessing codes
         admin.post("/account/totp/off", data={"csrf_token": csrf_of(page.text),
                                               "code": "000003"})
     with time_machine.travel(utcnow() + timedelta(seconds=30), tick=False):
         admin.post("/account/totp/off", data={"csrf_token": csrf_of(page.text),
                                               "code": code_at(secret)})  # locked now
     assert secret_of(app, people["admin"]) == secret
-    assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.web.lockout_minutes
+    assert actions(app, "web.login_failed")[-1]["locked_minutes"] == config.signin.lock_minutes
 
 
 def test_a_password_change_voids_a_half_done_sign_in(
