@@ -18,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -88,6 +89,8 @@ class Instance:
         self.app = app
         self.id = uuid.uuid4().hex
         self.identity = this_process()
+        self._lock = threading.Lock()  # a heartbeat still on its thread must not outlive close
+        self._closed = False
 
     def register(self) -> None:
         with transaction(self.app.sessions) as session:
@@ -101,7 +104,9 @@ class Instance:
                                pid_start=me.pid_start, started_at=now, heartbeat_at=now)
 
     def beat(self) -> None:
-        with transaction(self.app.sessions) as session:
+        with self._lock, transaction(self.app.sessions) as session:
+            if self._closed:
+                return
             row = session.get(ProcessInstance, self.id, with_for_update=True)
             if row is not None:
                 row.heartbeat_at = utcnow()
@@ -117,7 +122,8 @@ class Instance:
 
     def close(self) -> None:
         """A clean stop: anything still claimed goes back now, and the row goes."""
-        with transaction(self.app.sessions) as session:
+        with self._lock, transaction(self.app.sessions) as session:
+            self._closed = True
             row = session.get(ProcessInstance, self.id, with_for_update=True)
             if row is not None:
                 _release(session, row)
