@@ -131,20 +131,22 @@ class Instance:
 
 def release_gone(app: App, here: Identity, exclude: str = "") -> int:
     dead_after = app.config.recovery.dead_after_seconds
-    with app.sessions() as session:
-        ids = session.execute(select(ProcessInstance.id).where(ProcessInstance.id != exclude)
-                              ).scalars().all()
+    with app.sessions() as session:  # a read: most beats find everyone alive and write nothing
+        suspects = [row.id for row in session.execute(
+            select(ProcessInstance).where(ProcessInstance.id != exclude)).scalars()
+            if is_gone(row, here, utcnow(), dead_after)]
     released = 0
-    for instance_id in ids:
+    for instance_id in suspects:
         with transaction(app.sessions) as session:
             # judged again under the row's lock: a heartbeat may have come in meanwhile
             row = session.get(ProcessInstance, instance_id, with_for_update=True)
             if row is None or not is_gone(row, here, utcnow(), dead_after):
                 continue
+            who = (row.id, row.pid, row.host)
             counts = _release(session, row)
         released += sum(counts)
         log.warning("instance %s (pid %d on %s) has stopped: gave back %d message(s), "
-                    "%d email(s) being sent, %d report(s)", row.id, row.pid, row.host, *counts)
+                    "%d email(s) being sent, %d report(s)", *who, *counts)
     return released
 
 
