@@ -7,8 +7,10 @@ import subprocess
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 import time_machine
 
+from mailflow.config import ConfigError, load_config
 from mailflow.db.models import ProcessInstance, utcnow
 from mailflow.instances import Identity, is_gone, this_process
 from tests.support.mail import wait_until
@@ -63,3 +65,12 @@ def test_elsewhere_the_heartbeat_decides() -> None:
         assert not is_gone(remote, here, utcnow(), DEAD_AFTER)
         with time_machine.travel(utcnow() + timedelta(seconds=DEAD_AFTER + 1)):
             assert is_gone(remote, here, utcnow(), DEAD_AFTER)
+
+
+def test_a_heartbeat_margin_too_thin_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text("[recovery]\nheartbeat_seconds = 10\ndead_after_seconds = 20\n")
+    with pytest.raises(ConfigError, match="at least 3 x heartbeat_seconds"):
+        load_config(path, environ={})
+    path.write_text("[recovery]\nheartbeat_seconds = 10\ndead_after_seconds = 30\n")
+    assert load_config(path, environ={}).recovery.dead_after_seconds == 30
