@@ -63,6 +63,9 @@ class OutboundConfig(_Section):
     retry_schedule_seconds: tuple[int, ...] = (60, 300, 900, 3600, 3 * 3600, 6 * 3600, 12 * 3600)
     poll_seconds: float = Field(5.0, gt=0)
     connect_timeout_seconds: float = Field(30.0, gt=0)
+    # a row being sent is taken again after this, should its sender stop without a trace
+    # ([recovery] finds a stopped sender much sooner; this is the last resort)
+    lease_seconds: float = Field(600, gt=0)
 
     @model_validator(mode="before")
     @classmethod
@@ -207,6 +210,23 @@ class WorkflowConfig(_Section):
     idle_close_days: float = Field(30, gt=0)  # a reviewed case with no message for this long
 
 
+class RecoveryConfig(_Section):
+    """Finding the claims of a worker that stopped (mailflow/instances.py)."""
+
+    # each worker process marks itself alive this often and looks for stopped ones
+    heartbeat_seconds: float = Field(10, gt=0)
+    # a worker on another machine (whose process cannot be looked up) silent this long has
+    # stopped; its claims go back to the queue
+    dead_after_seconds: float = Field(60, gt=0)
+
+    @model_validator(mode="after")
+    def _margin(self) -> RecoveryConfig:
+        if self.dead_after_seconds < 3 * self.heartbeat_seconds:
+            raise ValueError("dead_after_seconds must be at least 3 x heartbeat_seconds, or a "
+                             "busy but running worker would be taken for a stopped one")
+        return self
+
+
 class TrustConfig(_Section):
     # Accept mail without SMTP AUTH only when a trusted upstream says DKIM/DMARC passed.
     trusted_relays: tuple[str, ...] = ()
@@ -232,6 +252,7 @@ class Config(_Section):
     intake: IntakeConfig = IntakeConfig()
     trust: TrustConfig = TrustConfig()
     workflow: WorkflowConfig = WorkflowConfig()
+    recovery: RecoveryConfig = RecoveryConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")
 

@@ -3,6 +3,10 @@
 The event loop only receives mail. Spooling (fsync + commit) runs on a small thread pool, the
 worker and the deliverer each on their own thread, and parsing/photo decoding in a process
 pool, so a large case never stalls the SMTP conversation of the next one.
+
+A process that claims work (the worker or outbox part) registers itself as an instance; before
+its loops start, and then on every heartbeat, it gives back the claims of instances that have
+stopped (mailflow/instances.py), so a crashed worker's messages do not wait out a lease.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mailflow.app import App
+from mailflow.instances import Instance
 from mailflow.intake.smtp import IntakeHandler, start_smtp
 from mailflow.outbound.delivery import deliver_due
 from mailflow.workflow.pool import AnalysisPool
@@ -40,6 +45,7 @@ class Service:
     web_port: int | None = None  # None: config's; 0: any free port (tests)
     web_address: tuple[str, int] | None = None
     imap: Any = None  # the IMAP door (intake/imap.py) while it runs
+    instance: Instance | None = None  # this process as a holder of claims, while it runs
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -72,6 +78,12 @@ class Service:
                 tasks.append(asyncio.create_task(self._wake_on_events(wake_worker, wake_outbox)))
             if owned_pool is not None:
                 await loop.run_in_executor(None, owned_pool.warm)
+            if {"worker", "outbox"} & set(self.parts):
+                self.instance = Instance(self.app)
+                await loop.run_in_executor(None, self.instance.register)
+                await loop.run_in_executor(None, self.instance.release_gone)
+                tasks.append(asyncio.create_task(
+                    self._heartbeat(self.instance, wake_worker, wake_outbox)))
             if "smtp" in self.parts:
                 handler = IntakeHandler(
                     self.app, spool_threads, lambda _id: loop.call_soon_threadsafe(wake_worker.set)
@@ -92,7 +104,7 @@ class Service:
                             "worker",
                             wake_worker,
                             worker_thread,
-                            lambda: step(self.app, pool),
+                            lambda: step(self.app, pool, instance=self._instance_id),
                             on_work=wake_outbox.set,
                             poll=self.app.config.intake.poll_seconds,
                         )
@@ -105,7 +117,7 @@ class Service:
                             "outbox",
                             wake_outbox,
                             outbox_thread,
-                            lambda: deliver_due(self.app),
+                            lambda: deliver_due(self.app, instance=self._instance_id),
                             poll=self.app.config.outbound.poll_seconds,
                         )
                     )
@@ -139,10 +151,33 @@ class Service:
             await asyncio.gather(*tasks, return_exceptions=True)
             for executor in (spool_threads, worker_thread, outbox_thread, imap_thread):
                 executor.shutdown(wait=True)
+            if self.instance is not None:  # nothing of ours is under way any more
+                try:
+                    await loop.run_in_executor(None, self.instance.close)
+                except Exception:  # the next start-up or heartbeat elsewhere does it
+                    log.exception("could not unregister instance %s", self.instance.id)
             if owned_pool is not None:
                 owned_pool.shutdown()
             if broker is not None:
                 await loop.run_in_executor(None, broker.stop)
+
+    @property
+    def _instance_id(self) -> str | None:
+        return self.instance.id if self.instance is not None else None
+
+    async def _heartbeat(self, instance: Instance, wake_worker: asyncio.Event,
+                         wake_outbox: asyncio.Event) -> None:
+        """Say this process is alive; give back the claims of processes that are not."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(self.app.config.recovery.heartbeat_seconds)
+            try:
+                await loop.run_in_executor(None, instance.beat)
+                if await loop.run_in_executor(None, instance.release_gone):
+                    wake_worker.set()
+                    wake_outbox.set()
+            except Exception:
+                log.exception("heartbeat failed; trying again at the next one")
 
     async def _wake_on_events(self, wake_worker: asyncio.Event, wake_outbox: asyncio.Event
                               ) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from mailflow.db.types import EncryptedJSON, EncryptedText, UTCDateTime
@@ -178,6 +178,9 @@ class Consult(Base):
     pdf_sha: Mapped[str] = mapped_column(String(64), default="")  # "": report not yet issued
     report_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     report_error: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # the report queue's claim (pdf_sha == ""): one worker renders it at a time
+    report_claimed_at: Mapped[datetime | None]
+    report_claimed_by: Mapped[str | None] = mapped_column(String(32))  # process_instances.id
     sla_met: Mapped[bool | None]
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -250,6 +253,7 @@ class InboundMessage(Base):
     status: Mapped[str] = mapped_column(String(20), default=MessageStatus.RECEIVED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # process_instances.id
     not_before: Mapped[datetime | None]  # after a failed attempt: back off until then
     released_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
     # an admin attached a held message to the case in case_id (audited): route it there
@@ -304,10 +308,30 @@ class OutboundMessage(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime] = mapped_column(default=utcnow)
     claimed_at: Mapped[datetime | None]
+    claimed_by: Mapped[str | None] = mapped_column(String(32))  # process_instances.id
     last_error: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None]
 
     __table_args__ = (Index("ix_outbound_status_next", "status", "next_attempt_at"),)
+
+
+class ProcessInstance(Base):
+    """A running worker process, so that its claims can be given back as soon as it is gone.
+
+    A claim records the instance's id. `machine` says where its pid can be looked up: the same
+    boot of the same kernel and the same pid namespace; `pid_start` (the process start time
+    from /proc) tells a reused pid from the original. Elsewhere, the heartbeat decides.
+    """
+
+    __tablename__ = "process_instances"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, made by the process
+    host: Mapped[str] = mapped_column(String(255))
+    machine: Mapped[str] = mapped_column(String(100), default="")  # "": pids cannot be checked
+    pid: Mapped[int] = mapped_column(Integer)
+    pid_start: Mapped[int] = mapped_column(BigInteger, default=0)  # clock ticks after boot
+    started_at: Mapped[datetime] = mapped_column(default=utcnow)
+    heartbeat_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 
 class AuditEvent(Base):

@@ -2,8 +2,11 @@
 
 A row is claimed (status `sending`, claimed_at) in its own transaction, sent, then marked
 `sent`, or put back with the next attempt time, or `dead` after the last retry or a permanent
-(5xx) refusal. A claim older than the lease is taken again, so a crash mid-send loses nothing
-(at worst the relay sees the message twice, and Message-ID lets clients fold the copy).
+(5xx) refusal. The claim names the process instance that holds it: when that process stops,
+the row goes back to the queue at the next start-up or heartbeat of any worker
+(mailflow/instances.py), and a claim older than `[outbound] lease_seconds` is taken again as
+the last resort. So a crash mid-send loses nothing; at worst the relay sees the message twice,
+byte for byte the stored one (the same Message-ID), so the receiver can drop the copy.
 """
 
 from __future__ import annotations
@@ -30,9 +33,6 @@ from mailflow.db.session import transaction
 
 log = logging.getLogger(__name__)
 
-CLAIM_LEASE = timedelta(minutes=10)
-
-
 class PermanentFailure(Exception):
     pass
 
@@ -45,10 +45,12 @@ class Claim:
     to_addr: str
     attempts: int
     claimed_at: datetime
+    instance: str | None = None  # the process instance holding it (None: only the lease)
 
 
-def _claim(app: App, limit: int) -> list[Claim]:
+def _claim(app: App, limit: int, instance: str | None = None) -> list[Claim]:
     now = utcnow()
+    lease = timedelta(seconds=app.config.outbound.lease_seconds)
     with transaction(app.sessions) as session:
         query = (
             select(OutboundMessage)
@@ -57,7 +59,7 @@ def _claim(app: App, limit: int) -> list[Claim]:
                     (OutboundMessage.status == OutboxStatus.QUEUED)
                     & (OutboundMessage.next_attempt_at <= now),
                     (OutboundMessage.status == OutboxStatus.SENDING)
-                    & (OutboundMessage.claimed_at < now - CLAIM_LEASE),
+                    & (OutboundMessage.claimed_at < now - lease),
                 )
             )
             .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
@@ -69,10 +71,10 @@ def _claim(app: App, limit: int) -> list[Claim]:
         for row in rows:
             row.status = OutboxStatus.SENDING
             row.claimed_at = now
+            row.claimed_by = instance
             row.attempts += 1
-            claims.append(
-                Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts, now)
-            )
+            claims.append(Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts,
+                                now, instance))
         return claims
 
 
@@ -144,8 +146,10 @@ def _finish(app: App, claim: Claim, error: str | None, permanent: bool) -> None:
     schedule = app.config.outbound.retry_schedule_seconds
     with transaction(app.sessions) as session:
         row = session.get(OutboundMessage, claim.id, with_for_update=True)
-        if row is None or row.status != OutboxStatus.SENDING or row.claimed_at != claim.claimed_at:
-            return  # our claim lapsed and another deliverer took the row
+        if (row is None or row.status != OutboxStatus.SENDING
+                or row.claimed_at != claim.claimed_at or row.claimed_by != claim.instance):
+            return  # our claim lapsed or was given back, and another deliverer took the row
+        row.claimed_by = None
         if error is None:
             row.status = OutboxStatus.SENT
             row.sent_at = utcnow()
@@ -174,12 +178,12 @@ def _audit(session: Session, row: OutboundMessage, action: str) -> None:
     )
 
 
-def deliver_due(app: App, limit: int = 20) -> int:
+def deliver_due(app: App, limit: int = 20, instance: str | None = None) -> int:
     """Deliver what is due now, one claim at a time (a claim never waits behind another's
     slow send and lapses); returns how many were attempted."""
     attempted = 0
     while attempted < limit:
-        claims = _claim(app, 1)
+        claims = _claim(app, 1, instance)
         if not claims:
             break
         claim = claims[0]

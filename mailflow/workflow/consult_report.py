@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
@@ -131,11 +132,12 @@ def _as_lines(answer: dict[str, str]) -> str:
     return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {v}" for k, v in answer.items() if v)
 
 
-def deliver_pending_reports(app: App, limit: int = 5) -> int:
+def deliver_pending_reports(app: App, limit: int = 5, instance: str | None = None) -> int:
     """Render each consult whose report is not issued yet, then store it and email it.
 
-    Rendering (wkhtmltopdf, up to its timeout) happens with no write transaction open, so it
-    never holds the lock that the SMTP door needs to accept mail.
+    Each report is claimed first (by this process instance), so two workers never render the
+    same one. Rendering (wkhtmltopdf, up to its timeout) happens with no write transaction
+    open, so it never holds the lock that the SMTP door needs to accept mail.
     """
     with app.sessions() as session:
         pending = session.execute(
@@ -144,12 +146,50 @@ def deliver_pending_reports(app: App, limit: int = 5) -> int:
             .order_by(Consult.id)
             .limit(limit)
         ).scalars().all()
+    done = 0
     for consult_id in pending:
-        _deliver_one(app, consult_id)
-    return len(pending)
+        claim = claim_report(app, consult_id, instance)
+        if claim is not None:
+            _deliver_one(app, claim)
+            done += 1
+    return done
 
 
-def _deliver_one(app: App, consult_id: int) -> None:
+@dataclass(frozen=True)
+class ReportClaim:
+    consult_id: int
+    claimed_at: datetime
+    instance: str | None  # the process instance holding it (None: only the lease)
+
+
+def claim_report(app: App, consult_id: int, instance: str | None = None) -> ReportClaim | None:
+    """Claim a consult's report for rendering; None when it is issued, given up on, or held by
+    someone else (a claim older than `[intake] lease_seconds` is taken over)."""
+    now = utcnow()
+    lease = timedelta(seconds=app.config.intake.lease_seconds)
+    with transaction(app.sessions) as session:
+        consult = session.execute(
+            select(Consult)
+            .where(Consult.id == consult_id, Consult.pdf_sha == "",
+                   Consult.report_attempts < app.config.intake.max_attempts,
+                   or_(Consult.report_claimed_at.is_(None),
+                       Consult.report_claimed_at < now - lease))
+            .with_for_update(skip_locked=True)
+        ).scalar_one_or_none()
+        if consult is None:
+            return None
+        consult.report_claimed_at = now
+        consult.report_claimed_by = instance
+        return ReportClaim(consult_id, now, instance)
+
+
+def _held(consult: Consult | None, claim: ReportClaim) -> bool:
+    return (consult is not None and consult.report_claimed_at == claim.claimed_at
+            and consult.report_claimed_by == claim.instance)
+
+
+def _deliver_one(app: App, claim: ReportClaim) -> None:
+    consult_id = claim.consult_id
     try:
         with app.sessions() as session:  # a read: builds the report's values
             consult = session.get(Consult, consult_id)
@@ -161,17 +201,19 @@ def _deliver_one(app: App, consult_id: int) -> None:
         data = render_consult_pdf(report, app.config.templates_dir, password=password)
     except Exception as exc:
         with transaction(app.sessions) as session:
-            row = session.get(Consult, consult_id)
-            if row is not None:
+            row = session.get(Consult, consult_id, with_for_update=True)
+            if row is not None and _held(row, claim):
                 row.report_attempts += 1
                 row.report_error = type(exc).__name__  # its text may quote the report
+                row.report_claimed_at = row.report_claimed_by = None
         log.error("consult %d: the report could not be rendered (%s)", consult_id,
                   type(exc).__name__)
         return
     with transaction(app.sessions) as session:
         consult = session.get(Consult, consult_id, with_for_update=True)
-        if consult is None or consult.pdf_sha:
-            return  # another worker issued it meanwhile
+        if consult is None or consult.pdf_sha or not _held(consult, claim):
+            return  # our claim lapsed or was given back: another worker issues it
+        consult.report_claimed_at = consult.report_claimed_by = None
         case = session.get(Case, consult.case_id)
         derm = session.get(Account, consult.dermatologist_id)
         assert case is not None and derm is not None

@@ -2,7 +2,9 @@
 
 Like Mailman's runner: claim -> work -> commit, and on error roll back and put the message back
 with its attempt counted; after `max_attempts` it goes to quarantine with the last error. A
-claim whose lease ran out (the process died mid-work) is taken again, so nothing is lost.
+claim names the process instance that holds it: when that process stops, the next start-up or
+heartbeat of any worker gives the message back (mailflow/instances.py); a claim whose lease ran
+out is taken again as the last resort, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class Claim:
     blob_sha: str
     mail_from: str
     attempts: int
+    instance: str | None = None  # the process instance holding it (None: only the lease)
 
 
 def limits(app: App) -> tuple[MimeLimits, ImageLimits]:
@@ -51,7 +54,7 @@ def limits(app: App) -> tuple[MimeLimits, ImageLimits]:
     )
 
 
-def claim_next(app: App) -> Claim | None:
+def claim_next(app: App, instance: str | None = None) -> Claim | None:
     now = utcnow()
     lease = timedelta(seconds=app.config.intake.lease_seconds)
     with transaction(app.sessions) as session:
@@ -73,8 +76,9 @@ def claim_next(app: App) -> Claim | None:
             return None
         row.status = MessageStatus.PROCESSING
         row.claimed_at = now
+        row.claimed_by = instance
         row.attempts += 1
-        return Claim(row.id, now, row.blob_sha, row.mail_from, row.attempts)
+        return Claim(row.id, now, row.blob_sha, row.mail_from, row.attempts, instance)
 
 
 def _owned(row: InboundMessage | None, claim: Claim) -> bool:
@@ -82,6 +86,7 @@ def _owned(row: InboundMessage | None, claim: Claim) -> bool:
         row is not None
         and row.status == MessageStatus.PROCESSING
         and row.claimed_at == claim.claimed_at
+        and row.claimed_by == claim.instance
     )
 
 
@@ -107,6 +112,7 @@ def _give_up(app: App, claim: Claim, error: str) -> None:
             backoff = app.config.intake.retry_backoff_seconds
             delay = backoff[min(claim.attempts, len(backoff)) - 1] if backoff else 0
             row.status = MessageStatus.RECEIVED
+            row.claimed_by = None
             row.not_before = utcnow() + timedelta(seconds=delay)
 
 
@@ -118,6 +124,7 @@ def _finish(session: Session, row: InboundMessage, outcome: Outcome) -> None:
     row.case_id = outcome.case_id
     row.processed_at = utcnow()
     row.claimed_at = None
+    row.claimed_by = None
     audit.record(
         session,
         f"message.{outcome.status}",
@@ -191,11 +198,12 @@ def _where(exc: BaseException) -> str:
     return f"{type(exc).__name__} in {Path(last.filename).name}:{last.lineno} ({last.name})"
 
 
-def drain(app: App, pool: AnalysisPool | None = None, limit: int | None = None) -> int:
+def drain(app: App, pool: AnalysisPool | None = None, limit: int | None = None,
+          instance: str | None = None) -> int:
     """Process every waiting message; returns how many were claimed."""
     done = 0
     while limit is None or done < limit:
-        claim = claim_next(app)
+        claim = claim_next(app, instance)
         if claim is None:
             break
         process(app, claim, pool)
@@ -209,7 +217,9 @@ def sweep(app: App) -> int:
         return assign_waiting(app, session) + close_idle(app, session)
 
 
-def step(app: App, pool: AnalysisPool | None = None, limit: int = 20) -> int:
+def step(app: App, pool: AnalysisPool | None = None, limit: int = 20,
+         instance: str | None = None) -> int:
     """One round of the worker: process waiting messages, issue pending consult reports,
     then assign waiting cases and close idle ones."""
-    return drain(app, pool, limit) + deliver_pending_reports(app) + sweep(app)
+    return (drain(app, pool, limit, instance) + deliver_pending_reports(app, instance=instance)
+            + sweep(app))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import email
 import socket
 import threading
@@ -51,6 +52,8 @@ class _Handler:
             self.sink.messages.append(
                 Delivered(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content)
             )
+        while self.sink.hold_data.is_set():  # taken, but the sender hears nothing yet
+            await asyncio.sleep(0.05)
         return "250 2.0.0 delivered"
 
 
@@ -59,12 +62,16 @@ class RelaySink:
         self.messages: list[Delivered] = []
         self.lock = threading.Lock()
         self.refuse_with = ""  # e.g. "451 4.3.0 try later" to simulate a relay in trouble
+        # set: keep each message but answer its DATA only once cleared (a relay that hangs
+        # after taking the message: the sender cannot know whether it was delivered)
+        self.hold_data = threading.Event()
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port())
 
     def start(self) -> None:
         self.controller.start()
 
     def stop(self) -> None:
+        self.hold_data.clear()
         self.controller.stop()
 
     @property
