@@ -250,7 +250,7 @@ def case_page(request: Request, number: str,
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404, f"There is no case {number[:40]}.")
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, "case")
             refused = True
             data: dict[str, Any] = {}
@@ -278,7 +278,7 @@ def _photo(request: Request, number: str, position: int, user: WebUser, copy: st
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404)
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, f"photo {copy}")
             refused = True
         else:
@@ -327,7 +327,7 @@ def report_pdf(request: Request, number: str, user: Annotated[WebUser, Depends(p
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404)
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, "report")
             refused = True
         else:

@@ -235,13 +235,20 @@ def find_case(session: Session, number: str) -> Case | None:
     return session.execute(select(Case).where(Case.number == number)).scalar_one_or_none()
 
 
-def may_view(session: Session, user: WebUser, case: Case) -> bool:
+def on_call_lead(app: App, user: WebUser) -> bool:
+    entry = app.roster.entry(user.email)
+    return user.role == Role.DERMATOLOGIST and entry is not None and entry.on_call_lead
+
+
+def may_view(session: Session, user: WebUser, case: Case, lead: bool = False) -> bool:
+    """`lead`: the user is an on-call lead (on_call_lead), who is paged about open cases and
+    so may read any open one."""
     if user.role == Role.ADMIN:
         return True
     if user.role == Role.PROVIDER:
         return case.provider_id == user.id
     if user.role == Role.DERMATOLOGIST:
-        if case.assignee_id == user.id:
+        if case.assignee_id == user.id or (lead and case.state in OPEN_STATES):
             return True
         answered = session.execute(  # a case they answered stays theirs to read
             select(func.count()).select_from(Consult)

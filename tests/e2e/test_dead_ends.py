@@ -137,6 +137,10 @@ def test_a_decline_with_nobody_left_alarms_and_shows_at_risk_and_warns_on_reassi
         assert reason in " ".join(alarm.text.split())
         assert f"{PUBLIC}/cases/{number}" in alarm.text
     assert cli_json(config, "cases", "show", number)["state"] == "submitted"
+    with TestClient(create_web_app(app)) as lead:  # the link works for the on-call lead too
+        assert sign_in(lead, LEAD).status_code == 303
+        followed = lead.get(f"/cases/{number}")
+        assert followed.status_code == 200 and reason in followed.text
 
     # the overview: at risk, with the reason in plain words
     listed = overview_row(admin_web, number)
