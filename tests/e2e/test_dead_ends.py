@@ -12,6 +12,7 @@ import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import time_machine
@@ -21,8 +22,10 @@ from mailflow.app import App, initialise
 from mailflow.cli.main import build_parser
 from mailflow.config import Config
 from mailflow.db.session import transaction
+from mailflow.outbound.render import render_email
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
+from mailflow.workflow.waiting import Waiting
 from mailflow.workflow.worker import sweep
 from tests.conftest import DERMS, PASSWORD, make_config, write_schedules
 from tests.e2e.test_assignment import ET, new_case, roster_app  # noqa: F401  (a fixture)
@@ -223,3 +226,20 @@ def test_no_email_template_shows_a_command_line() -> None:
              for path in (ROOT / "templates" / "email").glob("*.j2")}
     assert {name: found for name, found in shown.items() if found} == {}
     assert COMMAND.search("run: mailflow cases assign DERM-2026-000001 --to x")  # it can fail
+
+
+def test_without_phi_in_email_the_alarm_leaves_the_decline_reason_on_the_case_page(
+    config: Config,
+) -> None:
+    """A decline's own words may name the patient: with phi_in_email = false they stay home."""
+    waiting = Waiting("Declined by Dr A: the patient is my neighbour; no other dermatologist "
+                      "licensed in NY is on duty", True,
+                      "no other dermatologist licensed in NY is on duty")
+    case = SimpleNamespace(number="DERM-2026-000001", urgency="routine")
+    rendered = render_email(ROOT / "templates", "case_stuck", {
+        "config": config, "case": case, "phi": False, "recipient": None, "waiting": waiting,
+        "case_url": f"{PUBLIC}/cases/{case.number}", "decliner": "Dr A", "due_words": ""})
+    for part in (rendered.text, rendered.html):
+        assert "neighbour" not in part
+        assert "Dr A" in part and "no other dermatologist licensed in NY is on duty" in part
+        assert f"{PUBLIC}/cases/{case.number}" in part
