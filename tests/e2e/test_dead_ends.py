@@ -183,6 +183,13 @@ def test_a_decline_with_nobody_left_alarms_and_shows_at_risk_and_warns_on_reassi
     assert cli_json(config, "cases", "show", number)["assignee"] == ELIGIBLE
     no_commands(sink.messages)
 
+    # the lead reads open cases only: once closed, it is not theirs to read
+    page = admin_web.get(f"/cases/{number}")
+    admin_web.post(f"/cases/{number}/close", data={"csrf_token": csrf_of(page.text)})
+    with TestClient(create_web_app(app)) as lead:
+        assert sign_in(lead, LEAD).status_code == 303
+        assert lead.get(f"/cases/{number}").status_code == 403
+
 
 def rows_seen_by_admin(app: App) -> dict[str, str]:
     """The overview's rows, by the case number's last digit, as an admin sees them now."""
