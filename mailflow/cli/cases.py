@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +44,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     assign = cmds.add_parser("assign", help="assign (or reassign) a case to a dermatologist")
     assign.add_argument("case", metavar="CASE")
     assign.add_argument("--to", required=True, metavar="EMAIL")
+    assign.add_argument("--force", action="store_true",
+                        help="assign even to a dermatologist who declined the case")
     assign.set_defaults(handler=cmd_assign)
     report = cmds.add_parser("report", help="write the latest consult report (a PHI read)")
     report.add_argument("case", metavar="CASE")
@@ -196,16 +199,25 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_assign(app: App, args: argparse.Namespace) -> int:
-    from mailflow.workflow.assign import assign_by_hand
+    from mailflow.workflow.assign import DeclinedBefore, assign_by_hand
     from mailflow.workflow.cases import TransitionError
+    from mailflow.workflow.eligibility import declines_of
 
     with transaction(app.sessions) as session:
         case = find_case(session, args.case)
         try:
-            derm = assign_by_hand(app, session, case, args.to, actor="cli")
+            derm = assign_by_hand(app, session, case, args.to, actor="cli", force=args.force)
+        except DeclinedBefore as exc:
+            when = exc.decline.at.astimezone(app.sla.calendar.timezone)
+            raise CliError(f"{exc} (on {when:%Y-%m-%d %H:%M} ET). "
+                           "To assign it to them anyway, add --force.") from exc
         except TransitionError as exc:
             raise CliError(str(exc)) from exc
+        theirs = [d for d in declines_of(session, [case.id])[case.id] if d.author_id == derm.id]
         number, email = case.number, derm.email
+    if theirs:
+        reason = " ".join(theirs[-1].reason.split())
+        print(f"warning: {email} declined {number} before: \"{reason}\"", file=sys.stderr)
     print(f"{number} assigned to {email}; the case was emailed to them")
     return 0
 

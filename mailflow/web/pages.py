@@ -47,7 +47,7 @@ from mailflow.web.security import (
 )
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow import quarantine
-from mailflow.workflow.assign import assign_by_hand
+from mailflow.workflow.assign import DeclinedBefore, assign_by_hand
 
 log = logging.getLogger(__name__)
 
@@ -274,7 +274,7 @@ def case_page(request: Request, number: str,
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404, f"There is no case {number[:40]}.")
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, "case")
             refused = True
             data: dict[str, Any] = {}
@@ -302,7 +302,7 @@ def _photo(request: Request, number: str, position: int, user: WebUser, copy: st
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404)
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, f"photo {copy}")
             refused = True
         else:
@@ -351,7 +351,7 @@ def report_pdf(request: Request, number: str, user: Annotated[WebUser, Depends(p
         case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404)
-        if not views.may_view(session, user, case):
+        if not views.may_view(session, user, case, views.on_call_lead(app, user)):
             denied(user, session, case, "report")
             refused = True
         else:
@@ -377,18 +377,25 @@ def report_pdf(request: Request, number: str, user: Annotated[WebUser, Depends(p
 
 @router.post("/cases/{number}/reassign")
 def reassign(request: Request, number: str, user: Annotated[WebUser, Depends(admin_post)],
-             to: Annotated[str, Form()] = "") -> Response:
+             to: Annotated[str, Form()] = "", confirm: Annotated[str, Form()] = "") -> Response:
+    """To someone who declined the case: a confirmation step with their reason first."""
     app = web_app(request)
     try:
         with transaction(app.sessions) as session:
             case = views.find_case(session, number)
             if case is None:
                 raise HTTPException(404)
-            derm = assign_by_hand(app, session, case, to, actor=user.email)
+            derm = assign_by_hand(app, session, case, to, actor=user.email,
+                                  force=confirm == "yes")
             number, who = case.number, derm.name
+    except DeclinedBefore as exc:
+        return render_page(request, "confirm_assign.html.j2", user, number=number.upper(),
+                           to=exc.email, derm_name=exc.name, decline=exc.decline,
+                           nav="case")
     except case_flow.TransitionError as exc:
         return back(request, f"/cases/{number}", "error", str(exc))
-    return back(request, f"/cases/{number}", "ok", f"{number} is assigned to {who}; "
+    again = " (who had declined it)" if confirm == "yes" else ""
+    return back(request, f"/cases/{number}", "ok", f"{number} is assigned to {who}{again}; "
                                                      "the case was emailed to them.")
 
 

@@ -33,6 +33,8 @@ from mailflow.sla.calendar import BusinessCalendar
 from mailflow.sla.explanation import case_segments, readable
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
+from mailflow.workflow.eligibility import declines_of
+from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
 OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED, CaseState.NEEDS_INFO)
 AT_RISK_FRACTION = 0.25  # under a quarter of the target left
@@ -64,6 +66,7 @@ class OpenCase:
     target_minutes: int | None
     minutes_left: float | None  # business minutes; negative when breached
     sla: str  # on-track | at-risk | breached | paused | waiting
+    waiting_reason: str = ""  # why nobody has it (workflow/waiting.py), for unassigned cases
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -138,18 +141,24 @@ def open_cases(app: App, session: Session, user: WebUser, sort: str = DEFAULT_SO
     total = session.execute(
         select(func.count()).select_from(Case).where(and_(*where))
     ).scalar_one()
+    waits = waiting_reasons(app, session, [r.id for r in rows if r.state == CaseState.SUBMITTED],
+                            now)
     out = []
     for r in rows:
         running = r.sla_running_since is not None and r.sla_stopped_at is None
         left = minutes_left(cal, now, r.sla_deadline, r.sla_target_minutes,
                             r.sla_consumed_minutes, running)
+        status = sla_status(left, r.sla_target_minutes, running)
+        waiting = waits.get(r.id)
+        if waiting is not None and waiting.at_risk and status != "breached":
+            status = "at-risk"  # nobody can take it: at risk whatever the minutes left
         out.append(OpenCase(
             number=r.number, state=r.state, urgency=r.urgency, assignee=r.email,
             assignee_name=r.name, submitted_at=r.submitted_at, deadline=r.sla_deadline,
             deadline_words=deadline_in_words(r.sla_deadline, now, cal.timezone)
             if r.sla_deadline and running else "",
             target_minutes=r.sla_target_minutes, minutes_left=left,
-            sla=sla_status(left, r.sla_target_minutes, running),
+            sla=status, waiting_reason=waiting.reason if waiting else "",
         ))
     if sort == "left":  # paused cases' stored deadlines are stale: order by what is left
         out.sort(key=lambda c: (c.minutes_left is None, c.minutes_left or 0.0),
@@ -226,13 +235,20 @@ def find_case(session: Session, number: str) -> Case | None:
     return session.execute(select(Case).where(Case.number == number)).scalar_one_or_none()
 
 
-def may_view(session: Session, user: WebUser, case: Case) -> bool:
+def on_call_lead(app: App, user: WebUser) -> bool:
+    entry = app.roster.entry(user.email)
+    return user.role == Role.DERMATOLOGIST and entry is not None and entry.on_call_lead
+
+
+def may_view(session: Session, user: WebUser, case: Case, lead: bool = False) -> bool:
+    """`lead`: the user is an on-call lead (on_call_lead), who is paged about open cases and
+    so may read any open one."""
     if user.role == Role.ADMIN:
         return True
     if user.role == Role.PROVIDER:
         return case.provider_id == user.id
     if user.role == Role.DERMATOLOGIST:
-        if case.assignee_id == user.id:
+        if case.assignee_id == user.id or (lead and case.state in OPEN_STATES):
             return True
         answered = session.execute(  # a case they answered stays theirs to read
             select(func.count()).select_from(Consult)
@@ -334,6 +350,10 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
                                      + (f" ({e['reason']})" if e["reason"] else "")})
     timeline.sort(key=lambda t: t["at"])
     data["timeline"] = timeline
+    waiting = waiting_reasons(app, session, [case.id]).get(case.id) if internal else None
+    data["waiting_reason"] = waiting.reason if waiting else ""
+    data["declined_by"] = {d.email: in_one_line(d.reason) for d in
+                           declines_of(session, [case.id])[case.id]} if internal else {}
     data["audit"] = [{"at": ev.at, "actor": ev.actor, "action": ev.action, "entity": ev.entity,
                       "entity_id": ev.entity_id, "detail": ev.detail} for ev in audit_rows]
     if not internal:

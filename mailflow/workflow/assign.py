@@ -7,56 +7,32 @@ from __future__ import annotations
 import logging
 from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.app import App
-from mailflow.db.models import Account, AccountStatus, Case, CaseNote, CaseState, Role, utcnow
+from mailflow.db.models import Account, AccountStatus, Case, CaseState, Role, utcnow
 from mailflow.workflow import cases
+from mailflow.workflow.eligibility import OPEN_STATES, Decline, Staff, best, declines_of, survey
 from mailflow.workflow.notify import notify_dermatologist
 
 log = logging.getLogger(__name__)
 
-OPEN_STATES = (CaseState.ASSIGNED, CaseState.NEEDS_INFO)
 
+class DeclinedBefore(cases.TransitionError):
+    """A hand assignment to someone who declined the case: done only when confirmed."""
 
-def open_load(session: Session) -> dict[int, int]:
-    rows = session.execute(
-        select(Case.assignee_id, func.count())
-        .where(Case.state.in_(OPEN_STATES), Case.assignee_id.is_not(None))
-        .group_by(Case.assignee_id)
-    ).all()
-    return {assignee: count for assignee, count in rows}
-
-
-def declined_by(session: Session, case: Case) -> set[int]:
-    rows = session.execute(
-        select(CaseNote.author_id).where(CaseNote.case_id == case.id, CaseNote.kind == "decline")
-    ).scalars()
-    return {r for r in rows if r is not None}
+    def __init__(self, case: Case, derm: Account, decline: Decline) -> None:
+        self.name, self.email = derm.name, derm.email  # plain values: outlive the session
+        self.decline = decline
+        super().__init__(f"{derm.name} <{derm.email}> declined {case.number}: "
+                         f"\"{' '.join(decline.reason.split())}\"")
 
 
 def choose(app: App, session: Session, case: Case, at: datetime) -> Account | None:
-    load = open_load(session)
-    excluded = declined_by(session, case)
-    state = case.provider.license_state
-    best: tuple[int, int, Account] | None = None
-    for order, entry in enumerate(app.roster.on_duty(at)):
-        if state and not entry.licensed_in(state):
-            continue
-        account = session.execute(
-            select(Account).where(Account.email == entry.email)
-        ).scalar_one_or_none()
-        if (account is None or account.role != Role.DERMATOLOGIST
-                or account.status != AccountStatus.APPROVED or account.id in excluded):
-            continue
-        open_cases = load.get(account.id, 0)
-        if open_cases >= entry.max_open:
-            continue
-        candidate = (open_cases, order, account)
-        if best is None or candidate[:2] < best[:2]:
-            best = candidate
-    return best[2] if best else None
+    declined = {d.author_id for d in declines_of(session, [case.id])[case.id]}
+    return best(survey(app, Staff.read(app, session), case.provider.license_state,
+                       {i for i in declined if i is not None}, at))
 
 
 def try_assign(app: App, session: Session, case: Case, actor: str = "system") -> Account | None:
@@ -90,7 +66,10 @@ def assign_waiting(app: App, session: Session) -> int:
     return done
 
 
-def assign_by_hand(app: App, session: Session, case: Case, email: str, actor: str) -> Account:
+def assign_by_hand(app: App, session: Session, case: Case, email: str, actor: str,
+                   force: bool = False) -> Account:
+    """An admin's assignment. To someone who declined the case it raises DeclinedBefore
+    (with their reason) unless `force`: the admin has seen the warning and goes ahead."""
     query = select(Account).where(Account.email == email.strip().lower())
     derm = session.execute(query).scalar_one_or_none()
     if derm is None or derm.role != Role.DERMATOLOGIST:
@@ -99,6 +78,9 @@ def assign_by_hand(app: App, session: Session, case: Case, email: str, actor: st
         raise cases.TransitionError(f"{email} is not approved")
     if case.assignee_id == derm.id and case.state in OPEN_STATES:
         return derm
-    cases.assign(session, case, derm, actor)
+    theirs = [d for d in declines_of(session, [case.id])[case.id] if d.author_id == derm.id]
+    if theirs and not force:
+        raise DeclinedBefore(case, derm, theirs[-1])
+    cases.assign(session, case, derm, actor, **({"despite_decline": True} if theirs else {}))
     notify_dermatologist(app, session, case, derm)
     return derm

@@ -174,12 +174,12 @@ def touch(case: Case) -> None:
     case.last_activity_at = utcnow()
 
 
-def assign(session: Session, case: Case, derm: Account, actor: str) -> None:
+def assign(session: Session, case: Case, derm: Account, actor: str, **detail: Any) -> None:
     previous = case.assignee_id
     case.assignee_id = derm.id
     case.assignee = derm
     if case.state == S.SUBMITTED:
-        _move(session, case, S.ASSIGNED, actor, assignee=derm.id)
+        _move(session, case, S.ASSIGNED, actor, assignee=derm.id, **detail)
     elif case.state in (S.ASSIGNED, S.NEEDS_INFO):
         case.updated_at = utcnow()
         audit.record(
@@ -189,7 +189,7 @@ def assign(session: Session, case: Case, derm: Account, actor: str) -> None:
             case_id=case.id,
             entity="case",
             entity_id=case.number,
-            detail={"from": previous, "to": derm.id},
+            detail={"from": previous, "to": derm.id, **detail},
         )
     else:
         raise TransitionError(f"{case.number} is {case.state}: it cannot be assigned")

@@ -21,6 +21,7 @@ from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.intake_cases import page_on_call, store_photos
 from mailflow.workflow.notify import photo_attachments, send
+from mailflow.workflow.waiting import alarm_if_stuck
 
 log = logging.getLogger(__name__)
 S = CaseState
@@ -203,7 +204,10 @@ def derm_reply(m: Inbound, case: Case, derm: Account) -> Outcome:
     if answer.kind == "decline" and case.state in (S.ASSIGNED, S.NEEDS_INFO):
         cases.decline(m.session, case, derm, answer.reason, m.row.id)
         colleague = try_assign(m.app, m.session, case, actor=derm.email)
-        where = "reassigned" if colleague else "back in the pool"
+        if colleague is None and alarm_if_stuck(m.app, m.session, case) is not None:
+            where = "nobody else can take it: on-call lead and admins told"
+        else:
+            where = "reassigned" if colleague else "back in the pool"
         return Outcome.done("decline", f"{case.number} declined, {where}", case.id)
     if answer.kind == "close" and case.state in (S.REVIEWED, S.FOLLOW_UP):
         cases.add_note(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -48,6 +48,17 @@ class Roster:
         return [
             e for e in self.entries if any(s.covers(local.time()) for s in e.hours.get(day, ()))
         ]
+
+    def next_start(self, entry: RosterEntry, after: datetime) -> datetime | None:
+        """When this dermatologist's next shift begins after `after` (within a week)."""
+        local = after.astimezone(self.timezone)
+        for ahead in range(8):
+            day = local.date() + timedelta(days=ahead)
+            for shift in sorted(entry.hours.get(DAYS[day.weekday()], ()), key=lambda s: s.start):
+                start = datetime.combine(day, shift.start, self.timezone)
+                if start > local:
+                    return start
+        return None
 
     def entry(self, email: str) -> RosterEntry | None:
         return next((e for e in self.entries if e.email == email.lower()), None)
