@@ -43,6 +43,8 @@ from pdfkit.configuration import Configuration
 from PIL import Image
 
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportPhoto
+from mailflow.reports.paging import Furniture, add_furniture
+from mailflow.reports.record import answer_fields, conversation
 
 log = logging.getLogger(__name__)
 
@@ -259,6 +261,7 @@ def addendum_lines(addendum: ReportAddendum) -> list[Line]:
 def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object]:
     zone = _zone(report.timezone)
     sla = {True: "Met", False: "Not met", None: "Not measured"}[report.sla_met]
+    before, after = conversation(report)
     return {
         "r": report,
         "photos": photos,
@@ -269,12 +272,19 @@ def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object
         "sla_status": sla,
         "sla_class": {True: "ok", False: "bad", None: "na"}[report.sla_met],
         "next_level": next_step_level(report.next_step),
+        "answer": answer_fields(report),
         "addenda": [
             {"a": a, "at": format_time(a.at, zone), "lines": addendum_lines(a)}
             for a in report.addenda
         ],
-        "comments": [{"c": c, "at": format_time(c.at, zone)} for c in report.comments],
+        "before": [{"e": e, "at": format_time(e.at, zone)} for e in before],
+        "after": [{"e": e, "at": format_time(e.at, zone)} for e in after],
     }
+
+
+def _furniture(report: ConsultReport) -> Furniture:
+    issued = format_time(report.issued_at, _zone(report.timezone))
+    return Furniture(report.patient_name, report.date_of_birth, report.case_number, issued)
 
 
 @lru_cache(maxsize=8)
@@ -326,6 +336,10 @@ def render_consult_pdf(
         except jinja2.TemplateError as exc:
             raise ReportError(f"consult template failed: {exc}") from exc
         pdf = html_to_pdf(html, workdir, timeout=timeout)
+        # "Page N of M" and the patient on every page: a second pass, before any encryption.
+        env = _environment_for(Path(templates_dir).resolve())
+        pdf = add_furniture(pdf, _furniture(report), env,
+                            lambda page_html: html_to_pdf(page_html, workdir, timeout=timeout))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     return encrypt_pdf(pdf, password) if password is not None else pdf

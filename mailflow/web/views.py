@@ -33,6 +33,7 @@ from mailflow.parse.answer import NAMES as ANSWER_NAMES
 from mailflow.sla.calendar import BusinessCalendar, Segment
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
+from mailflow.workflow.fields import consult_title
 
 OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED, CaseState.NEEDS_INFO)
 AT_RISK_FRACTION = 0.25  # under a quarter of the target left
@@ -298,8 +299,8 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
     data["assignee_name"] = case.assignee.name if case.assignee else None
     data["provider_name"] = case.provider.name
     data["id"] = case.id  # for live updates of this page only (static/live.js)
-    data["consults"] = [{**c, "pdf": c["has_report"], "answer_rows": answer_rows(c["answer"])}
-                        for c in data["consults"]]
+    data["consults"] = [{**c, "pdf": c["has_report"], "answer_rows": answer_rows(c["answer"]),
+                         "title": consult_title(c["version"])} for c in data["consults"]]
     data["sla"] = sla_explanation(app, session, case)
     internal = user.role != Role.PROVIDER
     audit_rows = list(session.execute(
@@ -322,8 +323,7 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
                          "text": n["body"]})
     for c in data["consults"]:
         timeline.append({"at": c["at"], "kind": "consult",
-                         "title": ("Consult" if c["version"] == 1 else f"Addendum {c['version']}")
-                                  + f" by {c['dermatologist']}", "text": ""})
+                         "title": f"{c['title']} by {c['dermatologist']}", "text": ""})
     for ev in audit_rows:
         if ev.action.startswith("case.") and ev.action != "case.viewed":
             before = ev.detail.get("from")

@@ -18,9 +18,10 @@ from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
 from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
+from mailflow.parse.form import LABELS as FORM_LABELS
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
-from mailflow.workflow.fields import field_label
+from mailflow.workflow.fields import consult_title, field_label
 from mailflow.workflow.notify import send
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ NEXT_STEP = {
     "": "Manage in primary care",
 }
 ANSWER_LABELS = NAMES  # the answer's fields under the names the parser knows them by
+# The thread in the record: every message but a decline (an internal hand-over the provider
+# never sees, as on the case page).
+THREAD_KINDS = ("question", "answer_to_question", "comment", "completion", "close")
+NOT_HISTORY = frozenset({"patient_name", "date_of_birth", "sex", "mrn", "urgency"})
 
 
 @dataclass(frozen=True)
@@ -50,14 +55,13 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
     ).scalars().all()
     if not consults:
         raise ValueError(f"{case.number} has no consult yet")
-    first, latest = consults[0], consults[-1]
+    first = consults[0]
     derm = session.get(Account, first.dermatologist_id)
     assert derm is not None
     notes = session.execute(
         select(CaseNote, Account)
         .join(Account, Account.id == CaseNote.author_id)
-        .where(CaseNote.case_id == case.id, CaseNote.kind == "comment",
-               CaseNote.created_at > first.created_at)
+        .where(CaseNote.case_id == case.id, CaseNote.kind.in_(THREAD_KINDS))
         .order_by(CaseNote.id)
     ).all()
     answer = first.answer
@@ -80,10 +84,8 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
         answered_at=first.created_at,
         sla_met=first.sla_met,
         sla_text=_sla_text(case, first),
-        question=case.form.get("question", ""),
-        history=tuple((field_label(k), v) for k, v in case.form.items()
-                      if v and k not in ("question", "patient_name", "date_of_birth", "sex",
-                                         "mrn")),
+        urgency=case.urgency,
+        history=history(case.form),
         photos=tuple(
             ReportPhoto(img.position, img.view, img.caption,
                         app.blobs.get(img.review_sha or img.clean_sha), tuple(img.warnings))
@@ -99,14 +101,25 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
         follow_up=answer.get("follow_up", ""),
         image_quality=answer.get("image_quality", ""),
         addenda=tuple(
-            ReportAddendum(c.created_at, _name(session, c.dermatologist_id), _as_lines(c.answer))
+            ReportAddendum(c.created_at, _name(session, c.dermatologist_id), _as_lines(c.answer),
+                           consult_title(c.version))
             for c in consults[1:]
         ),
         comments=tuple(
-            ReportComment(note.created_at, author.name, author.role, note.body)
+            ReportComment(note.created_at, author.name, author.role, note.body, note.kind)
             for note, author in notes
-        ) if latest.version > 1 or notes else (),
+        ),
     )
+
+
+def history(form: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The case form's values in the form's own order, whatever order the provider wrote them
+    in: without the patient's identity and the urgency (both in the report's header), the
+    reason for referral leads."""
+    order = {key: i for i, key in enumerate(FORM_LABELS)}
+    keys = sorted((k for k, v in form.items() if v and k not in NOT_HISTORY),
+                  key=lambda k: order.get(k, len(order)))
+    return tuple((field_label(k), form[k]) for k in keys)
 
 
 def _minutes(m: float) -> str:
@@ -128,7 +141,10 @@ def _name(session: Session, account_id: int) -> str:
 
 
 def _as_lines(answer: dict[str, str]) -> str:
-    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {v}" for k, v in answer.items() if v)
+    """The addendum's fields as 'Label: value' lines, in the order they are written."""
+    keys = [k for k in ANSWER_LABELS if k in answer] + [k for k in answer
+                                                       if k not in ANSWER_LABELS]
+    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {answer[k]}" for k in keys if answer[k])
 
 
 def deliver_pending_reports(app: App, limit: int = 5) -> int:
