@@ -43,7 +43,7 @@ from pdfkit.configuration import Configuration
 from PIL import Image
 
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportPhoto
-from mailflow.reports.paging import Furniture, add_furniture
+from mailflow.reports.paging import add_furniture
 from mailflow.reports.record import answer_fields, conversation
 
 log = logging.getLogger(__name__)
@@ -282,9 +282,9 @@ def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object
     }
 
 
-def _furniture(report: ConsultReport) -> Furniture:
+def _footer(report: ConsultReport) -> str:
     issued = format_time(report.issued_at, _zone(report.timezone))
-    return Furniture(report.patient_name, report.date_of_birth, report.case_number, issued)
+    return f"Teledermatology consult report \u00b7 issued {issued} \u00b7 confidential"
 
 
 @lru_cache(maxsize=8)
@@ -336,12 +336,9 @@ def render_consult_pdf(
         except jinja2.TemplateError as exc:
             raise ReportError(f"consult template failed: {exc}") from exc
         pdf = html_to_pdf(html, workdir, timeout=timeout)
-        # "Page N of M" and the patient on every page: a second pass, before any encryption.
-        env = _environment_for(Path(templates_dir).resolve())
-        pdf = add_furniture(pdf, _furniture(report), env,
-                            lambda page_html: html_to_pdf(page_html, workdir, timeout=timeout))
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    pdf = add_furniture(pdf, _footer(report))  # each page's header and footer, before encryption
     return encrypt_pdf(pdf, password) if password is not None else pdf
 
 

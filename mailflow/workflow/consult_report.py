@@ -144,7 +144,9 @@ def _as_lines(answer: dict[str, str]) -> str:
     """The addendum's fields as 'Label: value' lines, in the order they are written."""
     keys = [k for k in ANSWER_LABELS if k in answer] + [k for k in answer
                                                        if k not in ANSWER_LABELS]
-    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {answer[k]}" for k in keys if answer[k])
+    visit = answer.get("in_person", "")  # named as in the answer above; unsaid stays unsaid
+    shown = {**answer, "in_person": NEXT_STEP.get(visit, visit) if visit else ""}
+    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {shown[k]}" for k in keys if shown[k])
 
 
 def deliver_pending_reports(app: App, limit: int = 5) -> int:

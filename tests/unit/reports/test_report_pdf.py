@@ -409,11 +409,10 @@ def test_temp_folder_is_private_and_removed_after_success(
     monkeypatch.setattr(pdfmod, "html_to_pdf", spy)
     data = render_consult_pdf(sample_report(photos=2), TEMPLATES, tmp_root=tmp_path)
     assert data.startswith(b"%PDF-")
-    (workdir, mode, files), furniture = seen  # the report, then its page furniture
+    [(workdir, mode, files)] = seen  # one render: the page furniture needs no second one
     assert workdir.parent == tmp_path
     assert mode == 0o700
     assert files == ["photo-01.jpg", "photo-02.jpg"]
-    assert furniture[0] == workdir  # the second pass renders in the same private folder
     assert list(tmp_path.iterdir()) == []
 
 
