@@ -1,7 +1,8 @@
 """Build the consult report of a case from the database and render it (reports/ does the PDF).
 
-Every issue renders the whole history: the first answer, each addendum after it, and the
-comment thread as an appendix once there is one. Nothing earlier is overwritten.
+Every issue renders the whole record: the history, the conversation that led to the answer,
+the first answer, each addendum after it, and the conversation since. Nothing earlier is
+overwritten.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
 from mailflow.parse.form import LABELS as FORM_LABELS
+from mailflow.reports import record
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
 from mailflow.workflow.fields import consult_title, field_label
@@ -34,9 +36,9 @@ NEXT_STEP = {
     "": "Manage in primary care",
 }
 ANSWER_LABELS = NAMES  # the answer's fields under the names the parser knows them by
-# The thread in the record: every message but a decline (an internal hand-over the provider
-# never sees, as on the case page).
-THREAD_KINDS = ("question", "answer_to_question", "comment", "completion", "close")
+# The thread in the record: every kind of note but a decline (an internal hand-over the
+# provider never sees, as on the case page).
+THREAD_KINDS = tuple(record.THREAD_KINDS)
 NOT_HISTORY = frozenset({"patient_name", "date_of_birth", "sex", "mrn", "urgency"})
 
 
