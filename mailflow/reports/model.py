@@ -17,10 +17,13 @@ class ReportPhoto:
 
 @dataclass(frozen=True)
 class ReportComment:
+    """One message of the case's thread: a question, its answer, a comment, ..."""
+
     at: datetime
     author: str  # name
-    role: str  # "provider" | "dermatologist"
+    role: str  # "provider" | "dermatologist" | "admin"
     body: str
+    kind: str = "comment"  # "question" | "answer_to_question" | "comment" | "completion" | "close"
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,7 @@ class ReportAddendum:
     at: datetime
     author: str
     text: str  # the amended answer, as "Label: value" lines already formatted
+    title: str  # "Addendum 1", ...: workflow.fields.consult_title, as on the web page
 
 
 @dataclass(frozen=True)
@@ -52,10 +56,10 @@ class ConsultReport:
     sla_met: bool | None  # None: not measured
     sla_text: str  # e.g. "Reviewed within 1 h 12 min of business time (target 2 h)"
     # the case
-    question: str
-    history: tuple[tuple[str, str], ...]  # (label, value), in form order, question excluded
+    urgency: str  # "routine" | "urgent": shown in the header, not in the history
+    history: tuple[tuple[str, str], ...]  # (label, value) in form order, reason for referral first
     photos: tuple[ReportPhoto, ...]
-    # the answer
+    # the answer (shown in the order of parse.answer.NAMES, the order it is written in)
     diagnosis: str
     differential: str
     plan: str
@@ -65,7 +69,8 @@ class ConsultReport:
     follow_up: str
     image_quality: str  # "adequate" | "adequate with suggestions" | "not diagnostic" | ""
     addenda: tuple[ReportAddendum, ...] = ()
-    comments: tuple[ReportComment, ...] = ()  # the thread, as an appendix when re-issued
+    # the whole thread in time order: before the answer, and after it when re-issued
+    comments: tuple[ReportComment, ...] = ()
     limitation: str = (
         "This consultation is based on the history and photographs provided, without an "
         "in-person examination. It is advice to the referring clinician, who remains "

@@ -22,6 +22,8 @@ from PIL import Image
 
 from mailflow.reports.jail import DEFAULT_TIMEOUT, RendererUnsafe, ReportError, html_to_pdf
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportPhoto
+from mailflow.reports.paging import add_furniture
+from mailflow.reports.record import answer_fields, conversation
 
 __all__ = ["DEFAULT_TIMEOUT", "RendererUnsafe", "ReportError", "html_to_pdf"]
 
@@ -116,6 +118,7 @@ def addendum_lines(addendum: ReportAddendum) -> list[Line]:
 def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object]:
     zone = _zone(report.timezone)
     sla = {True: "Met", False: "Not met", None: "Not measured"}[report.sla_met]
+    before, after = conversation(report)
     return {
         "r": report,
         "photos": photos,
@@ -126,12 +129,19 @@ def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object
         "sla_status": sla,
         "sla_class": {True: "ok", False: "bad", None: "na"}[report.sla_met],
         "next_level": next_step_level(report.next_step),
+        "answer": answer_fields(report),
         "addenda": [
             {"a": a, "at": format_time(a.at, zone), "lines": addendum_lines(a)}
             for a in report.addenda
         ],
-        "comments": [{"c": c, "at": format_time(c.at, zone)} for c in report.comments],
+        "before": [{"e": e, "at": format_time(e.at, zone)} for e in before],
+        "after": [{"e": e, "at": format_time(e.at, zone)} for e in after],
     }
+
+
+def _footer(report: ConsultReport) -> str:
+    issued = format_time(report.issued_at, _zone(report.timezone))
+    return f"Teledermatology consult report \u00b7 issued {issued} \u00b7 confidential"
 
 
 @lru_cache(maxsize=8)
@@ -179,6 +189,7 @@ def render_consult_pdf(
     except jinja2.TemplateError as exc:
         raise ReportError(f"consult template failed: {exc}") from exc
     pdf = html_to_pdf(html, timeout=timeout)
+    pdf = add_furniture(pdf, _footer(report))  # each page's header and footer, before encryption
     return encrypt_pdf(pdf, password) if password is not None else pdf
 
 

@@ -87,8 +87,10 @@ def sample_report(
         answered_at=answered,
         sla_met=True,
         sla_text="Reviewed within 1 h 12 min of business time (target 2 h)",
-        question="Itchy coin-shaped plaques on the left forearm for 6 weeks. Eczema or tinea?",
+        urgency="routine",
         history=(
+            ("Reason for referral / question",
+             "Itchy coin-shaped plaques on the left forearm for 6 weeks. Eczema or tinea?"),
             ("Location on body", "Left forearm, flexor side"),
             ("Duration", "6 weeks"),
             ("Symptoms", "Itch, worse at night; no bleeding"),
@@ -102,7 +104,6 @@ def sample_report(
             ("Pregnant or nursing", "No"),
             ("Immunosuppressed", "No"),
             ("Consent to photos", "Yes"),
-            ("Urgency", "Routine"),
         ),
         photos=shots,
         diagnosis="Nummular eczema",
@@ -112,7 +113,7 @@ def sample_report(
             "needed.\nEmollient (petrolatum-based) at least twice daily to the whole arm.\n"
             "Avoid hot showers and fragranced soaps."
         ),
-        tests="Biopsy: no. KOH scraping if there is no response in 2 weeks.",
+        tests="No. KOH scraping if there is no response in 2 weeks.",
         icd10="L30.0",
         next_step="Manage in primary care",
         follow_up="4 weeks; re-refer if not improving",
@@ -124,10 +125,25 @@ def sample_report(
                 at=answered + timedelta(days=1, hours=2),
                 author="Dr Morgan Skinner",
                 text="Tests: KOH scraping now, before starting the steroid\nFollow-up: 3 weeks",
+                title="Addendum 1",
             ),
         )
     if comments:
         fields["comments"] = (
+            ReportComment(
+                at=received + timedelta(minutes=30),
+                author="Dr Morgan Skinner",
+                role="dermatologist",
+                body="Has she used any new soaps or creams on that arm?",
+                kind="question",
+            ),
+            ReportComment(
+                at=received + timedelta(minutes=50),
+                author="Dr Alex Referrer",
+                role="provider",
+                body="No new products. She gardens most weekends.",
+                kind="answer_to_question",
+            ),
             ReportComment(
                 at=answered + timedelta(hours=3),
                 author="Dr Alex Referrer",

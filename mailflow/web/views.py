@@ -34,6 +34,7 @@ from mailflow.sla.explanation import case_segments, readable
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
 from mailflow.workflow.eligibility import declines_of
+from mailflow.workflow.fields import consult_title
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
 OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED, CaseState.NEEDS_INFO)
@@ -302,8 +303,8 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
     data["assignee_name"] = case.assignee.name if case.assignee else None
     data["provider_name"] = case.provider.name
     data["id"] = case.id  # for live updates of this page only (static/live.js)
-    data["consults"] = [{**c, "pdf": c["has_report"], "answer_rows": answer_rows(c["answer"])}
-                        for c in data["consults"]]
+    data["consults"] = [{**c, "pdf": c["has_report"], "answer_rows": answer_rows(c["answer"]),
+                         "title": consult_title(c["version"])} for c in data["consults"]]
     data["sla"] = sla_explanation(app, session, case)
     internal = user.role != Role.PROVIDER
     audit_rows = list(session.execute(
@@ -326,8 +327,7 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
                          "text": n["body"]})
     for c in data["consults"]:
         timeline.append({"at": c["at"], "kind": "consult",
-                         "title": ("Consult" if c["version"] == 1 else f"Addendum {c['version']}")
-                                  + f" by {c['dermatologist']}", "text": ""})
+                         "title": f"{c['title']} by {c['dermatologist']}", "text": ""})
     for ev in audit_rows:
         if ev.action.startswith("case.") and ev.action != "case.viewed":
             before = ev.detail.get("from")

@@ -1,7 +1,8 @@
 """Build the consult report of a case from the database and render it (reports/ does the PDF).
 
-Every issue renders the whole history: the first answer, each addendum after it, and the
-comment thread as an appendix once there is one. Nothing earlier is overwritten.
+Every issue renders the whole record: the history, the conversation that led to the answer,
+the first answer, each addendum after it, and the conversation since. Nothing earlier is
+overwritten.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
 from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
+from mailflow.parse.form import LABELS as FORM_LABELS
+from mailflow.reports import record
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
-from mailflow.workflow.fields import field_label
+from mailflow.workflow.fields import consult_title, field_label
 from mailflow.workflow.notify import send
 
 log = logging.getLogger(__name__)
@@ -34,6 +37,10 @@ NEXT_STEP = {
     "": "Manage in primary care",
 }
 ANSWER_LABELS = NAMES  # the answer's fields under the names the parser knows them by
+# The thread in the record: every kind of note but a decline (an internal hand-over the
+# provider never sees, as on the case page).
+THREAD_KINDS = tuple(record.THREAD_KINDS)
+NOT_HISTORY = frozenset({"patient_name", "date_of_birth", "sex", "mrn", "urgency"})
 
 
 @dataclass(frozen=True)
@@ -51,14 +58,13 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
     ).scalars().all()
     if not consults:
         raise ValueError(f"{case.number} has no consult yet")
-    first, latest = consults[0], consults[-1]
+    first = consults[0]
     derm = session.get(Account, first.dermatologist_id)
     assert derm is not None
     notes = session.execute(
         select(CaseNote, Account)
         .join(Account, Account.id == CaseNote.author_id)
-        .where(CaseNote.case_id == case.id, CaseNote.kind == "comment",
-               CaseNote.created_at > first.created_at)
+        .where(CaseNote.case_id == case.id, CaseNote.kind.in_(THREAD_KINDS))
         .order_by(CaseNote.id)
     ).all()
     answer = first.answer
@@ -81,10 +87,8 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
         answered_at=first.created_at,
         sla_met=first.sla_met,
         sla_text=_sla_text(case, first),
-        question=case.form.get("question", ""),
-        history=tuple((field_label(k), v) for k, v in case.form.items()
-                      if v and k not in ("question", "patient_name", "date_of_birth", "sex",
-                                         "mrn")),
+        urgency=case.urgency,
+        history=history(case.form),
         photos=tuple(
             ReportPhoto(img.position, img.view, img.caption,
                         app.blobs.get(img.review_sha or img.clean_sha), tuple(img.warnings))
@@ -100,14 +104,25 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
         follow_up=answer.get("follow_up", ""),
         image_quality=answer.get("image_quality", ""),
         addenda=tuple(
-            ReportAddendum(c.created_at, _name(session, c.dermatologist_id), _as_lines(c.answer))
+            ReportAddendum(c.created_at, _name(session, c.dermatologist_id), _as_lines(c.answer),
+                           consult_title(c.version))
             for c in consults[1:]
         ),
         comments=tuple(
-            ReportComment(note.created_at, author.name, author.role, note.body)
+            ReportComment(note.created_at, author.name, author.role, note.body, note.kind)
             for note, author in notes
-        ) if latest.version > 1 or notes else (),
+        ),
     )
+
+
+def history(form: dict[str, str]) -> tuple[tuple[str, str], ...]:
+    """The case form's values in the form's own order, whatever order the provider wrote them
+    in: without the patient's identity and the urgency (both in the report's header), the
+    reason for referral leads."""
+    order = {key: i for i, key in enumerate(FORM_LABELS)}
+    keys = sorted((k for k, v in form.items() if v and k not in NOT_HISTORY),
+                  key=lambda k: order.get(k, len(order)))
+    return tuple((field_label(k), form[k]) for k in keys)
 
 
 def _minutes(m: float) -> str:
@@ -129,7 +144,12 @@ def _name(session: Session, account_id: int) -> str:
 
 
 def _as_lines(answer: dict[str, str]) -> str:
-    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {v}" for k, v in answer.items() if v)
+    """The addendum's fields as 'Label: value' lines, in the order they are written."""
+    keys = [k for k in ANSWER_LABELS if k in answer] + [k for k in answer
+                                                       if k not in ANSWER_LABELS]
+    visit = answer.get("in_person", "")  # named as in the answer above; unsaid stays unsaid
+    shown = {**answer, "in_person": NEXT_STEP.get(visit, visit) if visit else ""}
+    return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {shown[k]}" for k in keys if shown[k])
 
 
 def deliver_pending_reports(app: App, limit: int = 5, instance: str | None = None) -> int:

@@ -29,3 +29,9 @@ REQUIRED_FIELDS = ("patient_name", "date_of_birth", "sex", "question", "location
 
 def field_label(key: str) -> str:
     return FIELD_LABELS.get(key, key.replace("_", " ").capitalize())
+
+
+def consult_title(version: int) -> str:
+    """'Consult' for the first answer, 'Addendum N' for the Nth one after it: the web page and
+    the PDF both name them with this, so that they number them alike."""
+    return "Consult" if version <= 1 else f"Addendum {version - 1}"

@@ -146,7 +146,6 @@ def test_report_shows_the_case_the_answer_and_the_people(
         r.provider_email,
         r.dermatologist_name,
         r.dermatologist_credentials,
-        r.question,
         r.diagnosis,
         r.differential,
         r.tests,
@@ -183,9 +182,10 @@ def test_addenda_are_dated_and_marked_and_the_answer_stays(
     assert_contains(text, "Follow-up 4 weeks; re-refer if not improving")
 
 
-def test_comments_are_an_appendix(full_report: ConsultReport, full_pdf: bytes) -> None:
+def test_the_conversation_is_in_the_record(full_report: ConsultReport, full_pdf: bytes) -> None:
     text = pdf_text(full_pdf)
-    assert_contains(text, "Appendix: case comments")
+    assert_contains(text, "Conversation before the answer", "More info question",
+                    "Answer to the question", "Conversation after the answer")
     for comment in full_report.comments:
         assert_contains(text, comment.author, *comment.body.splitlines())
 
@@ -290,8 +290,8 @@ def test_form_values_are_text_and_fetch_nothing(
     report = replace(
         base,
         patient_name=f"Jane Testpatient {payloads[0]}",
-        question=hostile,
-        history=(("Symptoms", hostile), (payloads[3], "label attack")),
+        history=(("Reason for referral", hostile), ("Symptoms", hostile),
+                 (payloads[3], "label attack")),
         photos=(photo,),
         plan=hostile,
         next_step=f"same day {payloads[3]}",
@@ -483,7 +483,8 @@ def test_template_problem_is_a_report_error(tmp_path: Path) -> None:
 
 def test_long_unbroken_text_wraps_instead_of_shrinking_the_page() -> None:
     token = "X" * 400
-    report = replace(sample_report(photos=0), plan=f"Start {token} end", question=token)
+    report = replace(sample_report(photos=0), plan=f"Start {token} end",
+                     history=(("Reason for referral", token),))
     data = render_consult_pdf(report, TEMPLATES)
     text = pdf_text(data)
     assert squash(text).count(token) == 2  # all of it, nothing clipped
