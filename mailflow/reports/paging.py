@@ -31,7 +31,7 @@ from pypdf.generic import (
 )
 
 PT_PER_MM = 72 / 25.4
-# The report's page margins (mailflow.reports.pdf._options): the header strip is laid out at
+# The report's page margins (mailflow.reports.jail._options): the header strip is laid out at
 # the top of its page's content area and moved up into the margin from there.
 MARGIN_MM = 12.0
 STRIP_MM = 5.0  # the header strip's height (.furniture-strip in _report.css)

@@ -1,7 +1,7 @@
 """quarantine attach: an admin puts a held message on the case it belongs to
 
 Revision ID: 0015
-Revises: 0009
+Revises: 0012
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0015"
-down_revision = "0009"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
