@@ -45,6 +45,7 @@ from mailflow.web.security import (
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow import quarantine
 from mailflow.workflow.assign import assign_by_hand
+from mailflow.workflow.urgency import CHANGEABLE, asked_in, set_urgency
 
 log = logging.getLogger(__name__)
 
@@ -405,6 +406,9 @@ def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(
             case.provider_id == author.id or case.assignee_id == author.id)
         if allowed and text_:
             assert author is not None
+            wanted = asked_in(text_)  # "Urgency: urgent" counts here as it does by email
+            if wanted and case.state in CHANGEABLE:
+                set_urgency(app, session, case, wanted, author)
             comment(app, session, case, author, text_)
     if not allowed:
         with transaction(app.sessions) as session:  # the refusal is kept: its own transaction
