@@ -15,7 +15,7 @@ from mailflow.web.deps import posted_by, web_app
 from mailflow.web.pages import back, denied
 from mailflow.web.security import WebUser
 from mailflow.workflow.cases import TransitionError
-from mailflow.workflow.urgency import set_urgency
+from mailflow.workflow.urgency import URGENCIES, set_urgency
 
 router = APIRouter(include_in_schema=False)
 
@@ -31,7 +31,7 @@ def change_urgency(request: Request, number: str, user: Annotated[WebUser, Depen
                    urgency: Annotated[str, Form()] = "") -> Response:
     app = web_app(request)
     number = number.upper()
-    if urgency not in app.sla.policies.policies:
+    if urgency not in URGENCIES:
         return back(request, f"/cases/{number}", "error", "Choose routine or urgent.")
     try:
         with transaction(app.sessions) as session:

@@ -29,6 +29,7 @@ log = logging.getLogger(__name__)
 S = CaseState
 # Until the consult is recorded the urgency decides the deadline; after it, nothing.
 CHANGEABLE = (S.INCOMPLETE, S.SUBMITTED, S.ASSIGNED, S.NEEDS_INFO)
+URGENCIES = ("routine", "urgent")  # least urgent first; sla.toml gives each its policy
 COMMAND_LINE = "cli"
 
 
@@ -74,7 +75,7 @@ def set_urgency(
     cause: int | None = None,
 ) -> UrgencyResult:
     """Raise or lower a case's urgency as `by` asks (None: the command line)."""
-    if wanted not in app.sla.policies.policies:
+    if wanted not in URGENCIES:
         raise ValueError(f"urgency is routine or urgent, not {wanted!r}")
     if case.state not in CHANGEABLE:
         raise cases.TransitionError(
@@ -84,9 +85,7 @@ def set_urgency(
     if wanted == before:
         return UrgencyResult(before, before)
     actor = by.email if by else COMMAND_LINE
-    if app.sla.policies.for_urgency(wanted).target_minutes > _target(app, before) and not (
-        may_lower(case, by)
-    ):
+    if URGENCIES.index(wanted) < URGENCIES.index(before) and not may_lower(case, by):
         audit.record(session, "case.urgency_kept", actor=actor, case_id=case.id, entity="case",
                      entity_id=case.number, detail={"asked": wanted, "kept": before})
         if tell_provider and by is not None and by.id == case.provider_id:
@@ -121,8 +120,11 @@ def review_time(app: App, case: Case) -> dict[str, Any]:
     hours = minutes / 60
     span = (f"{hours:g} business hour{'s' if hours != 1 else ''}" if minutes % 60 == 0
             else f"{minutes} business minutes")
+    # after hours now (not only "the clock starts later"): nobody may look until the opening
+    closed = not app.sla.calendar.is_open(utcnow())
     out = expected_review(app, case)
-    return {**out, "review_span": span, "urgent": case.urgency == "urgent"}
+    return {**out, "after_hours": out["after_hours"] or closed, "review_span": span,
+            "urgent": case.urgency == "urgent"}
 
 
 def expected_review(app: App, case: Case) -> dict[str, Any]:
@@ -156,6 +158,7 @@ def page_on_call(app: App, session: Session, case: Case, raised_by: str = "") ->
         if emails else [])}
     if raised_by and case.assignee is not None:
         people.setdefault(case.assignee.id, case.assignee)
+    context = review_time(app, case) if raised_by else expected_review(app, case)
     for person in people.values():
         send(app, session, case, person, "urgent_page", "urgent_page",
-             {**expected_review(app, case), "raised_by": raised_by})
+             {**context, "raised_by": raised_by})
