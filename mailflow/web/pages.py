@@ -45,6 +45,7 @@ from mailflow.web.security import (
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow import quarantine
 from mailflow.workflow.assign import assign_by_hand
+from mailflow.workflow.intake_cases import patient_fields_from_reply
 from mailflow.workflow.urgency import CHANGEABLE, asked_in, set_urgency
 
 log = logging.getLogger(__name__)
@@ -406,7 +407,9 @@ def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(
             case.provider_id == author.id or case.assignee_id == author.id)
         if allowed and text_:
             assert author is not None
-            wanted = asked_in(text_)  # "Urgency: urgent" counts here as it does by email
+            # "Urgency: urgent" and patient details count here as they do by email
+            patient_fields_from_reply(session, app.keys, case, author, text_)
+            wanted = asked_in(text_)
             if wanted and case.state in CHANGEABLE:
                 set_urgency(app, session, case, wanted, author)
             comment(app, session, case, author, text_)

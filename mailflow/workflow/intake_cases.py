@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from mailflow.db.models import Case, CaseImage
+from sqlalchemy.orm import Session
+
+from mailflow.db.models import Account, Case, CaseImage
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import StoredPhoto
 from mailflow.parse.form import parse_case_form, sex_of
 from mailflow.parse.keyvalue import normalize_label
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
+from mailflow.store.keys import Keyring
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
@@ -171,13 +174,16 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
 
 
 def _record_patient(inbound: Inbound, case: Case) -> None:
+    assert inbound.sender is not None
+    record_patient_of(inbound.session, inbound.app.keys, case, inbound.sender.email)
+
+
+def record_patient_of(session: Session, keys: Keyring, case: Case, actor: str) -> None:
     """The patient fields the case holds now onto its patient record, but not a value still
     in question (a date of birth we could not read)."""
-    assert inbound.sender is not None
     pending = {key for key, _why in case.form_problems}
     fields = {k: v for k, v in case.form.items() if k in cases.PATIENT_FIELDS and k not in pending}
-    cases.record_patient(inbound.session, inbound.app.keys, case, fields,
-                         sex_of(fields.get("sex", "")), actor=inbound.sender.email)
+    cases.record_patient(session, keys, case, fields, sex_of(fields.get("sex", "")), actor)
 
 
 def _views_after(photos: tuple[StoredPhoto, ...], form: CaseForm) -> list[str]:
@@ -234,10 +240,15 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
 _LOOSE_LABELS = frozenset({"patient", "pt", "name", "born", "record", "chart"})
 
 
-def patient_fields_from_reply(inbound: Inbound, case: Case) -> None:
-    """The provider's later replies may correct or add the patient's name, date of birth, sex
-    or MRN: written under its own label and readable, each updates the case and its patient."""
-    form = parse_case_form(inbound.analysis.body)
+def patient_fields_from_reply(
+    session: Session, keys: Keyring, case: Case, author: Account, text: str
+) -> None:
+    """The provider's later replies (and web comments) may correct or add the patient's name,
+    date of birth, sex or MRN: under its own label and readable, each updates the case and its
+    patient."""
+    if author.id != case.provider_id:
+        return
+    form = parse_case_form(text)
     invalid = {key for key, _why in form.invalid}
     given = {
         key: value for key, value in form.fields.items()
@@ -249,4 +260,4 @@ def patient_fields_from_reply(inbound: Inbound, case: Case) -> None:
     case.form = {**case.form, **given}
     case.form_labels = {**case.form_labels, **{k: form.labels[k] for k in given}}
     case.form_problems = [list(p) for p in case.form_problems if p[0] not in given]
-    _record_patient(inbound, case)
+    record_patient_of(session, keys, case, author.email)

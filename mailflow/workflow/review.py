@@ -85,7 +85,7 @@ def provider_reply(m: Inbound, case: Case) -> Outcome:
         )
     cases.touch(case)
     derm = case.assignee or _last_reviewer(m, case)
-    patient_fields_from_reply(m, case)
+    patient_fields_from_reply(session, m.app.keys, case, provider, body)
     if _urgency_only(m, case, provider, body):
         return Outcome.done("urgency", f"{case.number}: urgency now {case.urgency}", case.id)
     if case.state == S.NEEDS_INFO:
