@@ -94,11 +94,12 @@ def set_urgency(
         return UrgencyResult(before, before, refused=True)
     cases.change_urgency(session, case, wanted, actor, role=by.role if by else Role.ADMIN)
     log.info("case %s: urgency %s -> %s", case.number, before, wanted)
-    if case.state != S.INCOMPLETE:  # an incomplete case is paged when it is complete
-        page_on_call(app, session, case, raised_by=_who(case, by))
+    if wanted == "urgent" and case.state != S.INCOMPLETE:  # incomplete: paged once complete
+        page_on_call(app, session, case, raised_by=_who(case, by, "the referring provider"))
     if tell_provider:
         send(app, session, case, case.provider, "urgency_changed", "urgency",
-             {"kept": False, "by": _who(case, by), **review_time(app, case)}, cause=cause)
+             {"kept": False, "by": _who(case, by, "you"), **review_time(app, case)},
+             cause=cause)
     return UrgencyResult(before, wanted)
 
 
@@ -106,9 +107,9 @@ def _target(app: App, urgency: str) -> int:
     return app.sla.policies.for_urgency(urgency).target_minutes
 
 
-def _who(case: Case, by: Account | None) -> str:
+def _who(case: Case, by: Account | None, provider_is: str) -> str:
     if by is not None and by.id == case.provider_id:
-        return "you"
+        return provider_is
     if by is not None and by.role == Role.DERMATOLOGIST:
         return f"{by.name}, the reviewing dermatologist"
     return "the consult service's team"

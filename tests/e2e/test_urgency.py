@@ -115,7 +115,7 @@ def test_the_providers_reply_makes_the_case_urgent_everywhere(
     assert deadline(config, number) == et(10, 0)  # 20 minutes used, 40 left of 60
     page = mail_to(sink, lead, "URGENT case")[0]
     assert number in subject(page) and "raised to urgent" in subject(page)
-    assert "by 10:00 ET today" in page.text
+    assert "the referring provider raised it" in page.text and "by 10:00 ET today" in page.text
     told = mail_to(sink, provider, "now URGENT")[0]
     assert "Expected review: by 10:00 ET today (1 business hour)" in told.text
     shown = cli_json(config, "cases", "show", number)
