@@ -47,6 +47,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     assign.add_argument("--force", action="store_true",
                         help="assign even to a dermatologist who declined the case")
     assign.set_defaults(handler=cmd_assign)
+    urgency = cmds.add_parser("urgency", help="raise or lower a case's urgency (audited; the "
+                              "SLA deadline follows, the provider is told)")
+    urgency.add_argument("case", metavar="CASE")
+    urgency.add_argument("level", choices=("routine", "urgent"))
+    urgency.set_defaults(handler=cmd_urgency)
     report = cmds.add_parser("report", help="write the latest consult report (a PHI read)")
     report.add_argument("case", metavar="CASE")
     report.add_argument("--out", required=True, metavar="FILE.pdf")
@@ -219,6 +224,30 @@ def cmd_assign(app: App, args: argparse.Namespace) -> int:
         reason = " ".join(theirs[-1].reason.split())
         print(f"warning: {email} declined {number} before: \"{reason}\"", file=sys.stderr)
     print(f"{number} assigned to {email}; the case was emailed to them")
+    return 0
+
+
+def cmd_urgency(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.cases import TransitionError
+    from mailflow.workflow.urgency import set_urgency
+
+    with transaction(app.sessions) as session:
+        case = session.execute(
+            select(Case).where(Case.number == args.case.upper()).with_for_update()
+        ).scalar_one_or_none()
+        if case is None:
+            raise CliError(f"no case {args.case}")
+        try:
+            result = set_urgency(app, session, case, args.level, None)
+        except TransitionError as exc:
+            raise CliError(str(exc)) from exc
+        number, deadline = case.number, case.sla_deadline
+    if not result.changed:
+        print(f"{number} is already {result.after}")
+        return 0
+    due = f"; review due {deadline.astimezone(app.sla.calendar.timezone):%a %Y-%m-%d %H:%M %Z}" \
+        if deadline else ""
+    print(f"{number} is now {result.after}{due}; the provider was told")
     return 0
 
 

@@ -9,7 +9,9 @@ from mailflow.parse.dates import parse_date
 from mailflow.parse.keyvalue import parse_key_values
 from mailflow.parse.types import CaseForm
 
-REQUIRED = ("patient_name", "date_of_birth", "sex", "question", "location", "duration")
+REQUIRED = (
+    "patient_name", "date_of_birth", "sex", "question", "location", "duration", "consent",
+)
 
 # Canonical key -> labels providers use (compared after normalize_label, so case, dots and
 # extra spaces do not matter; a leading "patient"/"pt" is also tried without).
@@ -133,12 +135,12 @@ def _captions(text: str) -> tuple[str, dict[str, str]]:
     return "\n".join(kept), captions
 
 
-def _sex(value: str) -> str:
+def sex_of(value: str) -> str:
     word = value.strip().lower().rstrip(".")
     return _SEX.get(word) or _SEX.get(_first_word(value), "")
 
 
-def _urgency(value: str) -> str:
+def urgency_of(value: str) -> str:
     word = value.strip().lower().rstrip(".!")
     if word in _ROUTINE or _first_word(value) in _ROUTINE:
         return "routine"
@@ -195,14 +197,14 @@ def parse_case_form(text: str, today: date | None = None) -> CaseForm:
     if fields.get("date_of_birth"):
         born = _date_of_birth(fields["date_of_birth"], today, invalid)
 
-    sex = _sex(fields["sex"]) if fields.get("sex") else ""
+    sex = sex_of(fields["sex"]) if fields.get("sex") else ""
     if fields.get("sex") and not sex:
         invalid.append(("sex", f"{fields['sex']!r} is not one of female, male or other"))
 
     urgency = "routine"
     if fields.get("urgency"):
-        urgency = _urgency(fields["urgency"]) or "routine"
-        if not _urgency(fields["urgency"]):
+        urgency = urgency_of(fields["urgency"]) or "routine"
+        if not urgency_of(fields["urgency"]):
             invalid.append(("urgency", f"{fields['urgency']!r} is not routine or urgent"))
 
     if fields.get("consent"):

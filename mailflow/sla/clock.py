@@ -207,22 +207,34 @@ def on_transition(session: Session, case: Case, before: str | None, to: str, at:
         stop(session, ctx, case, at, reviewed=False)
 
 
-def change_urgency(
-    session: Session, ctx: SlaContext, case: Case, urgency: str, at: datetime
+def on_urgency(session: Session, case: Case, before: str, at: datetime, reason: str) -> None:
+    """Called by workflow.cases when a case's urgency changes: the clock follows the case."""
+    ctx: SlaContext | None = session.info.get("sla")
+    if ctx is not None:
+        retarget(session, ctx, case, before, at, reason)
+
+
+def retarget(
+    session: Session, ctx: SlaContext, case: Case, before: str, at: datetime, reason: str
 ) -> None:
-    """The provider marks a case urgent (or routine): the same minutes used, a new target."""
-    case.urgency = urgency
+    """A new urgency (already set on the case): the same minutes used, the new policy's target.
+
+    A clock not started yet starts with the new policy when the case is complete; a paused
+    one gets its new deadline when it resumes; a deadline already passed is due at once, so
+    the enforcer's next pass gives the breach.
+    """
     if case.sla_started_at is None or case.sla_stopped_at is not None:
         return
     policy = policy_of(ctx, case)
+    old_target = case.sla_target_minutes
     case.sla_target_minutes = policy.target_minutes
     running_since = case.sla_running_since
     if running_since is not None:
-        used = ctx.calendar.business_minutes_between(running_since, at)
-        case.sla_consumed_minutes += used
+        case.sla_consumed_minutes += ctx.calendar.business_minutes_between(running_since, at)
         case.sla_running_since = max(at, running_since)
         case.sla_deadline = ctx.calendar.add_business_minutes(
             case.sla_running_since, max(0.0, policy.target_minutes - case.sla_consumed_minutes)
         )
     schedule_next(session, ctx, case)
-    _event(session, ctx, case, "urgency", at, urgency=urgency, target=policy.target_minutes)
+    _event(session, ctx, case, "urgency", at, urgency=case.urgency, previous=before,
+           target=policy.target_minutes, previous_target=old_target, reason=reason)

@@ -48,6 +48,8 @@ from mailflow.web.security import (
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow import quarantine
 from mailflow.workflow.assign import DeclinedBefore, assign_by_hand
+from mailflow.workflow.intake_cases import patient_fields_from_reply
+from mailflow.workflow.urgency import CHANGEABLE, asked_in, set_urgency
 
 log = logging.getLogger(__name__)
 
@@ -436,6 +438,11 @@ def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(
             case.provider_id == author.id or case.assignee_id == author.id)
         if allowed and text_:
             assert author is not None
+            # "Urgency: urgent" and patient details count here as they do by email
+            patient_fields_from_reply(session, app.keys, case, author, text_)
+            wanted = asked_in(text_)
+            if wanted and case.state in CHANGEABLE:
+                set_urgency(app, session, case, wanted, author)
             comment(app, session, case, author, text_)
     if not allowed:
         with transaction(app.sessions) as session:  # the refusal is kept: its own transaction

@@ -332,7 +332,7 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
         if ev.action.startswith("case.") and ev.action != "case.viewed":
             before = ev.detail.get("from")
             to = ev.detail.get("to")
-            text = f"{before or 'new'} → {to}" if ev.action != "case.reassigned" else ""
+            text = f"{before or 'new'} → {to}" if to and ev.action != "case.reassigned" else ""
             timeline.append({"at": ev.at, "kind": "state",
                              "title": f"{ev.action.removeprefix('case.').replace('_', ' ')}"
                                       f" by {ev.actor}", "text": text})

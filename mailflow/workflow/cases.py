@@ -60,27 +60,59 @@ def _move(
     )
 
 
-def find_or_create_patient(
-    session: Session, keys: Keyring, provider: Account, fields: dict[str, str], sex: str
-) -> Patient:
-    name = fields.get("patient_name", "")
-    dob = fields.get("date_of_birth", "")
-    lookup = keys.lookup_hash(str(provider.id), name, dob)
-    patient = session.execute(
-        select(Patient).where(Patient.provider_id == provider.id, Patient.lookup == lookup)
-    ).scalar_one_or_none()
-    if patient is None:
-        patient = Patient(
-            provider_id=provider.id,
-            name=name,
-            date_of_birth=dob or None,
-            sex=sex,
-            mrn=fields.get("mrn") or None,
-            lookup=lookup,
-        )
-        session.add(patient)
-        session.flush()
-    return patient
+PATIENT_FIELDS = ("patient_name", "date_of_birth", "sex", "mrn")
+
+
+def record_patient(
+    session: Session, keys: Keyring, case: Case, fields: dict[str, str], sex: str, actor: str
+) -> Patient | None:
+    """The case's patient from the form's patient fields, whenever they arrive.
+
+    The patient is found by the keyed lookup of provider, name and date of birth. A patient row
+    only this case uses is corrected in place; one shared with the provider's other cases is
+    left as it is and the case moves to the row that matches (found or new). `fields` holds
+    only values fit to keep (a date of birth we could not read is not one); `sex` is the
+    recognised word. Changes to a patient already recorded are audited by field name.
+    """
+    name = fields.get("patient_name", "").strip()
+    if not name:
+        return case.patient  # no patient without a name (the case is incomplete)
+    dob = fields.get("date_of_birth", "").strip() or None
+    lookup = keys.lookup_hash(str(case.provider_id), name, dob or "")
+    current = case.patient
+    target = session.execute(
+        select(Patient).where(Patient.provider_id == case.provider_id, Patient.lookup == lookup)
+    ).scalars().first()
+    if target is None:
+        if current is not None and not _shared(session, current, case):
+            target = current
+        else:
+            target = Patient(provider_id=case.provider_id, name=name, sex="", lookup=lookup)
+            session.add(target)
+    wanted = {"name": name, "date_of_birth": dob, "sex": sex or None,
+              "mrn": fields.get("mrn", "").strip() or None}
+    changed = [attr for attr, value in wanted.items()
+               if value is not None and getattr(target, attr) != value]
+    for attr in changed:
+        setattr(target, attr, wanted[attr])
+    target.lookup = lookup
+    session.flush()
+    case.patient_id = target.id
+    case.patient = target
+    if current is not None and current is not target and not _shared(session, current, case):
+        session.delete(current)  # a row no case names any more: no PHI left lying about
+    if current is not None and (changed or current is not target):
+        audit.record(session, "patient.updated", actor=actor, case_id=case.id,
+                     entity="patient", entity_id=target.id,
+                     detail={"fields": changed, "moved": current is not target})
+    return target
+
+
+def _shared(session: Session, patient: Patient, case: Case) -> bool:
+    others = session.execute(
+        select(Case.id).where(Case.patient_id == patient.id, Case.id != case.id).limit(1)
+    ).first()
+    return others is not None
 
 
 def open_case(
@@ -137,6 +169,22 @@ def update_missing(session: Session, case: Case, missing: list[str], actor: str)
             entity_id=case.number,
             detail={"missing": len(missing)},
         )
+
+
+def change_urgency(session: Session, case: Case, urgency: str, actor: str, **detail: Any) -> None:
+    """The case's urgency, everywhere it is shown (the form's Urgency line too), and its SLA
+    clock re-targeted to the new policy: one change, one audit event (and so one bus event)."""
+    before = case.urgency
+    if urgency == before:
+        return
+    now = utcnow()
+    case.urgency = urgency
+    case.form = {**case.form, "urgency": urgency}
+    case.updated_at = now
+    session.flush()
+    clock.on_urgency(session, case, before, now, f"{before} to {urgency} by {actor}")
+    audit.record(session, "case.urgency", actor=actor, case_id=case.id, entity="case",
+                 entity_id=case.number, detail={"from": before, "to": urgency, **detail})
 
 
 def add_note(

@@ -24,7 +24,9 @@ FIELD_LABELS: dict[str, str] = {
     "urgency": "Urgency",
 }
 
-REQUIRED_FIELDS = ("patient_name", "date_of_birth", "sex", "question", "location", "duration")
+REQUIRED_FIELDS = (
+    "patient_name", "date_of_birth", "sex", "question", "location", "duration", "consent",
+)
 
 
 def field_label(key: str) -> str:

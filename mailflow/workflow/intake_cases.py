@@ -5,21 +5,27 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from mailflow.app import App
-from mailflow.db.models import Account, Case, CaseImage, utcnow
+from mailflow.db.models import Account, Case, CaseImage
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import StoredPhoto
-from mailflow.parse.form import parse_case_form
+from mailflow.parse.form import parse_case_form, sex_of
+from mailflow.parse.keyvalue import normalize_label
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
-from mailflow.sla.words import deadline_in_words
+from mailflow.store.keys import Keyring
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.fields import REQUIRED_FIELDS, field_label
+from mailflow.workflow.urgency import (
+    UrgencyResult,
+    asked_in,
+    expected_review,
+    page_on_call,
+    set_urgency,
+)
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +98,8 @@ def store_photos(
     return stored
 
 
-def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: bool) -> None:
+def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: bool,
+         urgency: UrgencyResult | None = None) -> None:
     message = inbound.analysis.message
     assert message is not None and inbound.sender is not None
     missing = case.missing
@@ -115,6 +122,8 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         "complete": not missing,
         "completed_now": completed_now,
         "required_views": REQUIRED_VIEWS,
+        "no_consent": case.form.get("consent") == "no",
+        "urgency_kept": bool(urgency and urgency.refused),
         **expected_review(inbound.app, case),
     }
     queue(
@@ -132,49 +141,6 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         ),
         cause_message_id=inbound.row.id,
     )
-
-
-def expected_review(app: App, case: Case) -> dict[str, Any]:
-    """What the acknowledgement promises: the deadline in words, after hours or not, and the
-    red flags that suggest the case is urgent."""
-    history = "\n".join(str(v) for v in case.form.values())
-    out: dict[str, Any] = {
-        "due_words": "",
-        "after_hours": False,
-        "target_minutes": None,
-        "red_flags": app.sla.policies.red_flags_in(history) if case.urgency != "urgent" else [],
-    }
-    if case.sla_deadline is not None and case.sla_started_at is not None:
-        now = utcnow()
-        out["due_words"] = deadline_in_words(case.sla_deadline, now, app.sla.calendar.timezone)
-        out["after_hours"] = case.sla_started_at > now
-        out["target_minutes"] = case.sla_target_minutes
-    return out
-
-
-def page_on_call(app: App, session: Session, case: Case) -> None:
-    """An urgent case pages the on-call lead(s) at once, in hours or not."""
-    if not app.sla.policies.for_urgency(case.urgency).page_on_call:
-        return
-    emails = [e.email for e in app.roster.leads]
-    leads = (
-        session.execute(select(Account).where(Account.email.in_(emails))).scalars()
-        if emails
-        else []
-    )
-    for lead in leads:
-        queue(
-            app,
-            session,
-            Email(
-                kind="urgent_page",
-                template="urgent_page",
-                to=lead.email,
-                case=case,
-                recipient=lead,
-                context=expected_review(app, case),
-            ),
-        )
 
 
 def create_case(inbound: Inbound, _why: str) -> Outcome:
@@ -197,10 +163,7 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
         subject=message.subject,
         actor=provider.email,
     )
-    if form.fields.get("patient_name"):
-        case.patient = cases.find_or_create_patient(
-            inbound.session, inbound.app.keys, provider, dict(form.fields), form.sex
-        )
+    _record_patient(inbound, case)
     store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
     _ack(inbound, case, form, completed_now=False)
     if case.state == cases.S.SUBMITTED:
@@ -208,6 +171,19 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
         try_assign(inbound.app, inbound.session, case)
     log.info("case %s opened (%s)", case.number, case.state)
     return Outcome.done("new-case", f"new case {case.number} ({case.state})", case.id)
+
+
+def _record_patient(inbound: Inbound, case: Case) -> None:
+    assert inbound.sender is not None
+    record_patient_of(inbound.session, inbound.app.keys, case, inbound.sender.email)
+
+
+def record_patient_of(session: Session, keys: Keyring, case: Case, actor: str) -> None:
+    """The patient fields the case holds now onto its patient record, but not a value still
+    in question (a date of birth we could not read)."""
+    pending = {key for key, _why in case.form_problems}
+    fields = {k: v for k, v in case.form.items() if k in cases.PATIENT_FIELDS and k not in pending}
+    cases.record_patient(session, keys, case, fields, sex_of(fields.get("sex", "")), actor)
 
 
 def _views_after(photos: tuple[StoredPhoto, ...], form: CaseForm) -> list[str]:
@@ -223,7 +199,8 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
     provider = inbound.sender
     assert provider is not None
     form = parse_case_form(inbound.analysis.body)
-    supplied = {k: v for k, v in form.fields.items() if v}
+    # the Urgency line is not merged: set_urgency decides it (a provider cannot lower it)
+    supplied = {k: v for k, v in form.fields.items() if v and k != "urgency"}
     merged = {**case.form, **supplied}
     case.form = merged
     case.form_labels = {**case.form_labels, **form.labels}
@@ -231,10 +208,10 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
     problems = [(k, why) for k, why in case.form_problems if k not in supplied]
     problems += list(form.invalid)
     case.form_problems = [list(p) for p in problems]
-    if case.patient is None and merged.get("patient_name"):
-        case.patient = cases.find_or_create_patient(
-            inbound.session, inbound.app.keys, provider, merged, form.sex
-        )
+    _record_patient(inbound, case)
+    wanted = asked_in(inbound.analysis.body)
+    urgency = (set_urgency(inbound.app, inbound.session, case, wanted, provider,
+                           tell_provider=False, cause=inbound.row.id) if wanted else None)
     first = max((img.position for img in case.images), default=0) + 1
     store_photos(inbound, case, inbound.analysis.photos, form, first_position=first)
     blocking = [k for k, _why in problems if k in REQUIRED_FIELDS or k == "consent"]
@@ -252,8 +229,35 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
         )
     was_incomplete = bool(case.missing)
     cases.update_missing(inbound.session, case, missing, actor=provider.email)
-    _ack(inbound, case, form, completed_now=was_incomplete and not missing)
+    _ack(inbound, case, form, completed_now=was_incomplete and not missing, urgency=urgency)
     if case.state == cases.S.SUBMITTED and was_incomplete:
         page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)
     return Outcome.done("case-reply", f"case {case.number} updated ({case.state})", case.id)
+
+
+# Labels too loose to change a recorded patient from a comment ("Patient: much better").
+_LOOSE_LABELS = frozenset({"patient", "pt", "name", "born", "record", "chart"})
+
+
+def patient_fields_from_reply(
+    session: Session, keys: Keyring, case: Case, author: Account, text: str
+) -> None:
+    """The provider's later replies (and web comments) may correct or add the patient's name,
+    date of birth, sex or MRN: under its own label and readable, each updates the case and its
+    patient."""
+    if author.id != case.provider_id:
+        return
+    form = parse_case_form(text)
+    invalid = {key for key, _why in form.invalid}
+    given = {
+        key: value for key, value in form.fields.items()
+        if key in cases.PATIENT_FIELDS and value and key not in invalid
+        and normalize_label(form.labels.get(key, "")) not in _LOOSE_LABELS
+    }
+    if not given:
+        return
+    case.form = {**case.form, **given}
+    case.form_labels = {**case.form_labels, **{k: form.labels[k] for k in given}}
+    case.form_problems = [list(p) for p in case.form_problems if p[0] not in given]
+    record_patient_of(session, keys, case, author.email)

@@ -14,12 +14,10 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseState, Consult, Role, utcnow
 from mailflow.parse.answer import Answer, parse_answer
-from mailflow.parse.form import parse_case_form
-from mailflow.sla import clock
-from mailflow.workflow import cases
+from mailflow.workflow import cases, urgency
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.intake_cases import page_on_call, store_photos
+from mailflow.workflow.intake_cases import patient_fields_from_reply, store_photos
 from mailflow.workflow.notify import photo_attachments, send
 from mailflow.workflow.waiting import alarm_if_stuck
 
@@ -88,17 +86,9 @@ def provider_reply(m: Inbound, case: Case) -> Outcome:
         )
     cases.touch(case)
     derm = case.assignee or _last_reviewer(m, case)
-    if _asks_urgent(body) and case.urgency != "urgent" and case.state in (S.SUBMITTED, S.ASSIGNED):
-        clock.change_urgency(session, m.app.sla, case, "urgent", utcnow())
-        audit.record(
-            session,
-            "case.urgent",
-            actor=provider.email,
-            case_id=case.id,
-            entity="case",
-            entity_id=case.number,
-        )
-        page_on_call(m.app, session, case)
+    patient_fields_from_reply(session, m.app.keys, case, provider, body)
+    if _urgency_only(m, case, provider, body):
+        return Outcome.done("urgency", f"{case.number}: urgency now {case.urgency}", case.id)
     if case.state == S.NEEDS_INFO:
         photos, files = _photos_for_forward(m, case)
         cases.info_received(session, case, provider, body, m.row.id)
@@ -157,8 +147,14 @@ def comment(app: App, session: Session, case: Case, author: Account, body: str,
              cause=inbound_id)
 
 
-def _asks_urgent(body: str) -> bool:
-    return parse_case_form(body).fields.get("urgency", "").lower() == "urgent"
+def _urgency_only(m: Inbound, case: Case, author: Account, body: str) -> bool:
+    """Apply an Urgency line; True when that changed the case and was all the message said
+    (the page and the provider's notice tell everyone: nothing to pass on as a comment)."""
+    wanted = urgency.asked_in(body)
+    if not wanted or case.state not in urgency.CHANGEABLE:
+        return False
+    result = urgency.set_urgency(m.app, m.session, case, wanted, author, cause=m.row.id)
+    return result.changed and urgency.only_urgency(body)
 
 
 def _last_reviewer(m: Inbound, case: Case) -> Account | None:
@@ -170,6 +166,9 @@ def derm_reply(m: Inbound, case: Case, derm: Account) -> Outcome:
         return _tell_sender(m, case, "it had no new text (only the quoted email).", "empty-reply")
     answer = parse_answer(m.analysis.body)
     cases.touch(case)
+    # a consult's own Urgency line changes nothing: the review it stops is done
+    if answer.kind != "consult" and _urgency_only(m, case, derm, m.analysis.body):
+        return Outcome.done("urgency", f"{case.number}: urgency now {case.urgency}", case.id)
     if answer.kind == "consult":
         if answer.missing:
             send(

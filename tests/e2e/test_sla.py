@@ -286,3 +286,22 @@ def test_the_sla_report_counts_met_and_breached_cases(app: App) -> None:
     assert list(report["by_week"]) == ["2026-11-30"]
     human = run_cli(app.config, "sla", "report").stdout
     assert "50%" in human and DERMS[0] in human
+
+
+@pytest.mark.parametrize("received, raised, deadline", [
+    # received Saturday: the clock has not run yet; it starts Monday 9:00 on the urgent target
+    (et(2026, 11, 28, 10, 0), et(2026, 11, 28, 12, 0), et(2026, 11, 30, 10, 0)),
+    # received Friday 16:30: 30 minutes used before closing, 30 left on Monday
+    (et(2026, 11, 27, 16, 30), et(2026, 11, 28, 12, 0), et(2026, 11, 30, 9, 30)),
+])
+def test_urgency_raised_outside_hours_keeps_the_minutes_used(
+    app: App, received: datetime, raised: datetime, deadline: datetime
+) -> None:
+    with time_machine.travel(received, tick=False):
+        case = send_case(app)
+    with time_machine.travel(raised, tick=False):
+        reply(app, sent(app, "ack")[0], PROVIDER, "Urgency: urgent")
+    with app.sessions() as session:
+        case = session.get(Case, case.id)
+        assert case.urgency == "urgent" and case.sla_deadline == deadline
+    assert "IF THE PATIENT CANNOT WAIT" in text_of(sent(app, "urgency_changed")[0])

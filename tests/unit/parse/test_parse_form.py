@@ -124,7 +124,7 @@ def test_markdown_bold_labels_from_html_mail() -> None:
 def test_missing_required_fields() -> None:
     assert form("").missing == REQUIRED
     result = form("Patient name: Jane\nSex:\nQuestion: rash?\nLocation: arm\nDuration: 1 week")
-    assert result.missing == ("date_of_birth", "sex")
+    assert result.missing == ("date_of_birth", "sex", "consent")
     assert result.sex == ""
 
 
