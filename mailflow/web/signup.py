@@ -15,7 +15,7 @@ import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Form, HTTPException, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 from itsdangerous import BadSignature, SignatureExpired, URLSafeTimedSerializer
 
 from mailflow.db.models import utcnow
@@ -23,7 +23,7 @@ from mailflow.db.session import transaction
 from mailflow.parse.registration import REQUIRED, US_STATES, check_fields
 from mailflow.web import ratelimit
 from mailflow.web.deps import web_app, web_auth
-from mailflow.web.pages import back, render_page
+from mailflow.web.pages import render_page
 from mailflow.web.security import PRE_COOKIE
 from mailflow.workflow.registration import forgot_password, register_provider
 
@@ -40,10 +40,6 @@ NOT_A_PERSON = ("This form could not be accepted. Please reload the page and fil
                 "fields you can see.")
 TOO_FAST = ("That was quicker than a person can fill in the form. Please check the details "
             "and send it again.")
-THANKS = ("Thank you for registering. An administrator checks each registration; once yours "
-          "is approved you will receive an email with a link to set your password. (If this "
-          "address already has an account, nothing changes: use \"Forgot your password?\".)")
-
 
 def _signer(request: Request) -> URLSafeTimedSerializer:
     # a key of its own, derived (HMAC) from the web key
@@ -148,7 +144,12 @@ def _signup(request: Request, values: dict[str, str], honeypot: str, form_token:
     with transaction(app.sessions) as session:
         account = register_provider(session, form, actor=f"web:{peer}")
     log.info("web sign-up: %s", "pending account made" if account else "address already known")
-    return back(request, "/login", "ok", THANKS)
+    return RedirectResponse("/register/done", status_code=303)  # the same for a known address
+
+
+@router.get("/register/done")
+def signed_up(request: Request) -> Response:
+    return render_page(request, "registered.html.j2", None)
 
 
 # --- forgot password -----------------------------------------------------------------------

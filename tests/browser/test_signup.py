@@ -88,8 +88,8 @@ def test_register_on_the_web_approve_set_password_sign_in_and_reset_it(
     expect(page.locator("input[name=practice]")).to_have_value("Pinecrest Family Practice")
     page.fill("input[name=npi]", "1234567893")
     page.click("button[type=submit]")
-    page.wait_for_url(re.compile(r"/login"))
-    expect(page.locator(".flash-ok")).to_contain_text("Thank you for registering")
+    page.wait_for_url(re.compile(r"/register/done"))
+    expect(page.locator("h1")).to_have_text("Thank you for registering")
     both_widths(newbie, "23-registered")
 
     admin = browser()

@@ -57,8 +57,8 @@ def test_signing_up_on_the_web_makes_a_pending_registration(app: App, people, we
     login = anonymous.get("/login").text
     assert 'href="/register"' in login and 'href="/forgot-password"' in login
     sent = post_signup(anonymous, GOOD)
-    assert sent.status_code == 303 and sent.headers["location"] == "/login"
-    assert "Thank you for registering" in anonymous.get("/login").text
+    assert sent.status_code == 303 and sent.headers["location"] == "/register/done"
+    assert "Thank you for registering" in anonymous.get("/register/done").text
     assert account_status(app, NEW) == "pending"
     page = web(people["admin"]).get("/registrations")
     assert "Harbour Clinic" in page.text and "1234567893" in page.text and NEW in page.text
@@ -134,7 +134,7 @@ def test_signing_up_with_a_known_address_changes_nothing_and_says_the_same(
     app: App, people, web  # type: ignore[no-untyped-def]
 ) -> None:
     known = post_signup(web(None), {**GOOD, "email": people["provider"].upper()})
-    assert known.status_code == 303 and known.headers["location"] == "/login"
+    assert known.status_code == 303 and known.headers["location"] == "/register/done"
     assert account_status(app, people["provider"]) == "approved"
     with app.sessions() as session:
         assert len(accounts.list_accounts(session)) == 5  # no new account
