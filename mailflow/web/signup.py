@@ -41,6 +41,7 @@ NOT_A_PERSON = ("This form could not be accepted. Please reload the page and fil
 TOO_FAST = ("That was quicker than a person can fill in the form. Please check the details "
             "and send it again.")
 
+
 def _signer(request: Request) -> URLSafeTimedSerializer:
     # a key of its own, derived (HMAC) from the web key
     return URLSafeTimedSerializer(web_auth(request).csrf_for("sign-up form"),
