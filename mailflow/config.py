@@ -233,6 +233,17 @@ class TrustConfig(_Section):
     authserv_id: str = ""
 
 
+class RegistrationConfig(_Section):
+    """Registering and resetting a password on the web, and register@'s one reply."""
+
+    min_fill_seconds: float = Field(3, ge=0)  # a form sent back faster than this is a bot's
+    form_minutes: float = Field(60, gt=0)  # the sign-up form's signed token is good this long
+    per_ip_per_hour: int = Field(10, gt=0)  # sign-up and forgot-password posts per client IP
+    per_address_per_hour: int = Field(3, gt=0)  # ... and per email address typed in
+    reset_link_minutes: float = Field(60, gt=0)  # a "forgot password" link works this long
+    form_replies_per_day: int = Field(1, ge=0)  # register@ answers an unusable one with the form
+
+
 class LoggingConfig(_Section):
     level: str = "INFO"
 
@@ -253,6 +264,7 @@ class Config(_Section):
     trust: TrustConfig = TrustConfig()
     workflow: WorkflowConfig = WorkflowConfig()
     recovery: RecoveryConfig = RecoveryConfig()
+    registration: RegistrationConfig = RegistrationConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")
 

@@ -1,4 +1,4 @@
-"""mailflow users add|list|approve"""
+"""mailflow users add|list|approve|reject|resend-link|pdf-password|totp"""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from mailflow.cli.output import emit
 from mailflow.db.models import Account, Role
 from mailflow.db.session import transaction
 from mailflow.trust import totp
-from mailflow.workflow import accounts
+from mailflow.workflow import accounts, registration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -47,6 +47,17 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     approve.add_argument("emails", nargs="+", metavar="EMAIL")
     approve.add_argument("--json", action="store_true")
     approve.set_defaults(handler=cmd_approve)
+    reject = cmds.add_parser("reject", help="reject a pending registration (nothing is emailed)")
+    reject.add_argument("email", metavar="EMAIL")
+    reject.add_argument("--reason", required=True, help="why; kept in the audit log")
+    reject.add_argument("--json", action="store_true")
+    reject.set_defaults(handler=cmd_reject)
+    resend = cmds.add_parser(
+        "resend-link", help="email an approved provider a new link to set their password"
+    )
+    resend.add_argument("email", metavar="EMAIL")
+    resend.add_argument("--json", action="store_true")
+    resend.set_defaults(handler=cmd_resend_link)
 
 
 def as_dict(a: Account) -> dict[str, object]:
@@ -97,11 +108,32 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
 
 
 def cmd_approve(app: App, args: argparse.Namespace) -> int:
-    from mailflow.workflow.registration import approve
-
+    rows = []
     with transaction(app.sessions) as session:
-        rows = [as_dict(approve(app, session, email, actor="cli")) for email in args.emails]
+        for email in args.emails:
+            account, changed = registration.approve(app, session, email, actor="cli")
+            rows.append({**as_dict(account), "already_approved": not changed})
+    for row in rows:
+        if row["already_approved"] and not args.json:
+            print(f"{row['email']} was already approved: nothing was sent again",
+                  file=sys.stderr)
     emit(rows, args.json, ["id", "email", "role", "status"], "")
+    return 0
+
+
+def cmd_reject(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        row = as_dict(registration.reject(session, args.email, "cli", args.reason))
+    emit([row], args.json, ["id", "email", "role", "status"], "")
+    return 0
+
+
+def cmd_resend_link(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        row = as_dict(registration.resend_link(app, session, args.email, actor="cli"))
+    if not args.json:
+        print(f"a new link to set the password is on its way to {row['email']}")
+    emit([row], args.json, ["id", "email", "role", "status"], "")
     return 0
 
 

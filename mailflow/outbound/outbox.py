@@ -44,6 +44,7 @@ class Email:
     references: Sequence[str] = ()
     automatic: bool = True  # an automatic reply: Auto-Submitted: auto-replied (RFC 3834)
     attachments: Sequence[FileAttachment] = ()
+    reply_to: str = ""  # where a reply should go, when it is not a case's reply address
 
 
 def one_line(value: str) -> str:
@@ -86,6 +87,8 @@ def queue(
         msg["Reply-To"] = replyaddr.make(
             app.keys.reply_key, mail.reply_local, mail.domain, email.case.number, email.recipient.id
         )
+    elif email.reply_to:
+        msg["Reply-To"] = one_line(email.reply_to)
     if email.in_reply_to:
         msg["In-Reply-To"] = one_line(email.in_reply_to)
     refs = [one_line(r) for r in email.references if r]

@@ -28,6 +28,7 @@ NAMES = {
     "email": "Email",
     "credentials": "Credentials",
 }
+LIMITS = {"name": 200, "practice": 200, "phone": 40, "email": 320, "credentials": 100}  # columns
 US_STATES = frozenset(
     [
         "AL",
@@ -113,8 +114,16 @@ def npi_is_valid(npi: str) -> bool:
 
 def parse_registration(text: str) -> Registration:
     found = parse_key_values(text, SYNONYMS, single_paragraph=tuple(LABELS))
-    fields = {k: " ".join(v.split()) for k, v in found.values.items() if v.strip()}
-    problems = [f"{NAMES[k]} is missing" for k in REQUIRED if not fields.get(k)]
+    return check_fields(found.values)
+
+
+def check_fields(values: dict[str, str], required: tuple[str, ...] = REQUIRED) -> Registration:
+    """Tidy and check a registration's fields, however they came (an email or the web form):
+    the one place that says what a usable registration is."""
+    fields = {k: " ".join(v.split()) for k, v in values.items() if k in NAMES and v.strip()}
+    problems = [f"{NAMES[k]} is missing" for k in required if not fields.get(k)]
+    problems += [f"{NAMES[k]} is too long (at most {LIMITS[k]} characters)"
+                 for k in LIMITS if len(fields.get(k, "")) > LIMITS[k]]
     if "npi" in fields:
         fields["npi"] = re.sub(r"[\s-]", "", fields["npi"])
         if not npi_is_valid(fields["npi"]):

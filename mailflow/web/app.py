@@ -25,7 +25,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailflow.app import App
-from mailflow.web import account, api, charts, live, pages, registration, urgency
+from mailflow.web import account, api, charts, live, pages, registration, signup, urgency
 from mailflow.web.deps import NeedsAuthenticator, NotSignedIn
 from mailflow.web.metrics import make_registry
 from mailflow.web.security import WebAuth, load_secret
@@ -160,6 +160,7 @@ def create_web_app(app: App) -> FastAPI:
 
     web.include_router(pages.router)
     web.include_router(registration.router)
+    web.include_router(signup.router)
     web.include_router(charts.router)
     web.include_router(api.router)
     web.include_router(live.router)

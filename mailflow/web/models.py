@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, Integer, String
+from sqlalchemy import ForeignKey, Index, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from mailflow.db.models import Base, utcnow
@@ -39,3 +39,18 @@ class WebSession(Base):
     account_id: Mapped[int] = mapped_column(ForeignKey("accounts.id"), index=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
+
+
+class WebRateEvent(Base):
+    """One sign-up or forgot-password post, counted per client address and per email address
+    typed in (the rate limits). In the database, like the lockout, so a restart does not reset
+    them; rows older than the window are deleted as new ones come."""
+
+    __tablename__ = "web_rate_events"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    scope: Mapped[str] = mapped_column(String(40))  # e.g. "register:ip", "forgot:address"
+    key: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_web_rate_events_scope_key_at", "scope", "key", "at"),)

@@ -1,5 +1,6 @@
-"""Registrations: admins approve or reject pending providers; a provider sets a password from
-the one-time link in the welcome email."""
+"""Registrations: admins approve or reject pending providers, and send a new set-password link
+to an approved provider whose first one ran out; a provider sets a password from the one-time
+link in the welcome (or "forgot password") email."""
 
 from __future__ import annotations
 
@@ -9,16 +10,17 @@ from fastapi import APIRouter, Depends, Form, Request
 from fastapi.exceptions import HTTPException
 from fastapi.responses import Response
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mailflow import audit
-from mailflow.db.models import Account, AccountStatus, utcnow
+from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
 from mailflow.trust import tokens
 from mailflow.web.deps import admin_page, admin_post, web_app, web_auth
 from mailflow.web.pages import back, render_page
 from mailflow.web.security import PRE_COOKIE, WebUser
 from mailflow.workflow import accounts
-from mailflow.workflow.registration import approve
+from mailflow.workflow.registration import approve, reject, resend_link
 
 router = APIRouter(include_in_schema=False)
 
@@ -30,14 +32,21 @@ def registrations(request: Request, user: Annotated[WebUser, Depends(admin_page)
             select(Account).where(Account.status == AccountStatus.PENDING)
             .order_by(Account.created_at)
         ).scalars().all()
+        # approved, but the link to set a password was never used (expired, or lost)
+        waiting = session.execute(
+            select(Account).where(Account.status == AccountStatus.APPROVED,
+                                  Account.password_hash.is_(None),
+                                  Account.role == Role.PROVIDER)
+            .order_by(Account.approved_at)
+        ).scalars().all()
     return render_page(request, "registrations.html.j2", user, nav="registrations",
-                       pending=pending)
+                       pending=pending, waiting=waiting)
 
 
-def _pending(session, account_id: int) -> Account:  # type: ignore[no-untyped-def]
+def _account(session: Session, account_id: int) -> Account:
     account = session.get(Account, account_id)
-    if account is None or account.status != AccountStatus.PENDING:
-        raise HTTPException(404, "No such pending registration.")
+    if account is None:
+        raise HTTPException(404, "No such registration.")
     return account
 
 
@@ -46,7 +55,13 @@ def approve_registration(request: Request, account_id: int,
                          user: Annotated[WebUser, Depends(admin_post)]) -> Response:
     app = web_app(request)
     with transaction(app.sessions) as session:
-        account = _pending(session, account_id)
+        account = _account(session, account_id)
+        if account.status == AccountStatus.APPROVED:
+            return back(request, "/registrations", "ok",
+                        f"{account.email} was already approved: nothing was sent again.")
+        if account.status != AccountStatus.PENDING:
+            return back(request, "/registrations", "error",
+                        f"{account.email} is {account.status}, not waiting for approval.")
         approve(app, session, account.email, actor=user.email)
         email = account.email
     return back(request, "/registrations", "ok", f"{email} is approved and has been emailed.")
@@ -54,15 +69,34 @@ def approve_registration(request: Request, account_id: int,
 
 @router.post("/registrations/{account_id:int}/reject")
 def reject_registration(request: Request, account_id: int,
-                        user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+                        user: Annotated[WebUser, Depends(admin_post)],
+                        reason: Annotated[str, Form()] = "") -> Response:
     app = web_app(request)
-    with transaction(app.sessions) as session:
-        account = _pending(session, account_id)
-        account.status = AccountStatus.REJECTED
-        audit.record(session, "account.rejected", actor=user.email, entity="account",
-                     entity_id=account.id)
-        email = account.email
+    try:
+        with transaction(app.sessions) as session:
+            email = reject(session, _account(session, account_id).email, user.email,
+                           reason[:500]).email
+    except accounts.AccountError as exc:
+        return back(request, "/registrations", "error", _sentence(str(exc)))
     return back(request, "/registrations", "ok", f"The registration of {email} is rejected.")
+
+
+@router.post("/registrations/{account_id:int}/resend-link")
+def resend_registration_link(request: Request, account_id: int,
+                             user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    app = web_app(request)
+    try:
+        with transaction(app.sessions) as session:
+            email = resend_link(app, session, _account(session, account_id).email,
+                                user.email).email
+    except accounts.AccountError as exc:
+        return back(request, "/registrations", "error", _sentence(str(exc)))
+    return back(request, "/registrations", "ok",
+                f"A new link to set the password has been emailed to {email}.")
+
+
+def _sentence(text: str) -> str:
+    return text[:1].upper() + text[1:] + "."
 
 
 def _account_for(request: Request, token: str) -> Account:

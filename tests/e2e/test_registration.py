@@ -78,7 +78,21 @@ def test_an_unusable_registration_is_held_with_the_reason(
     row = register(service, app, body)
     assert row.status == MessageStatus.QUARANTINED
     assert row.reason_code == "registration-incomplete" and words in row.outcome
-    assert outbox(app) == []
+    assert [m.kind for m in outbox(app)] == ["registration_form"]  # the form, to fill in
+
+
+def test_an_unreadable_registration_is_answered_with_the_form_once_a_day(
+    service: RunningService, app: App, sink: RelaySink
+) -> None:
+    stranger = "someone@newclinic.test"
+    rows = [register(service, app, text, stranger) for text in (
+        "Hello, I would like to join your service.", "Hello again: may I join, please?")]
+    assert [r.status for r in rows] == [MessageStatus.QUARANTINED] * 2
+    assert "sent the form" in rows[0].outcome and "sent the form" not in rows[1].outcome
+    answer = sink.wait_for(stranger)[0]
+    assert "Name:" in answer.text and "NPI:" in answer.text and "/register" in answer.text
+    assert str(answer.message["Reply-To"]) == REGISTER
+    assert [m.kind for m in outbox(app)] == ["registration_form"]  # once, not twice
 
 
 def test_a_second_registration_for_an_account_is_held(
