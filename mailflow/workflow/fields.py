@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailflow.parse.form import REQUIRED
+
 FIELD_LABELS: dict[str, str] = {
     "patient_name": "Patient name",
     "date_of_birth": "Date of birth",
@@ -24,8 +26,16 @@ FIELD_LABELS: dict[str, str] = {
     "urgency": "Urgency",
 }
 
-REQUIRED_FIELDS = ("patient_name", "date_of_birth", "sex", "question", "location", "duration")
+REQUIRED_FIELDS = REQUIRED  # the parser's one list
 
 
 def field_label(key: str) -> str:
     return FIELD_LABELS.get(key, key.replace("_", " ").capitalize())
+
+
+def labelled_in_form_order(form: dict[str, str]) -> list[tuple[str, str]]:
+    """(label, value) for each filled field, in the form's order (a completed case's fields
+    come back from storage in another order)."""
+    order = {key: i for i, key in enumerate(FIELD_LABELS)}
+    keys = sorted(form, key=lambda key: order.get(key, len(order)))
+    return [(field_label(key), form[key]) for key in keys if form[key]]

@@ -14,12 +14,12 @@ from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import StoredPhoto
 from mailflow.parse.form import parse_case_form
 from mailflow.parse.types import CaseForm
-from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
-from mailflow.sla.words import deadline_in_words
+from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views, plain_view
+from mailflow.sla.words import deadline_in_words, when_in_words, working_hours_in_words
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.fields import REQUIRED_FIELDS, field_label
+from mailflow.workflow.fields import REQUIRED_FIELDS, field_label, labelled_in_form_order
 
 log = logging.getLogger(__name__)
 
@@ -97,19 +97,21 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
     assert message is not None and inbound.sender is not None
     missing = case.missing
     context: dict[str, Any] = {
-        "fields": [(field_label(k), v) for k, v in case.form.items() if v],
+        "fields": labelled_in_form_order(case.form),
         "photos": [
             {
                 "number": img.position,
                 "filename": img.filename,
-                "view": img.view,
+                "view": plain_view(img.view),
                 "warnings": img.warnings,
             }
             for img in case.images
         ],
         "refused": inbound.analysis.refused,
         "missing_fields": [field_label(m) for m in missing if not m.startswith(VIEW_PREFIX)],
-        "missing_views": [m[len(VIEW_PREFIX) :] for m in missing if m.startswith(VIEW_PREFIX)],
+        "missing_views": [
+            plain_view(m[len(VIEW_PREFIX) :]) for m in missing if m.startswith(VIEW_PREFIX)
+        ],
         "problems": [(field_label(k), why) for k, why in (form.invalid if form else ())],
         "unknown_lines": form.unknown_lines if form else (),
         "complete": not missing,
@@ -142,13 +144,19 @@ def expected_review(app: App, case: Case) -> dict[str, Any]:
         "due_words": "",
         "after_hours": False,
         "target_minutes": None,
+        "target_words": "",
+        "start_words": "",
         "red_flags": app.sla.policies.red_flags_in(history) if case.urgency != "urgent" else [],
     }
     if case.sla_deadline is not None and case.sla_started_at is not None:
         now = utcnow()
         out["due_words"] = deadline_in_words(case.sla_deadline, now, app.sla.calendar.timezone)
+        zone = app.sla.calendar.timezone
         out["after_hours"] = case.sla_started_at > now
+        out["start_words"] = when_in_words(case.sla_started_at, now, zone)
         out["target_minutes"] = case.sla_target_minutes
+        if case.sla_target_minutes:
+            out["target_words"] = working_hours_in_words(case.sla_target_minutes)
     return out
 
 
