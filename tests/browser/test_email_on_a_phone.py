@@ -53,16 +53,22 @@ def test_the_ack_and_help_fit_a_phone_screen(
     photos = [(LONG_NAME, skin_photo(seed=1)), ("closeup_front.jpg", skin_photo(seed=2))]
     code, _ = submit(site.port, provider, PASSWORD, case_email(provider, CASES, form, photos))
     assert code == 250
+    bleeding = form.replace("Symptoms: itch, worse at night",
+                            "Symptoms: a mole on the back that started to bleed")
+    photos.append(("oblique_side.jpg", skin_photo(seed=3)))
+    code, _ = submit(site.port, provider, PASSWORD, case_email(provider, CASES, bleeding, photos))
+    assert code == 250
     code, _ = submit(site.port, provider, PASSWORD,
                      case_email(provider, "help@derm.localhost", "", []))
     assert code == 250
-    received = sink.wait_for(provider, count=2)
+    received = sink.wait_for(provider, count=3)
     by_subject = {str(d.message["Subject"]): d for d in received}
-    ack = next(d for s, d in by_subject.items() if s.startswith("Case "))
+    ack = next(d for s, d in by_subject.items() if s.endswith("more needed"))
+    complete = next(d for s, d in by_subject.items() if s.endswith("received"))
     help_mail = next(d for s, d in by_subject.items() if s.startswith("How to send"))
     assert "<h1" in html_of(ack) and "<ul>" in html_of(ack)  # real HTML, not wrapped text
 
-    for name, delivered in (("ack-incomplete", ack), ("help", help_mail)):
+    for name, delivered in (("ack-incomplete", ack), ("ack", complete), ("help", help_mail)):
         width, shot = show_on_phone(chromium, html_of(delivered), name)
         assert shot.stat().st_size > 0
         assert width <= PHONE["width"], f"{name}: {width} px wide, the phone shows 375"
