@@ -20,6 +20,7 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, OutboundMessage, utcnow
 from mailflow.outbound.render import render_email
+from mailflow.sla.words import working_hours_in_words
 from mailflow.trust import replyaddr
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]+")
@@ -68,6 +69,10 @@ def queue(
         "recipient": email.recipient,
         "phi": phi,
         "case_url": f"{app.config.web_url}/cases/{email.case.number}" if email.case else "",
+        "targets": {  # "2 working hours": what each urgency's review target is, in words
+            urgency: working_hours_in_words(policy.target_minutes)
+            for urgency, policy in app.sla.policies.policies.items()
+        },
         **email.context,
     }
     rendered = render_email(app.config.templates_dir, email.template, context)

@@ -16,6 +16,8 @@ from jinja2 import (
     select_autoescape,
 )
 
+from mailflow.outbound.form_guide import case_form_text, required_fields
+
 
 @dataclass(frozen=True)
 class Rendered:
@@ -34,6 +36,9 @@ def environment(templates_dir: Path) -> Environment:
         lstrip_blocks=True,
         keep_trailing_newline=True,
     )
+    # The form and its required lines come from the parser's lists, never a copy of them.
+    env.globals["case_form"] = case_form_text()
+    env.globals["required_fields"] = required_fields()
     return env
 
 

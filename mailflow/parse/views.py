@@ -117,3 +117,16 @@ _ALL_KEYWORDS = (
 
 def _is_keyword(word: str) -> bool:
     return word in _ALL_KEYWORDS or word.startswith(_DERMOSCOPY_PREFIXES)
+
+
+# How a provider reads each view: plain words, no "distribution" or "anterior/posterior".
+PLAIN_VIEWS: dict[str, str] = {
+    DISTRIBUTION: "a photo of the whole area",
+    CLOSE_UP: "a close-up from the front",
+    OBLIQUE: "a close-up from an angle",
+    ADDITIONAL: "an extra photo",
+}
+
+
+def plain_view(view: str) -> str:
+    return PLAIN_VIEWS.get(view, view)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mailflow.parse.form import REQUIRED
+
 FIELD_LABELS: dict[str, str] = {
     "patient_name": "Patient name",
     "date_of_birth": "Date of birth",
@@ -24,9 +26,7 @@ FIELD_LABELS: dict[str, str] = {
     "urgency": "Urgency",
 }
 
-REQUIRED_FIELDS = (
-    "patient_name", "date_of_birth", "sex", "question", "location", "duration", "consent",
-)
+REQUIRED_FIELDS = REQUIRED  # the parser's one list
 
 
 def field_label(key: str) -> str:
@@ -37,3 +37,11 @@ def consult_title(version: int) -> str:
     """'Consult' for the first answer, 'Addendum N' for the Nth one after it: the web page and
     the PDF both name them with this, so that they number them alike."""
     return "Consult" if version <= 1 else f"Addendum {version - 1}"
+
+
+def labelled_in_form_order(form: dict[str, str]) -> list[tuple[str, str]]:
+    """(label, value) for each filled field, in the form's order (a completed case's fields
+    come back from storage in another order)."""
+    order = {key: i for i, key in enumerate(FIELD_LABELS)}
+    keys = sorted(form, key=lambda key: order.get(key, len(order)))
+    return [(field_label(key), form[key]) for key in keys if form[key]]

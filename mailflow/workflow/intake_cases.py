@@ -13,12 +13,12 @@ from mailflow.parse.analyze import StoredPhoto
 from mailflow.parse.form import parse_case_form, sex_of
 from mailflow.parse.keyvalue import normalize_label
 from mailflow.parse.types import CaseForm
-from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views
+from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views, plain_view
 from mailflow.store.keys import Keyring
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.fields import REQUIRED_FIELDS, field_label
+from mailflow.workflow.fields import REQUIRED_FIELDS, field_label, labelled_in_form_order
 from mailflow.workflow.urgency import (
     UrgencyResult,
     asked_in,
@@ -104,19 +104,21 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
     assert message is not None and inbound.sender is not None
     missing = case.missing
     context: dict[str, Any] = {
-        "fields": [(field_label(k), v) for k, v in case.form.items() if v],
+        "fields": labelled_in_form_order(case.form),
         "photos": [
             {
                 "number": img.position,
                 "filename": img.filename,
-                "view": img.view,
+                "view": plain_view(img.view),
                 "warnings": img.warnings,
             }
             for img in case.images
         ],
         "refused": inbound.analysis.refused,
         "missing_fields": [field_label(m) for m in missing if not m.startswith(VIEW_PREFIX)],
-        "missing_views": [m[len(VIEW_PREFIX) :] for m in missing if m.startswith(VIEW_PREFIX)],
+        "missing_views": [
+            plain_view(m[len(VIEW_PREFIX) :]) for m in missing if m.startswith(VIEW_PREFIX)
+        ],
         "problems": [(field_label(k), why) for k, why in (form.invalid if form else ())],
         "unknown_lines": form.unknown_lines if form else (),
         "complete": not missing,

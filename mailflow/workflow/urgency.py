@@ -21,7 +21,7 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseState, Role, utcnow
 from mailflow.parse.form import parse_case_form, urgency_of
-from mailflow.sla.words import deadline_in_words
+from mailflow.sla.words import deadline_in_words, when_in_words, working_hours_in_words
 from mailflow.workflow import cases
 from mailflow.workflow.notify import send
 
@@ -136,6 +136,8 @@ def expected_review(app: App, case: Case) -> dict[str, Any]:
         "due_words": "",
         "after_hours": False,
         "target_minutes": None,
+        "target_words": "",
+        "start_words": "",
         "overdue": False,
         "red_flags": app.sla.policies.red_flags_in(history) if case.urgency != "urgent" else [],
     }
@@ -143,8 +145,11 @@ def expected_review(app: App, case: Case) -> dict[str, Any]:
         now = utcnow()
         out["due_words"] = deadline_in_words(case.sla_deadline, now, app.sla.calendar.timezone)
         out["after_hours"] = case.sla_started_at > now
+        out["start_words"] = when_in_words(case.sla_started_at, now, app.sla.calendar.timezone)
         out["overdue"] = case.sla_deadline <= now and case.sla_running_since is not None
         out["target_minutes"] = case.sla_target_minutes
+        if case.sla_target_minutes:
+            out["target_words"] = working_hours_in_words(case.sla_target_minutes)
     return out
 
 

@@ -218,7 +218,7 @@ def test_empty_message_or_help_gets_the_instructions(
     row = wait_final(app, send(service, provider, msg))
     assert row.route == "help"
     reply = sink.wait_for(provider)[0]
-    assert "Patient name:" in reply.text and "not for emergencies" in reply.text.lower()
+    assert "Patient name (required):" in reply.text and "not for emergencies" in reply.text.lower()
     assert case_count(app) == 0
 
 

@@ -38,7 +38,7 @@ def test_complete_case_is_acknowledged_with_number_and_views(
     assert number in body
     assert "distribution" in body
     assert "close-up" in body and "oblique" in body
-    assert "STILL NEEDED" not in body
+    assert "Please reply to this email with:" not in body
     assert ack.message["Auto-Submitted"] == "auto-replied"
     assert ack.message["Reply-To"].addresses[0].addr_spec.startswith(f"case+{number.lower()}.")
 
@@ -58,7 +58,7 @@ def test_two_photos_make_an_incomplete_case_that_the_reply_completes(
     submit(service.port, provider, PASSWORD, case_email(provider, CASES, FULL_FORM, photos[:2]))
     ack = sink.wait_for(provider)[0]
     assert "more needed" in str(ack.message["Subject"])
-    assert "STILL NEEDED" in ack.text
+    assert "Please reply to this email with:" in ack.text
     number = CASE_NUMBER.search(str(ack.message["Subject"])).group(0)
     assert cli_json(config, "cases", "show", number)["state"] == "incomplete"
 
@@ -135,7 +135,7 @@ def test_photos_are_stored_encrypted_and_every_derived_copy_is_exif_free(
               ("oblique.jpg", skin_photo(seed=8, exif=gps_exif()))]
     submit(service.port, provider, PASSWORD, case_email(provider, CASES, FULL_FORM, photos))
     ack = sink.wait_for(provider)[0]
-    assert "STILL NEEDED" not in ack.text
+    assert "Please reply to this email with:" not in ack.text
     with app.sessions() as session:
         images = session.execute(select(CaseImage).order_by(CaseImage.position)).scalars().all()
     assert [i.format for i in images] == ["jpeg", "heif", "jpeg"]

@@ -48,7 +48,8 @@ def test_register_by_email_then_approval_sends_the_welcome_with_a_one_time_link(
     welcome = sink.wait_for("robin@lakeside.test")[0]
     assert "approved" in str(welcome.message["Subject"])
     text = welcome.text
-    assert "Patient name:" in text and "Distribution" in text and "911" in text
+    assert "Patient name (required):" in text and "911" in text
+    assert "A photo of the whole area" in text
     link = re.search(r"http://\S+/set-password/(\S+)", text)
     assert link is not None
     token = link.group(1)

@@ -95,9 +95,9 @@ def test_the_acknowledgement_promises_the_exact_deadline(
         case = send_case(app)
     assert case.sla_deadline == deadline
     ack = text_of(sent(app, "ack")[0])
-    assert f"Expected review: {words}" in ack
+    assert f"A skin doctor will answer {words}." in ack
     outside = received.weekday() >= 5 or not (9 <= received.hour < 17)
-    assert ("Received after hours" in ack) == outside
+    assert ("We got it outside working hours, so we start at" in ack) == outside
     shown = run_cli(app.config, "sla", "due", "--at", received.isoformat()).stdout
     assert shown.splitlines()[0] == deadline.isoformat()
 

@@ -53,7 +53,7 @@ def test_an_admin_resends_the_report_and_a_case_without_one_says_so(app: App, pe
     assert done.status_code == 303
     again = outbound(app, "consult_resent")
     assert len(again) == 1 and str(again[0]["To"]) == people["provider"]
-    assert "sent again at an" in again[0].get_body(("plain",)).get_content()
+    assert "sending the consult report" in again[0].get_body(("plain",)).get_content()
     assert pdf(again[0]) == pdf(first)  # the same report, unchanged
     provider = web(people["provider"])
     assert provider.post(f"/cases/{number}/resend-report",
