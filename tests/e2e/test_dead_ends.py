@@ -95,6 +95,11 @@ def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
     return cfg
 
 
+def browser(app: App) -> TestClient:
+    """public_url is https, so cookies are Secure: the client speaks https as a browser would."""
+    return TestClient(create_web_app(app), base_url="https://testserver")
+
+
 @pytest.fixture
 def admin_web(app: App, dermatologists: tuple[str, str]) -> Iterator[TestClient]:
     with transaction(app.sessions) as session:
@@ -102,7 +107,7 @@ def admin_web(app: App, dermatologists: tuple[str, str]) -> Iterator[TestClient]
                      approved=True)
         accounts.add(session, email=OFF_DUTY, name="Dr Off Duty", role="dermatologist",
                      password=PASSWORD, approved=True)
-    with TestClient(create_web_app(app)) as client:
+    with browser(app) as client:
         assert sign_in(client, ADMIN).status_code == 303
         yield client
 
@@ -140,7 +145,7 @@ def test_a_decline_with_nobody_left_alarms_and_shows_at_risk_and_warns_on_reassi
         assert reason in " ".join(alarm.text.split())
         assert f"{PUBLIC}/cases/{number}" in alarm.text
     assert cli_json(config, "cases", "show", number)["state"] == "submitted"
-    with TestClient(create_web_app(app)) as lead:  # the link works for the on-call lead too
+    with browser(app) as lead:  # the link works for the on-call lead too
         assert sign_in(lead, LEAD).status_code == 303
         followed = lead.get(f"/cases/{number}")
         assert followed.status_code == 200 and reason in followed.text
@@ -186,14 +191,14 @@ def test_a_decline_with_nobody_left_alarms_and_shows_at_risk_and_warns_on_reassi
     # the lead reads open cases only: once closed, it is not theirs to read
     page = admin_web.get(f"/cases/{number}")
     admin_web.post(f"/cases/{number}/close", data={"csrf_token": csrf_of(page.text)})
-    with TestClient(create_web_app(app)) as lead:
+    with browser(app) as lead:
         assert sign_in(lead, LEAD).status_code == 303
         assert lead.get(f"/cases/{number}").status_code == 403
 
 
 def rows_seen_by_admin(app: App) -> dict[str, str]:
     """The overview's rows, by the case number's last digit, as an admin sees them now."""
-    with TestClient(create_web_app(app)) as client:
+    with browser(app) as client:
         assert sign_in(client, ADMIN).status_code == 303
         numbers = re.findall(r'data-key="(DERM-[^"]+)"', client.get("/").text)
         return {n[-1]: overview_row(client, n) for n in numbers}
