@@ -194,3 +194,29 @@ def test_the_same_bytes_arriving_during_a_purge_are_not_lost(
     run_cli(config, "retention", "run")
     assert app.blobs.exists(sha) and app.blobs.get(sha) == data_before
     assert not all(app.blobs.exists(s) for s in blobs_of(app, old)["photos"])
+
+
+def test_the_scheduler_purges_daily(
+    app: App, config: Config, provider: str, dermatologists: tuple[str, str],
+) -> None:
+    from datetime import timedelta
+
+    from apscheduler.triggers.cron import CronTrigger
+
+    from mailflow.db.models import utcnow
+    from mailflow.sla.scheduler import SlaScheduler, retention_job
+
+    number = closed_case(app, provider, dermatologists[0], (1, 2, 3))
+    scheduler = SlaScheduler(app, key=f"retention-{number}")
+    scheduler.start()
+    try:
+        job = scheduler.scheduler.get_job("retention-daily")
+        assert isinstance(job.trigger, CronTrigger)
+        assert "hour='3'" in str(job.trigger) and "minute='30'" in str(job.trigger)
+        assert purged_rows(app) == 0
+        with time_machine.travel(utcnow() + timedelta(days=6 * 366), tick=True):
+            retention_job(scheduler.key)
+    finally:
+        scheduler.stop()
+    assert purged_rows(app) > 0
+    assert not any(app.blobs.exists(sha) for sha in blobs_of(app, number)["photos"])
