@@ -210,6 +210,23 @@ class WorkflowConfig(_Section):
     idle_close_days: float = Field(30, gt=0)  # a reviewed case with no message for this long
 
 
+class RetentionConfig(_Section):
+    """How long raw messages and photos are kept (workflow/retention.py, README "Retention").
+
+    Counted from the case's closing (an open case keeps everything), or from receipt for a
+    message on no case. The case record itself (form, conversation, consults, the PDF report,
+    which shows the photos) is the medical record and is not purged here.
+    """
+
+    enabled: bool = True  # False: the daily purge does not run (the CLI still can)
+    raw_message_years: float = Field(6, gt=0)  # inbound and outbound emails as sent
+    photo_years: float = Field(6, gt=0)  # original, cleaned, review and thumbnail copies
+    # a blob file written or sent again this recently is never deleted: the same bytes may
+    # have just arrived in a new message whose row is not committed yet
+    reuse_grace_hours: float = Field(24, gt=0)
+    run_at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # daily, UTC
+
+
 class RecoveryConfig(_Section):
     """Finding the claims of a worker that stopped (mailflow/instances.py)."""
 
@@ -265,6 +282,7 @@ class Config(_Section):
     workflow: WorkflowConfig = WorkflowConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     registration: RegistrationConfig = RegistrationConfig()
+    retention: RetentionConfig = RetentionConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")
 

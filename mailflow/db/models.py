@@ -156,6 +156,8 @@ class CaseImage(Base):
     review_sha: Mapped[str] = mapped_column(String(64), default="", server_default="")
     warnings: Mapped[list[Any]] = mapped_column(EncryptedJSON, default=list)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # the retention purge deleted its photo files (workflow/retention.py); the row stays
+    purged_at: Mapped[datetime | None]
 
     case: Mapped[Case] = relationship(back_populates="images")
 
@@ -269,6 +271,7 @@ class InboundMessage(Base):
     case_id: Mapped[int | None] = mapped_column(ForeignKey("cases.id"), index=True)
     sender_id: Mapped[int | None] = mapped_column(ForeignKey("accounts.id"))
     duplicate_of_id: Mapped[int | None] = mapped_column(ForeignKey("inbound_messages.id"))
+    purged_at: Mapped[datetime | None]  # the retention purge deleted its raw bytes
 
     __table_args__ = (Index("ix_inbound_status_received", "status", "received_at"),)
 
@@ -311,6 +314,7 @@ class OutboundMessage(Base):
     claimed_by: Mapped[str | None] = mapped_column(String(32))  # process_instances.id
     last_error: Mapped[str] = mapped_column(Text, default="")
     sent_at: Mapped[datetime | None]
+    purged_at: Mapped[datetime | None]  # the retention purge deleted its raw bytes
 
     __table_args__ = (Index("ix_outbound_status_next", "status", "next_attempt_at"),)
 

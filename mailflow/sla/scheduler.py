@@ -19,6 +19,7 @@ from mailflow.app import App
 from mailflow.db.models import Case, utcnow
 from mailflow.db.session import make_engine
 from mailflow.sla.enforcer import OPEN_STATES, fire_due, recompute_open
+from mailflow.workflow import retention
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,13 @@ def case_job(app_key: str, case_id: int) -> None:
     app = _apps.get(app_key)
     if app is not None:
         fire_due(app, case_ids=[case_id])
+
+
+def retention_job(app_key: str) -> None:
+    """The daily purge of raw messages and photos past their retention."""
+    app = _apps.get(app_key)
+    if app is not None:
+        retention.run(app)
 
 
 def _schedule_soon(app: App, app_key: str) -> None:
@@ -85,6 +93,13 @@ class SlaScheduler:
             sweep_job, "interval", seconds=SWEEP_SECONDS, args=[self.key], id="sla-sweep",
             replace_existing=True, next_run_time=datetime.now().astimezone(),
         )
+        keep = self.app.config.retention
+        if keep.enabled:
+            hour, minute = (int(part) for part in keep.run_at.split(":"))
+            self.scheduler.add_job(
+                retention_job, "cron", hour=hour, minute=minute, args=[self.key],
+                id="retention-daily", replace_existing=True, misfire_grace_time=12 * 3600,
+            )
         log.info("SLA scheduler started")
 
     def stop(self) -> None:

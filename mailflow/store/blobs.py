@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import tempfile
+import time
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -38,7 +39,7 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         digest = hmac.new(self._name_key, data, hashlib.sha256).hexdigest()
         path = self._path(digest)
-        if path.exists():
+        if _touch(path):  # already there: marked as just used, so a purge leaves it alone
             return digest
         path.parent.mkdir(parents=True, exist_ok=True)
         sealed = seal(self._key, data, digest.encode())
@@ -48,6 +49,7 @@ class BlobStore:
                 fh.write(sealed)
                 fh.flush()
                 os.fsync(fh.fileno())
+            _touch(Path(tmp))
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -68,6 +70,40 @@ class BlobStore:
 
     def exists(self, digest: str) -> bool:
         return self._path(digest).exists()
+
+    def discard(self, digest: str, used_before: float) -> bool:
+        """Delete a blob no row needs any more (the retention purge); True if it was deleted.
+
+        The same bytes may be arriving again at this moment: `put` of existing bytes only
+        touches the file, and its row is committed after. So the file is first renamed away
+        (a `put` from then on writes it afresh), and kept after all if it was written or
+        touched at or after `used_before` (a timestamp).
+        """
+        path = self._path(digest)
+        parked = path.with_name(f".purge-{digest}")
+        try:
+            os.replace(path, parked)
+        except FileNotFoundError:
+            return False
+        if parked.stat().st_mtime >= used_before:
+            if path.exists():  # written afresh meanwhile: the same bytes
+                parked.unlink()
+            else:
+                os.replace(parked, path)
+            return False
+        parked.unlink()
+        _fsync_dir(path.parent)
+        return True
+
+
+def _touch(path: Path) -> bool:
+    """Mark a blob file as used now (the process clock); False when there is no such file."""
+    now = time.time()
+    try:
+        os.utime(path, (now, now))
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def _fsync_dir(path: Path) -> None:

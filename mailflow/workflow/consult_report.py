@@ -93,7 +93,8 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
             ReportPhoto(img.position, img.view, img.caption,
                         app.blobs.get(img.review_sha or img.clean_sha), tuple(img.warnings))
             for img in case.images
-            if (img.review_sha or img.clean_content_type == "image/jpeg")
+            # photos past their retention are gone from the store (workflow/retention.py)
+            if img.purged_at is None and (img.review_sha or img.clean_content_type == "image/jpeg")
         ),
         diagnosis=answer.get("diagnosis", ""),
         differential=answer.get("differential", ""),

@@ -20,6 +20,8 @@ def photo_attachments(app: App, images: Sequence[CaseImage]) -> list[FileAttachm
     """Review copies (EXIF-free, <= 2048 px), named by position and view."""
     out = []
     for img in images:
+        if img.purged_at is not None:  # past its retention: the files are gone
+            continue
         slug = re.sub(r"[^a-z0-9]+", "-", img.view.lower()).strip("-")
         data = app.blobs.get(img.review_sha or img.clean_sha)
         kind = "image/jpeg" if img.review_sha else img.clean_content_type
