@@ -113,8 +113,8 @@ def _transfer(data: bytes, encoding: str) -> str:
 
 def _header_value(value: str) -> str:
     """Any text as one header line (the generator would refuse some as they are)."""
-    return value.encode("utf-8", "surrogatepass").decode("ascii", "surrogateescape").replace(
-        "\r", " ").replace("\n", " ")
+    raw = value.encode("utf-8", "surrogatepass").decode("ascii", "surrogateescape")
+    return " ".join(raw.splitlines())  # CR, LF, VT, FF, FS..RS: the writer sees a new header
 
 
 @st.composite
