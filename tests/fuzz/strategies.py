@@ -42,7 +42,24 @@ def _document(labels: list[str], values: st.SearchStrategy[str]) -> st.SearchStr
     return st.lists(st.tuples(line, newline).map("".join), max_size=25).map("".join)
 
 
-DATES = st.one_of(st.dates().map(str), st.dates().map(lambda d: d.strftime("%d/%m/%y")),
+# Letters that a case-insensitive regex matches to an ASCII letter although lower() does not
+# make them that letter: long s, Kelvin sign, dotted capital I, dotless i.
+_FOLDS = {"s": "\u017f", "k": "\u212a", "i": "\u0130", "I": "\u0131"}
+_MONTH_NAMES = ["jan", "February", "MAR", "apr.", "may", "june", "jul", "August", "sept",
+                "september", "Oct", "nov", "december"]
+
+
+@st.composite
+def _month_name(draw: st.DrawFn) -> str:
+    name = draw(st.sampled_from(_MONTH_NAMES))
+    return "".join(_FOLDS[c] if c in _FOLDS and draw(st.booleans()) else c for c in name)
+
+
+_NAMED_DATES = st.tuples(_month_name(), st.integers(1, 40), st.integers(0, 2999)).flatmap(
+    lambda t: st.sampled_from([f"{t[0]} {t[1]}, {t[2]}", f"{t[1]} {t[0]} {t[2]}",
+                               f"{t[2]:04d} {t[0]} {t[1]}"]))
+DATES = st.one_of(_NAMED_DATES, st.dates().map(str),
+                  st.dates().map(lambda d: d.strftime("%d/%m/%y")),
                   st.from_regex(r"\d{1,4}[-/. ]\d{1,4}[-/. ]\d{1,6}", fullmatch=True),
                   st.sampled_from(["31/02/2020", "0/0/0", "99999999", "Feb 30 1990",
                                    "29.02.1900", "1.1.1", "12/13/2001", "2001-13-45"]))
