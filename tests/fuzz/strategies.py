@@ -18,7 +18,9 @@ from mailflow.parse import answer, form, registration
 
 # Text people type, from any script, with the characters that break naive parsers in it.
 _AWKWARD = st.sampled_from(["\r", "\n", "\r\n", "\t", "\x0b", "\x0c", "\x00", "\u2028",
-                            "\u202e", "\ufeff", "\u00a0", ":", "::", ">", "=?", "?=", "--"])
+                            "\u202e", "\ufeff", "\u00a0", ":", "::", ">", "=?", "?=", "--",
+                            "\uff1a", "\u017f", "\u212a", "\u0130", "\u0131", "\u00df",
+                            "\ufb01", "\u0661", "\u00b2", "\u2167", "\u0301", "\U0001f600"])
 TEXT = st.lists(st.one_of(st.text(max_size=12), _AWKWARD), max_size=8).map("".join)
 SPACE = st.sampled_from(["", " ", "  ", "\t", " \t ", "\u00a0", "\u3000"])
 
