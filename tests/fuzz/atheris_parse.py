@@ -14,7 +14,7 @@ import sys
 
 import atheris
 
-with atheris.instrument_imports(include=["mailflow.parse"]):
+with atheris.instrument_imports(include=["mailflow.parse", "tnefparse"]):
     from tests.fuzz.targets import TARGETS, run
 
 
