@@ -1,9 +1,10 @@
 """The JSON API fuzzed from its own OpenAPI document (/api/openapi.json) with schemathesis,
 through the real FastAPI app over a real database, as anonymous, an admin and two providers.
 
-For every generated request: never a 5xx, the body matches the documented schema, and the
-role checks hold: a provider's cookie lists and reads only that provider's cases, whatever
-the path and query say; admin-only lists answer 403 to a provider and 401 to no one signed in.
+For every generated request, valid or not (negative mode: wrong types, out-of-range numbers):
+never a 5xx, the body matches the documented schema, and the role checks hold: a provider's
+cookie lists and reads only that provider's cases, whatever the path and query say; the
+admin-only lists answer 403 to a provider; everything answers 401 without a sign-in.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from fastapi.testclient import TestClient
 from hypothesis import given
 from hypothesis import strategies as st
 from schemathesis.checks import not_a_server_error
+from schemathesis.generation import GenerationMode
 from schemathesis.specs.openapi.checks import response_schema_conformance
 
 from mailflow.app import App
@@ -68,7 +70,8 @@ def test_api_from_its_openapi_document(
             seen.add((role, case.operation.path, response.status_code))
 
     @budget(40)
-    @given(st.sampled_from(operations).flatmap(lambda op: op.as_strategy()),
+    @given(st.tuples(st.sampled_from(operations), st.sampled_from(list(GenerationMode))).flatmap(
+        lambda pair: pair[0].as_strategy(pair[1])),  # valid requests and invalid ones
            st.sampled_from([None, *numbers]))
     def generated(case: Any, known: str | None) -> None:
         if known is not None and "number" in (case.path_parameters or {}):
