@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 RUN_PACKAGES := wkhtmltopdf
 SYSTEM_PACKAGES := $(RUN_PACKAGES) dovecot-imapd poppler-utils swaks chromium
 
-.PHONY: run test install run-packages system-packages lint bench clean
+.PHONY: run test install run-packages system-packages lint bench clean fuzz
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,16 @@ lint: install
 test: install system-packages
 	$(BIN)/ruff check mailflow tests benchmarks
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
+
+# Minutes of fuzzing (the seconds-long part is in `make test`): every parse/ target under Atheris,
+# then the Hypothesis fuzz tests of parse/ and of the API with FUZZ_SCALE times their examples,
+# randomized. Crashes land in build/fuzz/crashes/ (see tests/fuzz/long_run.py).
+FUZZ_RUNS ?= 20000
+FUZZ_SCALE ?= 40
+fuzz: install
+	$(BIN)/python -m tests.fuzz.long_run --runs $(FUZZ_RUNS)
+	MAILFLOW_FUZZ=long MAILFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -q -p no:randomly \
+	  --hypothesis-show-statistics tests/fuzz/test_parse_fuzz.py tests/fuzz/test_api_fuzz.py
 
 bench: install
 	$(BIN)/python -m benchmarks

@@ -48,7 +48,11 @@ def _full_year(year: str, today: date) -> int:
 
 
 def _month(value: str) -> int:
-    return int(value) if value.isdigit() else _MONTHS[value.lower().rstrip(".")]
+    if value.isdigit():
+        return int(value)
+    # The case-insensitive pattern matched it, and re.I takes "ſ" (long s) for "s" and "İ"
+    # for "i" where lower() does not: ask the same question the pattern asked.
+    return next(n for name, n in _MONTHS.items() if re.fullmatch(name, value.rstrip("."), re.I))
 
 
 def parse_date(text: str, today: date) -> date | None:
