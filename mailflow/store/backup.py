@@ -37,9 +37,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeEngine
 
+from mailflow import audit
 from mailflow.config import Config
 from mailflow.db.models import Base
-from mailflow.db.session import make_engine
+from mailflow.db.session import make_engine, make_sessionmaker, transaction
 from mailflow.db.types import EncryptedJSON, EncryptedText, UTCDateTime
 from mailflow.store.sealed_stream import SealedWriter
 from mailflow.web import models as _web_models  # noqa: F401  (its tables join Base.metadata)
@@ -219,12 +220,20 @@ def write_backup(config: Config, out: Path, passphrase: str, progress: Progress)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(partial, out)
+        _audit_backup(engine, out, end)
     except BaseException:
         partial.unlink(missing_ok=True)
         raise
     finally:
         engine.dispose()
     return end
+
+
+def _audit_backup(engine: Engine, out: Path, end: dict[str, Any]) -> None:
+    """A backup reads every case: the audit log says when, and how much (no PHI)."""
+    with transaction(make_sessionmaker(engine)) as session:
+        audit.record(session, "backup.made", actor="cli", entity="backup", entity_id=out.name[:64],
+                     detail={"rows": sum(end["rows"].values()), "blobs": end["blobs"]})
 
 
 def _write_archive(sealed: SealedWriter, engine: Engine, storage: Path,

@@ -24,7 +24,9 @@ from alembic.config import Config as AlembicConfig
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, MetaData, Table, func, inspect, select, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
+from mailflow import audit
 from mailflow.config import Config
 from mailflow.db.session import MIGRATIONS, WRITE, make_engine
 from mailflow.store.backup import (
@@ -183,6 +185,13 @@ class _Loader(_Checker):
         super().on_end(end)
         if self.conn.dialect.name == "postgresql":
             _advance_sequences(self.conn)
+        assert self.manifest is not None
+        with Session(bind=self.conn) as session:  # inside the restore's one transaction
+            audit.record(session, "backup.restored", actor="cli", entity="backup", detail={
+                "backup_created_at": self.manifest["created_at"],
+                "source_database": self.manifest["source_database"],
+                "rows": sum(self.rows.values()), "blobs": self.blobs,
+            })
 
 
 def _advance_sequences(conn: Connection) -> None:

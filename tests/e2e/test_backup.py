@@ -10,14 +10,15 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-from sqlalchemy import create_engine, inspect
+from sqlalchemy import create_engine, inspect, select
 
 from mailflow.app import App
 from mailflow.config import Config
-from mailflow.db.models import OutboxStatus
+from mailflow.db.models import AuditEvent, OutboxStatus
 from mailflow.db.session import transaction
 from mailflow.store.sealed_stream import SealedReader, SealedWriter
 from mailflow.workflow import accounts
@@ -34,11 +35,11 @@ PASSPHRASE = "a synthetic test passphrase"
 SECOND = "dr.second@clinic.test"
 
 
-@pytest.fixture
-def empty_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
-    """A second, empty database of the same kind as db_url (a new schema on PostgreSQL)."""
-    if db_url.startswith("sqlite"):
-        yield f"sqlite:///{tmp_path}/restored.db"
+@contextmanager
+def new_database(kind: str, tmp_path: Path) -> Iterator[str]:
+    """An empty database: a new SQLite file, or a new schema on PostgreSQL (as db_url)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{tmp_path}/restored-{uuid.uuid4().hex[:8]}.db"
         return
     import psycopg
 
@@ -47,9 +48,21 @@ def empty_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
     with psycopg.connect(plain, autocommit=True) as conn:
         conn.execute(f'CREATE SCHEMA "{schema}"')
     sep = "&" if "?" in PG_URL else "?"
-    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    try:
+        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(plain, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+def kind_of(url: str) -> str:
+    return "sqlite" if url.startswith("sqlite") else "postgres"
+
+
+@pytest.fixture
+def empty_db_url(db_url: str, tmp_path: Path) -> Iterator[str]:
+    with new_database(kind_of(db_url), tmp_path) as url:
+        yield url
 
 
 @pytest.fixture
@@ -82,6 +95,11 @@ def table_names(config: Config) -> list[str]:
             return inspect(conn).get_table_names()
     finally:
         engine.dispose()
+
+
+def audit_actions(app: App) -> list[str]:
+    with app.sessions() as session:
+        return list(session.execute(select(AuditEvent.action).order_by(AuditEvent.id)).scalars())
 
 
 def assert_nothing_restored(config: Config) -> None:
@@ -122,6 +140,8 @@ def test_a_backup_taken_while_running_restores_into_a_working_installation(
     assert "Nummular eczema" in restored_pdf and "Jane Testpatient" in restored_pdf
 
     restored_app = App.open(target)
+    assert "backup.made" in audit_actions(app) and "backup.made" not in audit_actions(restored_app)
+    assert audit_actions(restored_app)[-3:] == ["backup.restored", "case.viewed", "report.read"]
     running = RunningService(restored_app, process_pool, ("smtp", "worker", "outbox")).start()
     try:
         code, text = submit(running.port, SECOND, PASSWORD,
@@ -208,3 +228,23 @@ def test_a_backup_of_another_schema_revision_is_refused(
     refused = restore(target, older, check=False)
     assert refused.returncode == 1 and "schema revision x" in refused.stderr, refused.stderr
     assert_nothing_restored(target)
+
+
+@pytest.mark.skipif(not PG_URL, reason="needs PostgreSQL (MAILFLOW_TEST_POSTGRES_URL)")
+def test_a_backup_restores_onto_the_other_kind_of_database(
+    archive: Path, app: App, config: Config, db_url: str, tmp_path: Path
+) -> None:
+    other_kind = "postgres" if kind_of(db_url) == "sqlite" else "sqlite"
+    (tmp_path / "other").mkdir()
+    with new_database(other_kind, tmp_path) as other_url:
+        other = make_config(tmp_path / "other", other_url)
+        restore(other, archive)
+        assert cli_json(other, "audit", "verify")["ok"]
+        assert cli_json(other, "users", "list") == cli_json(config, "users", "list")
+        moved = App.open(other)
+        try:
+            for blob in (config.storage_dir / "blobs").rglob("*"):
+                if blob.is_file():
+                    assert moved.blobs.get(blob.name) == app.blobs.get(blob.name)
+        finally:
+            moved.close()
