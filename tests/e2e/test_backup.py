@@ -10,12 +10,13 @@ import tarfile
 import threading
 import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import pytest
 from sqlalchemy import create_engine, inspect, select
 
+from mailflow import audit
 from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import AuditEvent, OutboxStatus
@@ -248,3 +249,35 @@ def test_a_backup_restores_onto_the_other_kind_of_database(
                     assert moved.blobs.get(blob.name) == app.blobs.get(blob.name)
         finally:
             moved.close()
+
+
+def test_the_backup_is_one_moment_even_when_the_service_writes_in_the_middle(
+    app: App, provider: str, config: Config, target: Config, tmp_path: Path
+) -> None:
+    """A write that commits after the audit head was copied but before the audit events are:
+    a backup that read each table at its own moment would hold a broken chain."""
+    from mailflow.store.backup import write_backup
+    from mailflow.store.restore import restore as restore_archive
+
+    calls = 0
+
+    def write_meanwhile(_rows: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:  # accounts and audit_head are in the archive; audit_events are not yet
+            with transaction(app.sessions) as session:
+                accounts.add(session, email="dr.late@clinic.test", name="Dr Late",
+                             role="provider", password=PASSWORD, approved=True)
+
+    path = tmp_path / "moment.backup"
+    write_backup(config, path, PASSPHRASE, write_meanwhile)
+    assert calls >= 2
+    restore_archive(target, path, PASSPHRASE, lambda _label, _total: nullcontext(lambda _n: None))
+    restored = App.open(target)
+    try:
+        with restored.sessions() as session:
+            assert audit.verify(session).ok
+        emails = [a["email"] for a in cli_json(target, "users", "list")]
+        assert provider in emails and "dr.late@clinic.test" not in emails
+    finally:
+        restored.close()
