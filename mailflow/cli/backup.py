@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from sqlalchemy.exc import SQLAlchemyError
 from tqdm import tqdm
 
 from mailflow.config import Config
@@ -76,7 +77,7 @@ def cmd_backup(config: Config, args: argparse.Namespace) -> int:
         passphrase = read_passphrase(args, confirm=True)
         with progress_bar("backing up", count_work(config), unit="items") as progress:
             end = write_backup(config, args.file, passphrase, progress)
-    except (BackupError, SealedStreamError, OSError) as exc:
+    except (BackupError, SealedStreamError, OSError, SQLAlchemyError) as exc:
         print(f"mailflow: backup failed: {exc}", file=sys.stderr)
         return 1
     rows = sum(end["rows"].values())
@@ -91,7 +92,7 @@ def cmd_restore(config: Config, args: argparse.Namespace) -> int:
     try:
         passphrase = read_passphrase(args, confirm=False)
         done = restore(config, args.file, passphrase, progress_bar)
-    except (BackupError, SealedStreamError, OSError) as exc:
+    except (BackupError, SealedStreamError, OSError, SQLAlchemyError) as exc:
         print(f"mailflow: restore refused: {exc}; nothing was restored", file=sys.stderr)
         return 1
     rows = sum(done["rows"].values())

@@ -244,13 +244,15 @@ def _pass(archive: Path, passphrase: str, handler: _Checker, bar: ProgressBar,
 
 def restore(config: Config, archive: Path, passphrase: str, bar: ProgressBar) -> dict[str, Any]:
     """Check the whole archive, then restore it. Returns the manifest."""
+    storage_existed = config.storage_dir.exists()
     check_storage_empty(config)
+    for path in _sqlite_files(config):  # SQLite makes the file, not its folder (by default var/)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     engine = make_engine(config.database_url)
     try:
         check_database_empty(engine)
         checker = _Checker()
         _pass(archive, passphrase, checker, bar, "checking")
-        storage_existed = config.storage_dir.exists()
         try:
             with engine.connect().execution_options(**{WRITE: True}) as conn, conn.begin():
                 _pass(archive, passphrase, _Loader(config, conn), bar, "restoring")

@@ -281,3 +281,15 @@ def test_the_backup_is_one_moment_even_when_the_service_writes_in_the_middle(
         assert provider in emails and "dr.late@clinic.test" not in emails
     finally:
         restored.close()
+
+
+def test_a_restore_into_the_shipped_layout_with_the_database_inside_the_storage_folder(
+    archive: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    shipped = make_config(folder, "sqlite:///var/mailflow.db", storage={"path": "var"})
+    assert not shipped.storage_dir.exists()
+    restore(shipped, archive)
+    assert cli_json(shipped, "audit", "verify")["ok"]
+    assert (shipped.storage_dir / "mailflow.db").exists()
