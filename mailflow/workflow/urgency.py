@@ -117,10 +117,7 @@ def _who(case: Case, by: Account | None, provider_is: str) -> str:
 
 def review_time(app: App, case: Case) -> dict[str, Any]:
     """The review time the urgency promises, and the deadline once the clock runs."""
-    minutes = _target(app, case.urgency)
-    hours = minutes / 60
-    span = (f"{hours:g} business hour{'s' if hours != 1 else ''}" if minutes % 60 == 0
-            else f"{minutes} business minutes")
+    span = working_hours_in_words(_target(app, case.urgency))  # "1 working hour"
     # after hours now (not only "the clock starts later"): nobody may look until the opening
     closed = not app.sla.calendar.is_open(utcnow())
     out = expected_review(app, case)

@@ -117,7 +117,7 @@ def test_the_providers_reply_makes_the_case_urgent_everywhere(
     assert number in subject(page) and "raised to urgent" in subject(page)
     assert "the referring provider raised it" in page.text and "by 10:00 ET today" in page.text
     told = mail_to(sink, provider, "now URGENT")[0]
-    assert "Expected review: by 10:00 ET today (1 business hour)" in told.text
+    assert "A skin doctor will answer by 10:00 ET today (within 1 working hour)" in told.text
     shown = cli_json(config, "cases", "show", number)
     assert shown["urgency"] == "urgent" and shown["fields"]["urgency"] == "urgent"
     explained = run_cli(config, "sla", "explain", number).stdout
@@ -132,7 +132,7 @@ def test_the_providers_reply_makes_the_case_urgent_everywhere(
     clock.move_to(et(9, 40))
     report = consult_pdf(service, sink, provider, lead, number)
     assert "target 1 h 0 min, urgent" in report and "target 2 h" not in report
-    assert "Urgency urgent" in report  # the history table says the same
+    assert "URGENT" in report and "Urgency urgent" not in report  # the header badge, not history
 
 
 def test_a_provider_cannot_lower_urgency_but_the_dermatologist_can_and_it_is_audited(
@@ -146,7 +146,7 @@ def test_a_provider_cannot_lower_urgency_but_the_dermatologist_can_and_it_is_aud
     clock.move_to(et(9, 10))
     write(service, provider, ack, "Urgency: routine")
     kept = mail_to(sink, provider, "it stays urgent")[0]
-    assert "dermatologist reviewing it" in kept.text
+    assert "skin doctor reviewing it" in kept.text
     assert cli_json(config, "cases", "show", number)["urgency"] == "urgent"
     assert deadline(config, number) == et(10, 0)
 
@@ -207,7 +207,8 @@ def test_an_incomplete_case_made_urgent_starts_its_clock_on_the_urgent_policy(
     assert shown["patient"]["date_of_birth"] == "1961-03-04"
     assert deadline(config, number) == et(10, 30)  # started complete at 9:30, urgent
     assert len(mail_to(sink, dermatologists[0], "URGENT case")) == 1
-    assert "Expected review: by 10:30 ET today (URGENT" in sink.to(provider)[-1].text
+    told = sink.to(provider)[-1].text
+    assert "A skin doctor will answer by 10:30 ET today (urgent: within" in told
 
     clock.move_to(et(9, 45))
     report = consult_pdf(service, sink, provider, dermatologists[0], number)
@@ -263,7 +264,8 @@ def test_photos_are_reviewed_only_with_the_patients_consent(
     assert "more needed" in subject(ack)
     assert cli_json(config, "cases", "show", number)["state"] == "incomplete"
     if consent:
-        assert "WITHOUT THE PATIENT'S CONSENT TO PHOTOS WE CANNOT REVIEW THIS CASE" in ack.text
+        plain = " ".join(ack.text.split())
+        assert "We cannot review the photos without the patient's consent" in plain
     else:
         assert "Patient consent to photos (reply \"Patient consent to photos: yes\"" in ack.text
     assert not [m for m in sink.to(dermatologists[0]) if number in subject(m)]
