@@ -15,20 +15,8 @@ from mailflow.config import Config
 from tests.conftest import PASSWORD
 from tests.e2e.test_case_intake import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
+from tests.support.procs import children
 from tests.support.sink import RelaySink, free_port
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2:].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
 
 
 def cmdline(pid: int) -> bytes:

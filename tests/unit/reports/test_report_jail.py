@@ -20,6 +20,7 @@ from mailflow.config import Config
 from mailflow.reports import jail
 from mailflow.reports.pdf import RendererUnsafe, html_to_pdf, render_consult_pdf
 from mailflow.reports.sample import sample_report
+from tests.support.procs import children
 from tests.unit.reports.test_report_pdf import TEMPLATES, Beacon, pdf_text, squash
 
 
@@ -163,19 +164,6 @@ sys.stdout.write(str(len(render_consult_pdf(report, Path(sys.argv[1])))))
 """
 
 
-def _children(pid: int) -> list[int]:
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            if int(stat[stat.rindex(")") + 2 :].split()[1]) == pid:
-                found.append(int(entry.name))
-    return found
-
-
 def _comm(pid: int) -> str:
     try:
         return Path(f"/proc/{pid}/comm").read_text().strip()
@@ -215,7 +203,7 @@ def _start_render(name: str) -> subprocess.Popen[bytes]:
 def _renderer_holding(proc: subprocess.Popen[bytes], needle: bytes) -> int:
     """wkhtmltopdf's pid once the report is in a file it sees under its /tmp (mid-render)."""
     while proc.poll() is None:
-        for pid in _children(proc.pid):
+        for pid in children(proc.pid):
             its_tmp = Path(f"/proc/{pid}/root/tmp")  # its own view, in its mount namespace
             if _comm(pid) == "wkhtmltopdf" and _files_holding(needle, its_tmp):
                 return pid
