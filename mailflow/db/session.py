@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,7 +68,20 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         yield session
 
 
+@cache
+def schema_head() -> str:
+    """The newest migration's revision (read once per process: Alembic compiles every
+    migration file to find it)."""
+    head = ScriptDirectory(str(MIGRATIONS)).get_current_head()
+    assert head is not None
+    return head
+
+
 def migrate(engine: Engine) -> None:
+    """Bring the database to the newest schema; a database already there is only checked."""
+    with engine.connect() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == schema_head():
+            return
     cfg = AlembicConfig()
     cfg.set_main_option("script_location", str(MIGRATIONS))
     with engine.begin() as conn:
