@@ -57,7 +57,7 @@ def test_serve_runs_every_part_and_stops_cleanly(
     try:
         wait_until(lambda: "stop with Ctrl-C" in log.read_text(), 60, "serve to start")
         banner = log.read_text()
-        assert "(bus, smtp, worker, outbox, scheduler, web)" in banner
+        assert "(bus, smtp, worker, reports, outbox, scheduler, web)" in banner
         assert_readme_shows(banner)
         assert "event bus:" in banner
         assert f"http://127.0.0.1:{web_port}/" in banner
