@@ -74,6 +74,7 @@ class SmtpPart(Part):
     """The SMTP door: the event loop receives, a few threads spool."""
 
     server: asyncio.Server | None = None
+    threads: ThreadPoolExecutor | None = None
 
     async def start(self) -> None:
         from mailflow.intake.smtp import IntakeHandler, start_smtp
@@ -88,14 +89,14 @@ class SmtpPart(Part):
         if self.server is not None:
             self.server.close()
             await self.server.wait_closed()
-        if hasattr(self, "threads"):
+        if self.threads is not None:
             await _shut(self.threads)
 
 
 class ImapPart(Part):
     """The IMAP door ([imap] enabled), on its own thread."""
 
-    run: asyncio.Future[None] | None = None
+    running: asyncio.Future[None] | None = None
 
     async def start(self) -> None:
         if not self.app.config.imap.enabled:
@@ -106,13 +107,13 @@ class ImapPart(Part):
         self.halt = threading.Event()
         self.service.imap = ImapIntake(self.app, self.service.waker("worker"))
         loop = asyncio.get_running_loop()
-        self.run = loop.run_in_executor(self.thread, self.service.imap.run, self.halt)
+        self.running = loop.run_in_executor(self.thread, self.service.imap.run, self.halt)
 
     async def stop(self) -> None:
-        if self.run is None:
+        if self.running is None:
             return
         self.halt.set()
-        await asyncio.gather(self.run, return_exceptions=True)
+        await asyncio.gather(self.running, return_exceptions=True)
         await _shut(self.thread)
 
 
