@@ -12,8 +12,6 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import (
-    Account,
-    Case,
     Consult,
     InboundMessage,
     MessageStatus,
@@ -29,24 +27,8 @@ from mailflow.outbound.delivery import OutboxRunner
 from mailflow.workflow.report_runner import ReportRunner, deliver_pending_reports
 from mailflow.workflow.worker import InboundRunner, drain
 from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email
-
-
-def answered_case(app: App, provider: str, derm: str) -> int:
-    """A case with a consult whose report is not issued yet; returns the consult's id."""
-    with transaction(app.sessions) as session:
-        doc = session.execute(select(Account).where(Account.email == provider)).scalar_one()
-        dermatologist = session.execute(select(Account).where(Account.email == derm)
-                                        ).scalar_one()
-        case = Case(number="DERM-2026-900001", provider_id=doc.id, state="reviewed",
-                    form={"question": "eczema or psoriasis?"}, assignee_id=dermatologist.id)
-        session.add(case)
-        session.flush()
-        consult = Consult(case_id=case.id, dermatologist_id=dermatologist.id, version=1,
-                          answer={"diagnosis": "Nummular eczema", "plan": "emollients"})
-        session.add(consult)
-        session.flush()
-        return consult.id
 
 
 def consult_emails(app: App) -> list[OutboundMessage]:

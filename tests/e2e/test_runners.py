@@ -19,7 +19,6 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import (
-    Account,
     AuditEvent,
     Case,
     Consult,
@@ -37,6 +36,7 @@ from mailflow.outbound.delivery import OutboxRunner
 from mailflow.workflow.report_runner import ReportRunner
 from mailflow.workflow.worker import InboundRunner
 from tests.conftest import DERMS, PASSWORD, ROOT, make_config
+from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email
 from tests.support.sink import RelaySink
 
@@ -255,23 +255,6 @@ def test_two_senders_racing_for_one_email_send_it_once(
 # --- reports ---------------------------------------------------------------------------------
 
 
-def answered(app: App, provider: str, derm: str) -> int:
-    """A reviewed case whose consult report is not issued yet; returns the consult's id."""
-    with transaction(app.sessions) as session:
-        doc = session.execute(select(Account).where(Account.email == provider)).scalar_one()
-        dermatologist = session.execute(
-            select(Account).where(Account.email == derm)).scalar_one()
-        case = Case(number="DERM-2026-900002", provider_id=doc.id, state="reviewed",
-                    form={"question": "eczema or psoriasis?"}, assignee_id=dermatologist.id)
-        session.add(case)
-        session.flush()
-        consult = Consult(case_id=case.id, dermatologist_id=dermatologist.id, version=1,
-                          answer={"diagnosis": "Nummular eczema", "plan": "emollients"})
-        session.add(consult)
-        session.flush()
-        return consult.id
-
-
 def consult(app: App, consult_id: int) -> Consult:
     with app.sessions() as session:
         row = session.get(Consult, consult_id)
@@ -282,7 +265,7 @@ def consult(app: App, consult_id: int) -> Consult:
 def test_a_stopped_renderers_report_is_taken_over_and_issued_once(
     app: App, provider: str, dermatologists: tuple[str, str]
 ) -> None:
-    consult_id = answered(app, provider, dermatologists[0])
+    consult_id = answered_case(app, provider, dermatologists[0])
     gone = stopped_instance(app)
     assert ReportRunner(app, gone).claim() is not None
     live = ReportRunner(app, "l" * 32)
@@ -297,7 +280,7 @@ def test_a_stopped_renderers_report_is_taken_over_and_issued_once(
 def test_two_renderers_racing_for_one_report_issue_it_once(
     app: App, provider: str, dermatologists: tuple[str, str]
 ) -> None:
-    answered(app, provider, dermatologists[0])
+    answered_case(app, provider, dermatologists[0])
     claimed = race([ReportRunner(app, c * 32).drain for c in "ab"])
     assert sorted(claimed) == [0, 1]
     assert [e.kind for e in outbound(app)] == ["consult"]
@@ -326,7 +309,7 @@ def test_a_report_that_cannot_be_rendered_is_given_up_after_the_last_attempt(
                          password=PASSWORD, approved=True)
             accounts.add(s, email=DERMS[0], name="Dr Derm One", role="dermatologist",
                          password=PASSWORD, approved=True)
-        consult_id = answered(app, "doc@clinic.test", DERMS[0])
+        consult_id = answered_case(app, "doc@clinic.test", DERMS[0])
         runner = ReportRunner(app)
         for attempt in range(1, app.config.intake.max_attempts + 1):
             assert runner.drain() == 1  # one attempt a drain: the next at the next turn
