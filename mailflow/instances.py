@@ -1,9 +1,10 @@
 """Which process holds a claim, and giving back the claims of processes that stopped.
 
-Every process that claims work (the worker and outbound delivery parts) registers a
-`process_instances` row and records its id on each claim: inbound messages, outbox rows and
-consult reports waiting to be rendered. At start-up and then every `heartbeat_seconds`, a
-process marks itself alive and releases the claims of instances that are gone:
+Every process that claims work (the worker, reports and outbox parts: mailflow/runner.py)
+registers a `process_instances` row and records its id on each claim: inbound messages,
+outbox rows and consult reports waiting to be rendered. At start-up and then every
+`heartbeat_seconds`, a process marks itself alive and releases the claims of instances that
+are gone:
 
 - on the same machine (same boot, same pid namespace), the pid is looked up in /proc: gone if
   there is no such process, it is a zombie, or its start time differs (the pid was reused);

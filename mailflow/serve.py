@@ -1,44 +1,67 @@
-"""`mailflow serve`: the SMTP door, the worker and outbound delivery in one asyncio process.
+"""`mailflow serve`: the parts of the service in one asyncio process, started from one table.
 
-The event loop only receives mail. Spooling (fsync + commit) runs on a small thread pool, the
-worker and the deliverer each on their own thread, and parsing/photo decoding in a process
-pool, so a large case never stalls the SMTP conversation of the next one.
+The event loop only receives mail. Spooling (fsync + commit) runs on a small thread pool, each
+runner (the worker, the reports, the outbox) on its own thread, and parsing/photo decoding in
+a process pool, so a large case never stalls the SMTP conversation of the next one.
 
-A process that claims work (the worker or outbox part) registers itself as an instance; before
-its loops start, and then on every heartbeat, it gives back the claims of instances that have
-stopped (mailflow/instances.py), so a crashed worker's messages do not wait out a lease.
+`PARTS` names every part in the order they start (they stop in the reverse order); `mailflow
+serve` runs them all and the one-part commands (`mailflow smtpd`, `worker`, `reports`, ...)
+a few. A process that runs a runner registers itself as an instance; before its runners
+start, and then on every heartbeat, it gives back the claims of instances that have stopped
+(mailflow/instances.py), so a crashed worker's messages do not wait out a lease.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import signal
-import threading
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from mailflow.app import App
 from mailflow.instances import Instance
-from mailflow.intake.smtp import IntakeHandler, start_smtp
-from mailflow.outbound.delivery import deliver_due
+from mailflow.parts import (
+    BusPart,
+    ImapPart,
+    OutboxPart,
+    Part,
+    ReportsPart,
+    RunnerPart,
+    SchedulerPart,
+    SmtpPart,
+    WebPart,
+    WorkerPart,
+)
 from mailflow.workflow.pool import AnalysisPool
-from mailflow.workflow.worker import step
 
 log = logging.getLogger(__name__)
 
-PARTS = ("bus", "smtp", "imap", "worker", "outbox", "scheduler", "web")
+PARTS: dict[str, type[Part]] = {
+    "bus": BusPart,  # first: the others announce their changes on it
+    "smtp": SmtpPart,
+    "imap": ImapPart,
+    "worker": WorkerPart,
+    "reports": ReportsPart,
+    "outbox": OutboxPart,
+    "scheduler": SchedulerPart,
+    "web": WebPart,
+}
+ALL = tuple(PARTS)
+
+
+def runner_parts(parts: tuple[str, ...]) -> dict[str, type[RunnerPart]]:
+    return {name: part for name, part in PARTS.items()
+            if name in parts and issubclass(part, RunnerPart)}
 
 
 @dataclass
 class Service:
     app: App
-    parts: tuple[str, ...] = PARTS
+    parts: tuple[str, ...] = ALL
     smtp_port: int | None = None
-    pool: AnalysisPool | None = None  # a shared pool (tests); else one is made and owned
+    pool: AnalysisPool | None = None  # a shared pool (tests); else the worker makes its own
     stop_event: asyncio.Event = field(default_factory=asyncio.Event)
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     smtp_address: tuple[str, int] | None = None
@@ -46,127 +69,70 @@ class Service:
     web_address: tuple[str, int] | None = None
     imap: Any = None  # the IMAP door (intake/imap.py) while it runs
     instance: Instance | None = None  # this process as a holder of claims, while it runs
+    wakes: dict[str, asyncio.Event] = field(default_factory=dict)  # a runner's: work may wait
 
     async def run(self) -> None:
-        loop = asyncio.get_running_loop()
-        wake_worker = asyncio.Event()
-        wake_outbox = asyncio.Event()
-        spool_threads = ThreadPoolExecutor(4, thread_name_prefix="spool")
-        worker_thread = ThreadPoolExecutor(1, thread_name_prefix="worker")
-        outbox_thread = ThreadPoolExecutor(1, thread_name_prefix="outbox")
-        imap_thread = ThreadPoolExecutor(1, thread_name_prefix="imap")
-        imap_stop = threading.Event()
-        imap_run: asyncio.Future[None] | None = None
-        owned_pool = None
-        if self.pool is None and "worker" in self.parts:
-            owned_pool = AnalysisPool(self.app.config.intake.workers,
-                                      nice=self.app.config.intake.worker_nice)
-        pool = self.pool or owned_pool
-        tasks: list[asyncio.Task[None]] = []
-        server = None
-        scheduler = None
-        web_server = None
-        broker = None
+        unknown = set(self.parts) - set(PARTS)
+        if unknown:
+            raise ValueError(f"no such part: {', '.join(sorted(unknown))}")
+        runners = runner_parts(self.parts)
+        self.wakes = {name: asyncio.Event() for name, part in PARTS.items()
+                      if issubclass(part, RunnerPart)}
+        started: list[Part] = []
+        background: list[asyncio.Task[None]] = []
         try:
-            if "bus" in self.parts and self.app.config.bus.enabled:
-                from mailflow.bus import Broker
-
-                broker = Broker(self.app.config)
-                await loop.run_in_executor(None, broker.start)
-            if self.app.config.bus.enabled and {"worker", "outbox"} & set(self.parts):
-                # other processes' spooled messages and queued emails wake this one's loops
-                tasks.append(asyncio.create_task(self._wake_on_events(wake_worker, wake_outbox)))
-            if owned_pool is not None:
-                await loop.run_in_executor(None, owned_pool.warm)
-            if {"worker", "outbox"} & set(self.parts):
-                self.instance = Instance(self.app)
-                await loop.run_in_executor(None, self.instance.register)
-                await loop.run_in_executor(None, self.instance.release_gone)
-                tasks.append(asyncio.create_task(
-                    self._heartbeat(self.instance, wake_worker, wake_outbox)))
-            if "smtp" in self.parts:
-                handler = IntakeHandler(
-                    self.app, spool_threads, lambda _id: loop.call_soon_threadsafe(wake_worker.set)
-                )
-                server = await start_smtp(self.app, handler, port=self.smtp_port)
-                sock = server.sockets[0].getsockname()
-                self.smtp_address = (sock[0], sock[1])
-            if "imap" in self.parts and self.app.config.imap.enabled:
-                from mailflow.intake.imap import ImapIntake
-
-                self.imap = ImapIntake(
-                    self.app, lambda _id: loop.call_soon_threadsafe(wake_worker.set))
-                imap_run = loop.run_in_executor(imap_thread, self.imap.run, imap_stop)
-            if "worker" in self.parts:
-                tasks.append(
-                    asyncio.create_task(
-                        self._loop(
-                            "worker",
-                            wake_worker,
-                            worker_thread,
-                            lambda: step(self.app, pool, instance=self._instance_id),
-                            on_work=wake_outbox.set,
-                            poll=self.app.config.intake.poll_seconds,
-                        )
-                    )
-                )
-            if "outbox" in self.parts:
-                tasks.append(
-                    asyncio.create_task(
-                        self._loop(
-                            "outbox",
-                            wake_outbox,
-                            outbox_thread,
-                            lambda: deliver_due(self.app, instance=self._instance_id),
-                            poll=self.app.config.outbound.poll_seconds,
-                        )
-                    )
-                )
-            if "scheduler" in self.parts:
-                from mailflow.sla.scheduler import SlaScheduler
-
-                scheduler = SlaScheduler(self.app)
-                await loop.run_in_executor(None, scheduler.start)
-            if "web" in self.parts:
-                web_server, web_task = await self._start_web()
-                tasks.append(web_task)
+            if runners:
+                background += await self._hold_claims()
+                if self.app.config.bus.enabled:  # other processes' changes wake our runners
+                    background.append(asyncio.create_task(self._wake_on_events(runners)))
+            for name, part_class in PARTS.items():
+                if name in self.parts:
+                    part = part_class(self)
+                    started.append(part)
+                    await part.start()
             self.ready.set()
             await self.stop_event.wait()
-            if web_server is not None:
-                web_server.config.app.state.live.close()  # open live pages end their streams
-                web_server.should_exit = True
-                # requests under way get shutdown_seconds to finish (uvicorn's own grace)
-                await asyncio.wait([web_task], timeout=self.app.config.web.shutdown_seconds + 1)
         finally:
-            if scheduler is not None:
-                await loop.run_in_executor(None, scheduler.stop)
-            if server is not None:
-                server.close()
-                await server.wait_closed()
-            imap_stop.set()
-            if imap_run is not None:
-                await asyncio.gather(imap_run, return_exceptions=True)
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
-            for executor in (spool_threads, worker_thread, outbox_thread, imap_thread):
-                executor.shutdown(wait=True)
-            if self.instance is not None:  # nothing of ours is under way any more
+            for part in reversed(started):
                 try:
-                    await loop.run_in_executor(None, self.instance.close)
-                except Exception:  # the next start-up or heartbeat elsewhere does it
-                    log.exception("could not unregister instance %s", self.instance.id)
-            if owned_pool is not None:
-                owned_pool.shutdown()
-            if broker is not None:
-                await loop.run_in_executor(None, broker.stop)
+                    await part.stop()
+                except Exception:
+                    log.exception("%s did not stop cleanly", type(part).__name__)
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            await self._let_go()
 
     @property
-    def _instance_id(self) -> str | None:
+    def instance_id(self) -> str | None:
         return self.instance.id if self.instance is not None else None
 
-    async def _heartbeat(self, instance: Instance, wake_worker: asyncio.Event,
-                         wake_outbox: asyncio.Event) -> None:
+    def waker(self, name: str) -> Callable[[int], None]:
+        """A callback for any thread (a door that spooled a message): wake a runner part."""
+        loop = asyncio.get_running_loop()
+        wake = self.wakes[name]
+        return lambda _id: loop.call_soon_threadsafe(wake.set)
+
+    def wake_all(self) -> None:
+        for wake in self.wakes.values():
+            wake.set()
+
+    async def _hold_claims(self) -> list[asyncio.Task[None]]:
+        loop = asyncio.get_running_loop()
+        self.instance = Instance(self.app)
+        await loop.run_in_executor(None, self.instance.register)
+        await loop.run_in_executor(None, self.instance.release_gone)
+        return [asyncio.create_task(self._heartbeat(self.instance))]
+
+    async def _let_go(self) -> None:
+        if self.instance is None:
+            return
+        try:  # nothing of ours is under way any more
+            await asyncio.get_running_loop().run_in_executor(None, self.instance.close)
+        except Exception:  # the next start-up or heartbeat elsewhere does it
+            log.exception("could not unregister instance %s", self.instance.id)
+
+    async def _heartbeat(self, instance: Instance) -> None:
         """Say this process is alive; give back the claims of processes that are not."""
         loop = asyncio.get_running_loop()
         while True:
@@ -174,69 +140,20 @@ class Service:
             try:
                 await loop.run_in_executor(None, instance.beat)
                 if await loop.run_in_executor(None, instance.release_gone):
-                    wake_worker.set()
-                    wake_outbox.set()
+                    self.wake_all()
             except Exception:
                 log.exception("heartbeat failed; trying again at the next one")
 
-    async def _wake_on_events(self, wake_worker: asyncio.Event, wake_outbox: asyncio.Event
-                              ) -> None:
+    async def _wake_on_events(self, runners: dict[str, type[RunnerPart]]) -> None:
         from mailflow.bus import listen
 
-        async for event in listen(self.app.config, topics=("message", "outbox")):
-            (wake_worker if event.get("topic") == "message" else wake_outbox).set()
-
-    async def _start_web(self) -> tuple[Any, asyncio.Task[None]]:
-        """uvicorn in this event loop: its endpoints run on threads, so pages never hold up
-        the SMTP door."""
-        import socket
-
-        import uvicorn
-
-        from mailflow.web.app import create_web_app
-
-        cfg = self.app.config.web
-        # IPPROTO_TCP, not 0: asyncio sets TCP_NODELAY only on sockets that say they are TCP,
-        # and without it every response waited 40 ms for a delayed ACK (Nagle)
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((cfg.host, cfg.port if self.web_port is None else self.web_port))
-        self.web_address = sock.getsockname()[:2]
-        server = uvicorn.Server(uvicorn.Config(
-            create_web_app(self.app), log_level="warning", access_log=False, lifespan="off",
-            timeout_graceful_shutdown=self.app.config.web.shutdown_seconds,
-        ))
-        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
-        task = asyncio.create_task(server.serve(sockets=[sock]))
-        while not server.started:
-            if task.done():
-                task.result()
-            await asyncio.sleep(0.01)
-        return server, task
-
-    async def _loop(
-        self,
-        name: str,
-        wake: asyncio.Event,
-        thread: Executor,
-        step: Callable[[], int],
-        poll: float,
-        on_work: Callable[[], None] | None = None,
-    ) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            wake.clear()
-            try:
-                done = await loop.run_in_executor(thread, step)
-            except Exception:
-                log.exception("%s step failed; retrying after the poll interval", name)
-                done = 0
-            if done:
-                if on_work is not None:
-                    on_work()
-                continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wake.wait(), timeout=poll)
+        wakes_for: dict[str, list[asyncio.Event]] = {}
+        for name, part in runners.items():
+            for topic in part.runner_class.wake_topics:
+                wakes_for.setdefault(topic, []).append(self.wakes[name])
+        async for event in listen(self.app.config, topics=tuple(wakes_for)):
+            for wake in wakes_for.get(event.get("topic", ""), ()):
+                wake.set()
 
     def stop(self) -> None:
         self.stop_event.set()

@@ -277,7 +277,7 @@ class RunningService:
 
 @pytest.fixture
 def service(app: App, process_pool: AnalysisPool) -> Iterator[RunningService]:
-    running = RunningService(app, process_pool, ("smtp", "worker", "outbox")).start()
+    running = RunningService(app, process_pool, ("smtp", "worker", "reports", "outbox")).start()
     yield running
     running.stop()
 

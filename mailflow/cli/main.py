@@ -28,9 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser(
         "init", help="create var/ (database, keys, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
-    sub.add_parser("serve", help="every part in one process").set_defaults(
-        handler=cmd_serve, parts=("bus", "smtp", "imap", "worker", "outbox", "scheduler", "web")
-    )
+    serve = sub.add_parser("serve", help="every part in one process (or those of --parts)")
+    serve.add_argument("--parts", type=_part_names, default=None,
+                       help="comma-separated, of: bus, smtp, imap, worker, reports, outbox, "
+                            "scheduler, web")
+    serve.set_defaults(handler=cmd_serve)
     sub.add_parser("web", help="the admin web only").set_defaults(
         handler=cmd_serve, parts=("web",)
     )
@@ -40,8 +42,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("smtpd", help="the SMTP door only").set_defaults(
         handler=cmd_serve, parts=("smtp",)
     )
-    sub.add_parser("worker", help="processing and outbound delivery only").set_defaults(
-        handler=cmd_serve, parts=("worker", "outbox")
+    sub.add_parser(
+        "worker", help="processing, consult reports and outbound delivery only"
+    ).set_defaults(handler=cmd_serve, parts=("worker", "reports", "outbox"))
+    sub.add_parser("reports", help="consult reports only (render, store, email)").set_defaults(
+        handler=cmd_serve, parts=("reports",)
     )
     sub.add_parser("imap", help="the IMAP door only ([imap] enabled = true)").set_defaults(
         handler=cmd_serve, parts=("imap",)
@@ -65,6 +70,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _part_names(text: str) -> tuple[str, ...]:
+    from mailflow.serve import PARTS
+
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    unknown = [name for name in names if name not in PARTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"no such part: {', '.join(unknown) or '(none given)'}; the parts are "
+            f"{', '.join(PARTS)}")
+    return names
+
+
 def cmd_init(config: Config, args: argparse.Namespace) -> int:
     for line in initialise(config):
         print(line)
@@ -74,18 +91,19 @@ def cmd_init(config: Config, args: argparse.Namespace) -> int:
 
 def cmd_serve(app: App, args: argparse.Namespace) -> int:
     from mailflow.bus import endpoints as bus_endpoints
-    from mailflow.serve import Service, run_forever
+    from mailflow.serve import ALL, Service, run_forever
 
     config = app.config
-    if args.parts == ("imap",) and not config.imap.enabled:
+    parts: tuple[str, ...] = args.parts or ALL
+    if parts == ("imap",) and not config.imap.enabled:
         print("mailflow: the IMAP door is off: set [imap] enabled = true, host, username and "
               "password (MAILFLOW_IMAP__PASSWORD)", file=sys.stderr)
         return 2
-    if "worker" in args.parts:
+    if "reports" in parts:
         from mailflow.reports.jail import ReportError, proven_namespaces
 
         try:
-            proven_namespaces()  # the worker renders reports: prove wkhtmltopdf is offline
+            proven_namespaces()  # reports are rendered here: prove wkhtmltopdf is offline
         except ReportError as exc:
             print(f"mailflow: {exc}", file=sys.stderr)
             return 2
@@ -123,7 +141,7 @@ def cmd_serve(app: App, args: argparse.Namespace) -> int:
         lines.append("  stop with Ctrl-C")
         print("\n".join(lines), flush=True)
 
-    run_forever(app, args.parts, announce)
+    run_forever(app, parts, announce)
     return 0
 
 

@@ -1,12 +1,13 @@
 """Deliver queued email through the relay (or into a maildir), with retries and backoff.
 
-A row is claimed (status `sending`, claimed_at) in its own transaction, sent, then marked
-`sent`, or put back with the next attempt time, or `dead` after the last retry or a permanent
-(5xx) refusal. The claim names the process instance that holds it: when that process stops,
-the row goes back to the queue at the next start-up or heartbeat of any worker
-(mailflow/instances.py), and a claim older than `[outbound] lease_seconds` is taken again as
-the last resort. So a crash mid-send loses nothing; at worst the relay sees the message twice,
-byte for byte the stored one (the same Message-ID), so the receiver can drop the copy.
+A runner (mailflow/runner.py): a row is claimed (status `sending`, claimed_at) in its own
+transaction, sent, then marked `sent`, or put back with the next attempt time
+(`retry_schedule_seconds`), or `dead` after the last retry or a permanent (5xx) refusal. The
+claim names the process instance that holds it: when that process stops, the row goes back to
+the queue at the next start-up or heartbeat of any worker (mailflow/instances.py), and a claim
+older than `[outbound] lease_seconds` is taken again as the last resort. So a crash mid-send
+loses nothing; at worst the relay sees the message twice, byte for byte the stored one (the
+same Message-ID), so the receiver can drop the copy.
 """
 
 from __future__ import annotations
@@ -22,63 +23,110 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import ColumnElement, or_
 from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import OutboundMessage, OutboxStatus, utcnow
 from mailflow.db.session import transaction
+from mailflow.runner import Claim, Failure, Runner
 
 log = logging.getLogger(__name__)
+
 
 class PermanentFailure(Exception):
     pass
 
 
 @dataclass(frozen=True)
-class Claim:
-    id: int
+class EmailClaim(Claim):
     blob_sha: str
     from_addr: str
     to_addr: str
-    attempts: int
-    claimed_at: datetime
-    instance: str | None = None  # the process instance holding it (None: only the lease)
 
 
-def _claim(app: App, limit: int, instance: str | None = None) -> list[Claim]:
-    now = utcnow()
-    lease = timedelta(seconds=app.config.outbound.lease_seconds)
-    with transaction(app.sessions) as session:
-        query = (
-            select(OutboundMessage)
-            .where(
-                or_(
-                    (OutboundMessage.status == OutboxStatus.QUEUED)
-                    & (OutboundMessage.next_attempt_at <= now),
-                    (OutboundMessage.status == OutboxStatus.SENDING)
-                    & (OutboundMessage.claimed_at < now - lease),
-                )
-            )
-            .order_by(OutboundMessage.next_attempt_at, OutboundMessage.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
+class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
+    """Queued emails: send each, then `sent`, back to the queue, or `dead`."""
+
+    name = "outbox"
+    model = OutboundMessage
+    wake_topics = ("outbox",)
+    crashed = "the sending process stopped while delivering it, every time"
+
+    @property
+    def max_attempts(self) -> int:
+        return len(self.backoff) + 1  # the first try, then one per retry
+
+    @property
+    def backoff(self) -> tuple[int, ...]:
+        return self.app.config.outbound.retry_schedule_seconds
+
+    @property
+    def poll_seconds(self) -> float:
+        return self.app.config.outbound.poll_seconds
+
+    def due(self, now: datetime) -> ColumnElement[bool]:
+        lease = timedelta(seconds=self.app.config.outbound.lease_seconds)
+        return or_(
+            (OutboundMessage.status == OutboxStatus.QUEUED)
+            & (OutboundMessage.next_attempt_at <= now),
+            (OutboundMessage.status == OutboxStatus.SENDING)
+            & (OutboundMessage.claimed_at < now - lease),
         )
-        rows = session.execute(query).scalars().all()
-        claims = []
-        for row in rows:
-            row.status = OutboxStatus.SENDING
-            row.claimed_at = now
-            row.claimed_by = instance
-            row.attempts += 1
-            claims.append(Claim(row.id, row.blob_sha, row.from_addr, row.to_addr, row.attempts,
-                                now, instance))
-        return claims
+
+    def order(self) -> tuple[Any, ...]:
+        return (OutboundMessage.next_attempt_at, OutboundMessage.id)
+
+    def take(self, row: OutboundMessage, now: datetime) -> EmailClaim:
+        row.status = OutboxStatus.SENDING
+        row.claimed_at = now
+        row.claimed_by = self.instance
+        row.attempts += 1
+        return EmailClaim(row.id, now, row.attempts, self.instance, row.blob_sha, row.from_addr,
+                          row.to_addr)
+
+    def holds(self, row: OutboundMessage, claim: EmailClaim) -> bool:
+        return (row.status == OutboxStatus.SENDING and row.claimed_at == claim.claimed_at
+                and row.claimed_by == claim.instance)
+
+    def dispose(self, claim: EmailClaim) -> None:
+        _send(self.app, claim, self.app.blobs.get(claim.blob_sha))
+        with transaction(self.app.sessions) as session:
+            row = self.held(session, claim)
+            if row is None:
+                return  # our claim lapsed or was given back, and another deliverer took it
+            row.claimed_by = None
+            row.status = OutboxStatus.SENT
+            row.sent_at = utcnow()
+            row.last_error = ""
+            _audit(session, row, "outbox.sent")
+
+    def failure(self, claim: EmailClaim, exc: Exception) -> Failure:
+        if isinstance(exc, PermanentFailure):  # a 5xx refusal: no retry will be taken
+            return Failure(str(exc), permanent=True)
+        return Failure(f"{type(exc).__name__}: {exc}")  # network, TLS, relay 4xx: retry later
+
+    def retry(self, session: Session, row: OutboundMessage, claim: EmailClaim,
+              failure: Failure, delay: timedelta) -> None:
+        row.claimed_by = None
+        row.status = OutboxStatus.QUEUED
+        row.last_error = failure.error[:2000]
+        row.next_attempt_at = utcnow() + delay
+        log.warning("outbound message %d failed (attempt %d), will retry", row.id, row.attempts)
+
+    def give_up(self, session: Session, row: OutboundMessage, claim: EmailClaim,
+                failure: Failure) -> None:
+        row.claimed_by = None
+        row.status = OutboxStatus.DEAD
+        row.last_error = failure.error[:2000]
+        _audit(session, row, "outbox.dead")
+        log.error("outbound message %d is dead after %d attempts", row.id, row.attempts)
 
 
-def _send(app: App, claim: Claim, raw: bytes) -> None:
+def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
     cfg = app.config.outbound
     if not cfg.relay_host:
         _write_maildir(app.config.path(cfg.maildir_path), raw)
@@ -142,31 +190,6 @@ def _private_folder(path: Path) -> None:
         path.chmod(0o700)
 
 
-def _finish(app: App, claim: Claim, error: str | None, permanent: bool) -> None:
-    schedule = app.config.outbound.retry_schedule_seconds
-    with transaction(app.sessions) as session:
-        row = session.get(OutboundMessage, claim.id, with_for_update=True)
-        if (row is None or row.status != OutboxStatus.SENDING
-                or row.claimed_at != claim.claimed_at or row.claimed_by != claim.instance):
-            return  # our claim lapsed or was given back, and another deliverer took the row
-        row.claimed_by = None
-        if error is None:
-            row.status = OutboxStatus.SENT
-            row.sent_at = utcnow()
-            row.last_error = ""
-            _audit(session, row, "outbox.sent")
-        elif permanent or row.attempts > len(schedule):
-            row.status = OutboxStatus.DEAD
-            row.last_error = error[:2000]
-            _audit(session, row, "outbox.dead")
-            log.error("outbound message %d is dead after %d attempts", row.id, row.attempts)
-        else:
-            row.status = OutboxStatus.QUEUED
-            row.last_error = error[:2000]
-            row.next_attempt_at = utcnow() + timedelta(seconds=schedule[row.attempts - 1])
-            log.warning("outbound message %d failed (attempt %d), will retry", row.id, row.attempts)
-
-
 def _audit(session: Session, row: OutboundMessage, action: str) -> None:
     audit.record(
         session,
@@ -178,26 +201,10 @@ def _audit(session: Session, row: OutboundMessage, action: str) -> None:
     )
 
 
-def deliver_due(app: App, limit: int = 20, instance: str | None = None) -> int:
+def deliver_due(app: App, limit: int = OutboxRunner.batch, instance: str | None = None) -> int:
     """Deliver what is due now, one claim at a time (a claim never waits behind another's
     slow send and lapses); returns how many were attempted."""
-    attempted = 0
-    while attempted < limit:
-        claims = _claim(app, 1, instance)
-        if not claims:
-            break
-        claim = claims[0]
-        attempted += 1
-        error: str | None = None
-        permanent = False
-        try:
-            _send(app, claim, app.blobs.get(claim.blob_sha))
-        except PermanentFailure as exc:
-            error, permanent = str(exc), True
-        except Exception as exc:  # network, TLS, relay 4xx: retry later
-            error = f"{type(exc).__name__}: {exc}"
-        _finish(app, claim, error, permanent)
-    return attempted
+    return OutboxRunner(app, instance).drain(limit)
 
 
 def retry_now(session: Session, outbound_id: int, actor: str = "cli") -> OutboundMessage:

@@ -1,4 +1,5 @@
-"""Build the consult report of a case from the database and render it (reports/ does the PDF).
+"""Build the consult report of a case from the database (workflow/report_runner.py renders
+and issues it; reports/ does the PDF).
 
 Every issue renders the whole record: the history, the conversation that led to the answer,
 the first answer, each addendum after it, and the conversation since. Nothing earlier is
@@ -7,27 +8,21 @@ overwritten.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
-from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
 from mailflow.parse.form import LABELS as FORM_LABELS
 from mailflow.reports import record
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
-from mailflow.reports.pdf import render_consult_pdf
 from mailflow.workflow.fields import consult_title, field_label
 from mailflow.workflow.notify import send
-
-log = logging.getLogger(__name__)
 
 NEXT_STEP = {
     "not needed": "Manage in primary care",
@@ -151,108 +146,6 @@ def _as_lines(answer: dict[str, str]) -> str:
     visit = answer.get("in_person", "")  # named as in the answer above; unsaid stays unsaid
     shown = {**answer, "in_person": NEXT_STEP.get(visit, visit) if visit else ""}
     return "\n".join(f"{ANSWER_LABELS.get(k, k)}: {shown[k]}" for k in keys if shown[k])
-
-
-def deliver_pending_reports(app: App, limit: int = 5, instance: str | None = None) -> int:
-    """Render each consult whose report is not issued yet, then store it and email it.
-
-    Each report is claimed first (by this process instance), so two workers never render the
-    same one. Rendering (wkhtmltopdf, up to its timeout) happens with no write transaction
-    open, so it never holds the lock that the SMTP door needs to accept mail.
-    """
-    with app.sessions() as session:
-        pending = session.execute(
-            select(Consult.id)
-            .where(Consult.pdf_sha == "", Consult.report_attempts < app.config.intake.max_attempts)
-            .order_by(Consult.id)
-            .limit(limit)
-        ).scalars().all()
-    done = 0
-    for consult_id in pending:
-        claim = claim_report(app, consult_id, instance)
-        if claim is not None:
-            _deliver_one(app, claim)
-            done += 1
-    return done
-
-
-@dataclass(frozen=True)
-class ReportClaim:
-    consult_id: int
-    claimed_at: datetime
-    instance: str | None  # the process instance holding it (None: only the lease)
-
-
-def claim_report(app: App, consult_id: int, instance: str | None = None) -> ReportClaim | None:
-    """Claim a consult's report for rendering; None when it is issued, given up on, or held by
-    someone else (a claim older than `[intake] lease_seconds` is taken over)."""
-    now = utcnow()
-    lease = timedelta(seconds=app.config.intake.lease_seconds)
-    with transaction(app.sessions) as session:
-        consult = session.execute(
-            select(Consult)
-            .where(Consult.id == consult_id, Consult.pdf_sha == "",
-                   Consult.report_attempts < app.config.intake.max_attempts,
-                   or_(Consult.report_claimed_at.is_(None),
-                       Consult.report_claimed_at < now - lease))
-            .with_for_update(skip_locked=True)
-        ).scalar_one_or_none()
-        if consult is None:
-            return None
-        consult.report_claimed_at = now
-        consult.report_claimed_by = instance
-        return ReportClaim(consult_id, now, instance)
-
-
-def _held(consult: Consult | None, claim: ReportClaim) -> bool:
-    return (consult is not None and consult.report_claimed_at == claim.claimed_at
-            and consult.report_claimed_by == claim.instance)
-
-
-def _deliver_one(app: App, claim: ReportClaim) -> None:
-    consult_id = claim.consult_id
-    try:
-        with app.sessions() as session:  # a read: builds the report's values
-            consult = session.get(Consult, consult_id)
-            assert consult is not None
-            case = session.get(Case, consult.case_id)
-            assert case is not None
-            report = build(app, session, case)
-            password = case.provider.pdf_password or None
-        data = render_consult_pdf(report, app.config.templates_dir, password=password)
-    except Exception as exc:
-        with transaction(app.sessions) as session:
-            row = session.get(Consult, consult_id, with_for_update=True)
-            if row is not None and _held(row, claim):
-                row.report_attempts += 1
-                row.report_error = type(exc).__name__  # its text may quote the report
-                row.report_claimed_at = row.report_claimed_by = None
-        log.error("consult %d: the report could not be rendered (%s)", consult_id,
-                  type(exc).__name__)
-        return
-    with transaction(app.sessions) as session:
-        consult = session.get(Consult, consult_id, with_for_update=True)
-        if consult is None or consult.pdf_sha or not _held(consult, claim):
-            return  # our claim lapsed or was given back: another worker issues it
-        consult.report_claimed_at = consult.report_claimed_by = None
-        case = session.get(Case, consult.case_id)
-        derm = session.get(Account, consult.dermatologist_id)
-        assert case is not None and derm is not None
-        consult.pdf_sha = app.blobs.put(data)
-        consult.report_error = ""
-        audit.record(session, "report.issued", case_id=case.id, entity="case",
-                     entity_id=case.number,
-                     detail={"version": consult.version, "protected": bool(password)})
-        issued = IssuedReport(data, bool(password))
-        send(app, session, case, case.provider, "consult", "consult_ready", {
-            "derm": derm,
-            "diagnosis": consult.answer.get("diagnosis", ""),
-            "next_step": NEXT_STEP.get(consult.in_person, consult.in_person),
-            "sla_met": consult.sla_met,
-            "addendum": consult.version > 1,
-            "pdf_password_hint": issued.protected,
-        }, [issued.attachment(case)], cause=consult.inbound_message_id)
-        log.info("consult report for %s issued (version %d)", case.number, consult.version)
 
 
 def resend_report(app: App, session: Session, case: Case, actor: str) -> None:

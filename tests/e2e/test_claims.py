@@ -12,8 +12,6 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import (
-    Account,
-    Case,
     Consult,
     InboundMessage,
     MessageStatus,
@@ -25,28 +23,12 @@ from mailflow.db.models import (
 from mailflow.db.session import transaction
 from mailflow.instances import release_gone, this_process
 from mailflow.intake.spool import Arrival, spool
-from mailflow.outbound.delivery import _claim as claim_outbox
-from mailflow.workflow.consult_report import _deliver_one, claim_report, deliver_pending_reports
-from mailflow.workflow.worker import claim_next, drain
+from mailflow.outbound.delivery import OutboxRunner
+from mailflow.workflow.report_runner import ReportRunner, deliver_pending_reports
+from mailflow.workflow.worker import InboundRunner, drain
 from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email
-
-
-def answered_case(app: App, provider: str, derm: str) -> int:
-    """A case with a consult whose report is not issued yet; returns the consult's id."""
-    with transaction(app.sessions) as session:
-        doc = session.execute(select(Account).where(Account.email == provider)).scalar_one()
-        dermatologist = session.execute(select(Account).where(Account.email == derm)
-                                        ).scalar_one()
-        case = Case(number="DERM-2026-900001", provider_id=doc.id, state="reviewed",
-                    form={"question": "eczema or psoriasis?"}, assignee_id=dermatologist.id)
-        session.add(case)
-        session.flush()
-        consult = Consult(case_id=case.id, dermatologist_id=dermatologist.id, version=1,
-                          answer={"diagnosis": "Nummular eczema", "plan": "emollients"})
-        session.add(consult)
-        session.flush()
-        return consult.id
 
 
 def consult_emails(app: App) -> list[OutboundMessage]:
@@ -59,22 +41,23 @@ def test_two_workers_never_render_the_same_report(
     app: App, provider: str, dermatologists: tuple[str, str]
 ) -> None:
     consult_id = answered_case(app, provider, dermatologists[0])
-    first = claim_report(app, consult_id, "a" * 32)
-    assert first is not None
-    assert claim_report(app, consult_id, "b" * 32) is None  # held: the second worker skips it
+    one, two = ReportRunner(app, "a" * 32), ReportRunner(app, "b" * 32)
+    first = one.claim()
+    assert first is not None and first.id == consult_id
+    assert two.claim() is None  # held: the second worker skips it
     assert deliver_pending_reports(app, instance="b" * 32) == 0
     # the holder is stuck past the lease: the second worker takes over and issues it
     with time_machine.travel(utcnow() + timedelta(seconds=app.config.intake.lease_seconds + 1)):
-        second = claim_report(app, consult_id, "b" * 32)
+        second = two.claim()
     assert second is not None
-    _deliver_one(app, first)  # the first worker wakes up and finishes: it no longer holds it
+    one.process(first)  # the first worker wakes up and finishes: it no longer holds it
     assert consult_emails(app) == []
-    _deliver_one(app, second)
+    two.process(second)
     assert len(consult_emails(app)) == 1
     with app.sessions() as session:
         consult = session.get(Consult, consult_id)
         assert consult is not None and consult.pdf_sha and consult.report_claimed_by is None
-    assert claim_report(app, consult_id, "c" * 32) is None  # issued: nothing left to claim
+    assert ReportRunner(app, "c" * 32).claim() is None  # issued: nothing left to claim
 
 
 def register(app: App, instance_id: str, **identity: object) -> None:
@@ -103,14 +86,15 @@ def test_a_gone_instance_gives_back_every_kind_of_claim_and_a_live_one_keeps_its
         spool(app, Arrival("smtp", raw, mail_from=provider, rcpt_to=(CASES,),
                            auth_user=provider))
         assert drain(app, limit=1) == 1  # processed: its acknowledgement is queued
-        sending = claim_outbox(app, 1, holder)[0]  # ... and being sent by `holder`
+        sending = OutboxRunner(app, holder).claim()  # ... and being sent by `holder`
+        assert sending is not None
         message_id = spool(app, Arrival("smtp", raw, mail_from=provider, rcpt_to=(CASES,),
                                         auth_user=provider))
-        claim = claim_next(app, holder)  # a message being processed by `holder`
+        claim = InboundRunner(app, instance=holder).claim()  # being processed by `holder`
         assert claim is not None and claim.id == message_id
         held[holder] = (message_id, sending.id)
     consult_id = answered_case(app, provider, dermatologists[0])
-    assert claim_report(app, consult_id, gone) is not None
+    assert ReportRunner(app, gone).claim() is not None
 
     assert release_gone(app, this_process()) == 3
     with app.sessions() as session:
@@ -129,4 +113,4 @@ def test_a_gone_instance_gives_back_every_kind_of_claim_and_a_live_one_keeps_its
         assert consult is not None and consult.report_claimed_by is None
         assert set(session.execute(select(ProcessInstance.id)).scalars()) == {live, remote}
     # released work is due at once: no lease, no back-off
-    assert claim_next(app) is not None and claim_outbox(app, 1)
+    assert InboundRunner(app).claim() is not None and OutboxRunner(app).claim() is not None

@@ -15,7 +15,7 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus, OutboxStatus, utcnow
 from mailflow.intake.spool import Arrival, spool
-from mailflow.workflow.worker import claim_next, drain
+from mailflow.workflow.worker import InboundRunner, drain
 from tests.conftest import PASSWORD, RunningService
 from tests.e2e.test_case_intake import CASES, three_photos
 from tests.support.cli import cli_json
@@ -80,7 +80,7 @@ def spooled_case(app: App, provider: str) -> int:
 def test_a_worker_that_dies_mid_message_is_replaced_after_its_lease(
     app: App, spooled_case: int
 ) -> None:
-    claim = claim_next(app)  # a worker claims it ... and dies without finishing
+    claim = InboundRunner(app).claim()  # a worker claims it ... and dies without finishing
     assert claim is not None and claim.id == spooled_case
     assert drain(app) == 0  # the lease holds: nobody else takes it yet
     with time_machine.travel(utcnow() + timedelta(seconds=app.config.intake.lease_seconds + 1)):

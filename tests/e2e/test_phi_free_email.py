@@ -13,7 +13,7 @@ from mailflow.db.models import OutboundMessage
 from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
 from mailflow.workflow import accounts
-from mailflow.workflow.consult_report import deliver_pending_reports
+from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
 from tests.e2e.test_case_intake import CASES, three_photos

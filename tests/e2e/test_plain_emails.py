@@ -30,7 +30,7 @@ from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.form_guide import form_lines
 from mailflow.parse.form import parse_case_form
 from mailflow.workflow import accounts, registration
-from mailflow.workflow.consult_report import deliver_pending_reports
+from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
 from tests.e2e.test_case_intake import CASES, three_photos

@@ -27,7 +27,7 @@ from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.delivery import deliver_due
 from mailflow.workflow import cases
-from mailflow.workflow.consult_report import deliver_pending_reports
+from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain
 from tests.e2e.test_case_intake import CASES
 from tests.support.cli import cli_json, run_cli

@@ -392,7 +392,7 @@ def test_a_failed_render_is_recorded_and_retried_until_the_report_goes_out(
     from mailflow.db.models import Consult
     from mailflow.db.session import transaction
     from mailflow.workflow import accounts
-    from mailflow.workflow.consult_report import deliver_pending_reports
+    from mailflow.workflow.report_runner import deliver_pending_reports
     from tests.conftest import DERMS, ROOT, make_config
 
     templates = tmp_path / "templates"

@@ -10,10 +10,14 @@ import sys
 import urllib.request
 from pathlib import Path
 
+from sqlalchemy import select
+
 from mailflow.app import App
 from mailflow.config import Config
+from mailflow.db.models import Consult, ProcessInstance
 from tests.conftest import PASSWORD
 from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.procs import children
 from tests.support.sink import RelaySink, free_port
@@ -57,7 +61,7 @@ def test_serve_runs_every_part_and_stops_cleanly(
     try:
         wait_until(lambda: "stop with Ctrl-C" in log.read_text(), 60, "serve to start")
         banner = log.read_text()
-        assert "(bus, smtp, worker, outbox, scheduler, web)" in banner
+        assert "(bus, smtp, worker, reports, outbox, scheduler, web)" in banner
         assert_readme_shows(banner)
         assert "event bus:" in banner
         assert f"http://127.0.0.1:{web_port}/" in banner
@@ -81,3 +85,44 @@ def test_serve_runs_every_part_and_stops_cleanly(
     output = log.read_text()
     assert returncode == 0, output
     assert "Traceback" not in output, output
+
+
+def test_the_reports_part_runs_alone_and_issues_a_pending_report(
+    app: App, config: Config, sink: RelaySink, provider: str, dermatologists: tuple[str, str]
+) -> None:
+    consult_id = answered_case(app, provider, dermatologists[0])
+    log = config.base_dir / "reports.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "mailflow", "--config", str(config.base_dir / "config.toml"),
+             "reports"],
+            stdout=out, stderr=out,
+        )
+    try:
+        wait_until(lambda: "stop with Ctrl-C" in log.read_text(), 60, "reports to start")
+        assert "mailflow is running (reports)" in log.read_text()
+        wait_until(lambda: pdf_sha(app, consult_id), 60, "the report to be issued")
+        assert sink.to(provider) == []  # queued for the outbox, which does not run here
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        returncode = proc.wait(60)
+    assert returncode == 0, log.read_text()
+    with app.sessions() as session:
+        assert session.execute(select(ProcessInstance)).first() is None  # unregistered
+
+
+def pdf_sha(app: App, consult_id: int) -> str:
+    with app.sessions() as session:
+        consult = session.get(Consult, consult_id)
+        assert consult is not None
+        return consult.pdf_sha
+
+
+def test_serve_names_the_parts_it_knows_when_given_another(config: Config) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mailflow", "--config", str(config.base_dir / "config.toml"),
+         "serve", "--parts", "worker,outbox,mailer"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert result.returncode == 2
+    assert "no such part: mailer; the parts are bus, smtp, imap, worker, reports" in result.stderr

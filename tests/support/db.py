@@ -5,7 +5,15 @@ from __future__ import annotations
 from sqlalchemy import func, select
 
 from mailflow.app import App
-from mailflow.db.models import Case, InboundMessage, MessageStatus, OutboundMessage
+from mailflow.db.models import (
+    Account,
+    Case,
+    Consult,
+    InboundMessage,
+    MessageStatus,
+    OutboundMessage,
+)
+from mailflow.db.session import transaction
 from tests.support.mail import wait_until
 
 FINAL = (MessageStatus.PROCESSED, MessageStatus.QUARANTINED, MessageStatus.DUPLICATE)
@@ -39,3 +47,21 @@ def outbox(app: App) -> list[OutboundMessage]:
 def accepted_id(reply_text: bytes) -> int:
     """The message number from our '250 2.0.0 Accepted as message N' reply."""
     return int(reply_text.decode().rsplit(" ", 1)[1])
+
+
+def answered_case(app: App, provider: str, derm: str, number: str = "DERM-2026-900001") -> int:
+    """A reviewed case with a consult whose report is not issued yet; returns the consult's
+    id (the report queue's work, without going through intake)."""
+    with transaction(app.sessions) as session:
+        doc = session.execute(select(Account).where(Account.email == provider)).scalar_one()
+        dermatologist = session.execute(select(Account).where(Account.email == derm)
+                                        ).scalar_one()
+        case = Case(number=number, provider_id=doc.id, state="reviewed",
+                    form={"question": "eczema or psoriasis?"}, assignee_id=dermatologist.id)
+        session.add(case)
+        session.flush()
+        consult = Consult(case_id=case.id, dermatologist_id=dermatologist.id, version=1,
+                          answer={"diagnosis": "Nummular eczema", "plan": "emollients"})
+        session.add(consult)
+        session.flush()
+        return consult.id

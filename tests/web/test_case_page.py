@@ -14,7 +14,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, OutboundMessage
-from mailflow.workflow.consult_report import deliver_pending_reports
+from mailflow.workflow.report_runner import deliver_pending_reports
 from tests.e2e.test_review import ANSWER
 from tests.support.mail import FULL_FORM, case_email
 from tests.web.conftest import deliver, send_case

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import OutboundMessage
-from mailflow.workflow.consult_report import deliver_pending_reports
+from mailflow.workflow.report_runner import deliver_pending_reports
 from tests.e2e.test_review import ANSWER
 from tests.web.conftest import csrf_of, deliver, send_case
 
