@@ -169,7 +169,7 @@ def process(app: App, claim: Claim, pool: AnalysisPool | None = None) -> Outcome
         return None
     try:
         mime_limits, image_limits = limits(app)
-        access = BlobAccess(app.blobs.root, app.keys.blob_key, app.keys.blob_name_key)
+        access = BlobAccess(app.blobs.root, app.keys.folder, app.keys.blob_name_key)
         args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
         analysis = analyze_stored(*args) if pool is None else pool.analyze(*args)
         outcome = apply(app, claim, analysis)
