@@ -6,9 +6,10 @@ The highest generation not in `retired/` is the current key: it seals everything
 key, retired ones too, can open: a reader tries the current key first, then the others
 (AES-GCM refuses a wrong key cleanly), so the stored format carries no key id.
 
-A running process notices a new or retired key without a restart: before sealing it compares
-the folders' modification times with those it loaded (cheap), and after a failed open with
-every key it knows it reloads once and tries again (docs/decisions.md, "Key rotation").
+A running process notices a new or retired key without a restart: before sealing or opening
+it compares the folders' modification times with those it loaded (two stat calls), and after
+a failed open with every key it knows it reloads once and tries again (docs/decisions.md,
+"Key rotation").
 """
 
 from __future__ import annotations
@@ -151,6 +152,7 @@ class KeySet:
     def open(self, purpose: Purpose, sealed: bytes, associated: bytes = b"",
              what: str = "") -> tuple[bytes, SealingKey]:
         """The plaintext and the key that opened it; InvalidTag when no key does."""
+        self.refresh()
         for attempt in (1, 2):
             for key in self._keys:
                 try:
