@@ -59,8 +59,10 @@ def create_master_key(storage_dir: Path) -> bool:
     it is: a new master.key there would be a second, unrelated key."""
     path = key_path(storage_dir)
     folder = path.parent
+    from mailflow.store.keyset import key_generation
+
     if folder.is_dir() and any(
-        p.name == IDENTITY_NAME or p.name.endswith(".key") for p in folder.rglob("*")
+        p.name == IDENTITY_NAME or key_generation(p.name) is not None for p in folder.rglob("*")
     ):
         return False
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from mailflow.app import App
@@ -26,7 +27,8 @@ from mailflow.store.blobs import LOCK_NAME, RESEAL_PREFIX
 from mailflow.store.keys import derive, unseal
 from mailflow.store.keyset import add_key, read_master
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
-from tests.conftest import PASSWORD, RunningService
+from tests.conftest import PASSWORD, RunningService, make_config
+from tests.e2e.test_backup import backup, kind_of, new_database, restore
 from tests.e2e.test_case_intake import CASES, three_photos
 from tests.e2e.test_review import ANSWER, answer, open_case, pdf_text
 from tests.support.cli import cli_json, run_cli
@@ -221,3 +223,30 @@ def test_a_value_changed_during_the_rotation_is_not_overwritten(
                            .where(accounts.table.c.email == provider)).one()
     assert [unseal(column_key, base64.b64decode(v)) for v in row] == [
         b"changed meanwhile", b"JBSWY3DPEHPK3PXP"]
+
+
+@pytest.fixture
+def elsewhere(tmp_path: Path, db_url: str) -> Iterator[Config]:
+    """An empty storage folder and database of the same kind, to restore into."""
+    with new_database(kind_of(db_url), tmp_path) as url:
+        folder = tmp_path / "restored"
+        folder.mkdir()
+        yield make_config(folder, url)
+
+
+def test_a_backup_after_a_rotation_restores_with_its_retired_key(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    dermatologists: tuple[str, str], tmp_path: Path, elsewhere: Config,
+) -> None:
+    target = elsewhere
+    number, _ack, _notification = open_case(service, sink, provider, dermatologists[0])
+    assert "retired master.key" in run_cli(config, "keys", "rotate").stdout
+    archive = tmp_path / "after-rotation.backup"
+    backup(config, archive)
+    restore(target, archive)
+    assert cli_json(target, "cases", "show", number) == cli_json(config, "cases", "show", number)
+    status = cli_json(target, "keys", "status")
+    assert {k["name"]: k["state"] for k in status["keys"]} == {
+        "key-1.key": "current", "master.key": "retired"}
+    assert status["left_under_older_keys"] == 0 and status["unreadable"] == []
+    assert (target.storage_dir / "keys" / "identity.key").exists()
