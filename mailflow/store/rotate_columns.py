@@ -33,7 +33,7 @@ class RotationError(Exception):
 class EncryptedTable:
     table: Table  # as stored: the encrypted columns are their text
     pk: Column[Any]
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # the encrypted columns' keys in `table.c`
 
     @property
     def name(self) -> str:
@@ -45,15 +45,15 @@ def encrypted_tables() -> list[EncryptedTable]:
     found = []
     metadata = MetaData()
     for table in tables():
-        names = tuple(c.name for c in table.columns
-                      if isinstance(c.type, EncryptedText | EncryptedJSON))
-        if not names:
+        keys = tuple(c.key for c in table.columns
+                     if isinstance(c.type, EncryptedText | EncryptedJSON))
+        if not keys:
             continue
         if len(table.primary_key.columns) != 1:
             raise RotationError(f"table {table.name} has encrypted columns but no single-column "
                                 "primary key: the rotation cannot address its rows")
         raw = stored_table(table, metadata)
-        found.append(EncryptedTable(raw, raw.c[table.primary_key.columns[0].name], names))
+        found.append(EncryptedTable(raw, raw.c[table.primary_key.columns[0].key], keys))
     return found
 
 
