@@ -43,7 +43,7 @@ def cmd_rotate(app: App, args: argparse.Namespace) -> int:
     except RotationError as exc:
         raise CliError(str(exc)) from exc
     print(f"done: {report.values} database values and {report.files} files re-encrypted "
-          f"under {report.key} ({report.passes} passes)")
+          f"under {report.key} ({report.passes} {'pass' if report.passes == 1 else 'passes'})")
     if report.changed_meanwhile:
         print(f"{report.changed_meanwhile} values were changed by the service meanwhile "
               "(already under the new key)")
