@@ -23,12 +23,14 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import Account, AuditEvent
 from mailflow.db.session import transaction
+from mailflow.store.backup import write_backup
 from mailflow.store.blobs import LOCK_NAME, RESEAL_PREFIX
 from mailflow.store.keys import derive, unseal
 from mailflow.store.keyset import add_key, read_master
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
+from mailflow.store.rotation import rotate
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_backup import backup, kind_of, new_database, restore
+from tests.e2e.test_backup import PASSPHRASE, backup, kind_of, new_database, restore
 from tests.e2e.test_case_intake import CASES, three_photos
 from tests.e2e.test_review import ANSWER, answer, open_case, pdf_text
 from tests.support.cli import cli_json, run_cli
@@ -250,3 +252,26 @@ def test_a_backup_after_a_rotation_restores_with_its_retired_key(
         "key-1.key": "current", "master.key": "retired"}
     assert status["left_under_older_keys"] == 0 and status["unreadable"] == []
     assert (target.storage_dir / "keys" / "identity.key").exists()
+
+
+def test_a_backup_during_a_rotation_carries_the_key_of_every_file_it_holds(
+    app: App, provider: str, config: Config, tmp_path: Path, elsewhere: Config,
+) -> None:
+    with transaction(app.sessions) as session:
+        account = session.execute(select(Account).where(Account.email == provider)).scalar_one()
+        account.pdf_password = "a PDF password"
+    photo = app.blobs.put(b"a synthetic photo")
+    rotated: list[str] = []
+
+    def rotate_once(_count: int) -> None:  # the rotation runs while the backup is under way
+        if not rotated:
+            rotated.append(rotate(app, lambda _line: None).key)
+
+    archive = tmp_path / "during-rotation.backup"
+    write_backup(config, archive, PASSPHRASE, rotate_once)
+    assert rotated == ["key-1.key"]
+    restore(elsewhere, archive)
+    status = cli_json(elsewhere, "keys", "status")
+    assert status["unreadable"] == []  # the re-sealed photo came with the new key
+    assert {k["name"]: k["files"] for k in status["keys"]} == {"key-1.key": 1, "master.key": 0}
+    assert (elsewhere.storage_dir / "blobs" / photo[:2] / photo[2:4] / photo).exists()
