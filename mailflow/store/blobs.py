@@ -30,7 +30,6 @@ from cryptography.exceptions import InvalidTag
 
 from mailflow.store.keyset import KeySet, SealingKey
 
-LOCK_NAME = ".lock"
 RESEAL_PREFIX = ".reseal-"
 
 
@@ -39,6 +38,11 @@ class Resealed(Enum):
     RESEALED = "resealed under the current key"
     GONE = "deleted or replaced meanwhile"
     UNREADABLE = "opens with no key"
+
+
+def lock_path(root: Path) -> Path:
+    """Beside the store, not in it: every file in the store is a blob (var/blobs.lock)."""
+    return root.with_name(f"{root.name}.lock")
 
 
 class BlobError(Exception):
@@ -53,11 +57,12 @@ class BlobStore:
 
     @contextmanager
     def _locked(self, shared: bool) -> Iterator[None]:
+        lock = lock_path(self.root)
         try:
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         except FileNotFoundError:  # a store not written to yet
-            self.root.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.root / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
             yield

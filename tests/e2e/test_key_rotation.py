@@ -24,7 +24,7 @@ from mailflow.config import Config
 from mailflow.db.models import Account, AuditEvent
 from mailflow.db.session import transaction
 from mailflow.store.backup import write_backup
-from mailflow.store.blobs import LOCK_NAME, RESEAL_PREFIX
+from mailflow.store.blobs import RESEAL_PREFIX, lock_path
 from mailflow.store.keys import derive, unseal
 from mailflow.store.keyset import add_key, read_master
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
@@ -72,7 +72,7 @@ def kill(proc: subprocess.Popen[str]) -> None:
 def blob_lock_held(config: Config) -> Iterator[None]:
     """Hold the blob store's lock shared, as a `put` marking a file used does: a reseal
     cannot put its new file in place until it is released."""
-    fd = os.open(config.storage_dir / "blobs" / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(lock_path(config.storage_dir / "blobs"), os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_SH)
         yield
