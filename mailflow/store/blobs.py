@@ -28,6 +28,7 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
+from mailflow.store.keys import seal
 from mailflow.store.keyset import KeySet, SealingKey
 
 RESEAL_PREFIX = ".reseal-"
@@ -137,7 +138,6 @@ class BlobStore:
         _fsync_dir(path.parent)
         return True
 
-
     def opening_key(self, digest: str) -> SealingKey | None:
         """The key the blob opens with (None: no key opens it, or it is gone)."""
         path = self._path(digest)
@@ -173,8 +173,6 @@ class BlobStore:
             os.close(fd)
 
     def _write_reseal(self, path: Path, key: SealingKey, plain: bytes, digest: str) -> Path:
-        from mailflow.store.keys import seal
-
         tmp = path.with_name(f"{RESEAL_PREFIX}{digest}")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
