@@ -12,7 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.bus import Publisher, attach
 from mailflow.config import Config
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
-from mailflow.db.types import install_column_key
+from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
 from mailflow.sla.clock import SlaContext
 from mailflow.sla.policy import load_policies
@@ -38,7 +38,7 @@ class App:
     @classmethod
     def open(cls, config: Config) -> App:
         keys = Keyring.load(config.storage_dir)
-        install_column_key(keys.column_key)
+        install_keys(keys.sealing)
         engine = make_engine(config.database_url, echo=config.database.echo)
         sla = SlaContext(
             calendar=load_calendar(config.schedules_dir / "calendar.toml"),
@@ -51,7 +51,7 @@ class App:
         return cls(
             config=config,
             keys=keys,
-            blobs=BlobStore(config.storage_dir / "blobs", keys.blob_key, keys.blob_name_key),
+            blobs=BlobStore(config.storage_dir / "blobs", keys.sealing, keys.blob_name_key),
             engine=engine,
             sessions=sessions,
             roster=load_roster(config.schedules_dir / "roster.toml"),

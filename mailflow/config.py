@@ -227,6 +227,14 @@ class RetentionConfig(_Section):
     run_at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # daily, UTC
 
 
+class KeysConfig(_Section):
+    """`mailflow keys rotate` (store/rotation.py, README "Rotating the encryption key")."""
+
+    batch_size: int = Field(500, gt=0)  # rows per transaction, files between progress lines
+    # a rest after each batch, to leave the disk and the database to the service
+    pause_seconds: float = Field(0, ge=0)
+
+
 class RecoveryConfig(_Section):
     """Finding the claims of a worker that stopped (mailflow/instances.py)."""
 
@@ -283,6 +291,7 @@ class Config(_Section):
     recovery: RecoveryConfig = RecoveryConfig()
     registration: RegistrationConfig = RegistrationConfig()
     retention: RetentionConfig = RetentionConfig()
+    keys: KeysConfig = KeysConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")
 

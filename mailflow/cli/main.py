@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from mailflow import audit
 from mailflow.app import App, initialise
 from mailflow.bus import BusError
-from mailflow.cli import backup, cases, messages, patients, retention, sample, sla, users
+from mailflow.cli import backup, cases, keys, messages, patients, retention, sample, sla, users
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
@@ -62,6 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     retention.register(sub)
     patients.register(sub)
     backup.register(sub)
+    keys.register(sub)
     aud = sub.add_parser("audit", help="the audit log")
     acmds = aud.add_subparsers(dest="action", required=True)
     verify = acmds.add_parser("verify", help="check the hash chain")

@@ -1,8 +1,9 @@
 """Column types: UTC timestamps everywhere, and encrypted columns for PHI.
 
-Encrypted columns are AES-256-GCM sealed with the column key (derived from the master key) and
-stored as text. The key is installed once per process by `install_column_key` when the
-application opens; using a PHI column before that is a programming error and fails loudly.
+Encrypted columns are AES-256-GCM sealed with the column key (derived from the current master
+key) and stored as base64 text; a value sealed under an older key still opens (store/keyset.py).
+The keys are installed once per process by `install_keys` when the application opens; using a
+PHI column before that is a programming error and fails loudly.
 """
 
 from __future__ import annotations
@@ -16,20 +17,28 @@ from sqlalchemy import DateTime, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from mailflow.store.keys import seal, unseal
+from mailflow.store.keyset import KeySet
 
-_column_key: bytes | None = None
-
-
-def install_column_key(key: bytes) -> None:
-    global _column_key
-    _column_key = key
+_keys: KeySet | None = None
 
 
-def _key() -> bytes:
-    if _column_key is None:
-        raise RuntimeError("the column key is not installed: open the application first")
-    return _column_key
+def install_keys(keys: KeySet) -> None:
+    global _keys
+    _keys = keys
+
+
+def _keyset() -> KeySet:
+    if _keys is None:
+        raise RuntimeError("the column keys are not installed: open the application first")
+    return _keys
+
+
+def seal_column(plain: bytes) -> str:
+    return base64.b64encode(_keyset().seal("column", plain)).decode("ascii")
+
+
+def open_column(stored: str) -> bytes:
+    return _keyset().open("column", base64.b64decode(stored))[0]
 
 
 class UTCDateTime(TypeDecorator[datetime]):
@@ -59,12 +68,12 @@ class EncryptedText(TypeDecorator[str]):
     def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return base64.b64encode(seal(_key(), value.encode("utf-8"))).decode("ascii")
+        return seal_column(value.encode("utf-8"))
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> str | None:
         if value is None:
             return None
-        return unseal(_key(), base64.b64decode(value)).decode("utf-8")
+        return open_column(value).decode("utf-8")
 
 
 class EncryptedJSON(TypeDecorator[Any]):
@@ -75,9 +84,9 @@ class EncryptedJSON(TypeDecorator[Any]):
         if value is None:
             return None
         plain = json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
-        return base64.b64encode(seal(_key(), plain)).decode("ascii")
+        return seal_column(plain)
 
     def process_result_value(self, value: str | None, dialect: Dialect) -> Any:
         if value is None:
             return None
-        return json.loads(unseal(_key(), base64.b64decode(value)))
+        return json.loads(open_column(value))

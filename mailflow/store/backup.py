@@ -3,9 +3,9 @@ consistent while the service runs (docs/decisions.md, "Backup and restore").
 
 The archive is a tar stream inside a SealedWriter (mailflow/store/sealed_stream.py):
   manifest.json            format, schema revision, every table's columns in insert order
-  storage/keys/*, tls/*    the installation's keys and TLS certificate
   db/NNN-table/NNNNNN.jsonl  rows as JSON arrays, read in ONE read-only snapshot transaction
   blobs/ab/cd/<digest>     every blob present after the snapshot began, copied as stored
+  storage/keys/*, tls/*    the installation's keys (retired ones too) and TLS certificate
   end.json                 row and blob counts, checked by restore
 Rows and blobs are copied as stored (still encrypted under the installation's keys): the
 backup never decrypts PHI, and the archive needs no key but the passphrase.
@@ -21,6 +21,7 @@ import os
 import tarfile
 import time
 from collections.abc import Callable, Iterator
+from contextlib import nullcontext
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ from mailflow.config import Config
 from mailflow.db.models import Base
 from mailflow.db.session import make_engine, make_sessionmaker, transaction
 from mailflow.db.types import EncryptedJSON, EncryptedText, UTCDateTime
+from mailflow.store.keyset import folder_lock
 from mailflow.store.sealed_stream import SealedWriter
 
 ARCHIVE_FORMAT = 1
@@ -181,12 +183,16 @@ def _write_rows(tar: tarfile.TarFile, conn: Connection, progress: Progress) -> d
 
 
 def _write_storage(tar: tarfile.TarFile, storage: Path) -> None:
-    for folder in STORAGE_FOLDERS:
-        base = storage / folder
-        for path in sorted(base.rglob("*")) if base.is_dir() else ():
-            if path.is_file():
-                name = f"storage/{path.relative_to(storage).as_posix()}"
-                _member(tar, name, path.read_bytes())
+    """The keys (retired ones too) and the TLS certificate; lock files are not carried. Under
+    the keys' folder lock, so a key being retired meanwhile is copied once, not missed."""
+    keys = storage / "keys"
+    with folder_lock(keys, shared=True) if keys.is_dir() else nullcontext():
+        for folder in STORAGE_FOLDERS:
+            base = storage / folder
+            for path in sorted(base.rglob("*")) if base.is_dir() else ():
+                if path.is_file() and not path.name.endswith(".lock"):
+                    name = f"storage/{path.relative_to(storage).as_posix()}"
+                    _member(tar, name, path.read_bytes())
 
 
 def _write_blobs(tar: tarfile.TarFile, storage: Path, progress: Progress) -> int:
@@ -261,7 +267,6 @@ def _write_archive(sealed: SealedWriter, engine: Engine, storage: Path,
                            for t in tables()],
             }
             _member(tar, "manifest.json", json.dumps(manifest, indent=1).encode())
-            _write_storage(tar, storage)
             counts = _write_rows(tar, conn, progress)
         finally:
             conn.rollback()
@@ -269,6 +274,9 @@ def _write_archive(sealed: SealedWriter, engine: Engine, storage: Path,
         # after the snapshot: every blob its rows name is on disk (a blob is written before
         # the row naming it commits, and never deleted); later blobs are harmless extras
         blobs = _write_blobs(tar, storage, progress)
+        # the keys last: a row or blob copied above may have been sealed (or re-sealed by a
+        # key rotation) under a key made after the backup began; keys are only ever added
+        _write_storage(tar, storage)
         end = {"rows": counts, "blobs": blobs}
         _member(tar, "end.json", json.dumps(end).encode())
     return end

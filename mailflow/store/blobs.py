@@ -5,20 +5,45 @@ but nobody with only the disk can confirm that a known photo is there. It is wri
 nonce||AES-GCM ciphertext to a temporary file, fsynced, renamed into place, and the folder
 fsynced: once `put` returns, the bytes survive a crash. The name is bound into the ciphertext,
 so a swapped file fails to open.
+
+Blobs are sealed with the current key and open with any key of the set (store/keyset.py);
+`reseal` moves one to the current key for `mailflow keys rotate`. A lock file shared by
+`put` (when it marks an existing file as used) and taken alone by `discard` and `reseal`
+keeps a rotation from bringing back a file the retention purge is deleting, or from losing
+the mark of use a `put` just made.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import hmac
 import os
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from enum import Enum
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
-from mailflow.store.keys import seal, unseal
+from mailflow.store.keys import seal
+from mailflow.store.keyset import KeySet, SealingKey
+
+RESEAL_PREFIX = ".reseal-"
+
+
+class Resealed(Enum):
+    CURRENT = "already under the current key"
+    RESEALED = "resealed under the current key"
+    GONE = "deleted or replaced meanwhile"
+    UNREADABLE = "opens with no key"
+
+
+def lock_path(root: Path) -> Path:
+    """Beside the store, not in it: every file in the store is a blob (var/blobs.lock)."""
+    return root.with_name(f"{root.name}.lock")
 
 
 class BlobError(Exception):
@@ -26,10 +51,24 @@ class BlobError(Exception):
 
 
 class BlobStore:
-    def __init__(self, root: Path, key: bytes, name_key: bytes) -> None:
+    def __init__(self, root: Path, keys: KeySet, name_key: bytes) -> None:
         self.root = root
-        self._key = key
+        self.keys = keys
         self._name_key = name_key
+
+    @contextmanager
+    def _locked(self, shared: bool) -> Iterator[None]:
+        lock = lock_path(self.root)
+        try:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # a store not written to yet
+            lock.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH if shared else fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)
 
     def _path(self, digest: str) -> Path:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
@@ -39,10 +78,11 @@ class BlobStore:
     def put(self, data: bytes) -> str:
         digest = hmac.new(self._name_key, data, hashlib.sha256).hexdigest()
         path = self._path(digest)
-        if _touch(path):  # already there: marked as just used, so a purge leaves it alone
-            return digest
+        with self._locked(shared=True):
+            if _touch(path):  # already there: marked as just used, so a purge leaves it alone
+                return digest
         path.parent.mkdir(parents=True, exist_ok=True)
-        sealed = seal(self._key, data, digest.encode())
+        sealed = self.keys.seal("blob", data, digest.encode())
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:
@@ -64,7 +104,7 @@ class BlobStore:
         except FileNotFoundError as exc:
             raise BlobError(f"blob {digest[:12]}… is missing") from exc
         try:
-            return unseal(self._key, sealed, digest.encode())
+            return self.keys.open("blob", sealed, digest.encode(), what=f"blob {digest[:12]}")[0]
         except InvalidTag as exc:
             raise BlobError(f"blob {digest[:12]}… failed its integrity check") from exc
 
@@ -79,8 +119,11 @@ class BlobStore:
         (a `put` from then on writes it afresh), and kept after all if it was written or
         touched at or after `used_before` (a timestamp).
         """
-        path = self._path(digest)
-        parked = path.with_name(f".purge-{digest}")
+        with self._locked(shared=False):
+            return self._discard(self._path(digest), used_before)
+
+    def _discard(self, path: Path, used_before: float) -> bool:
+        parked = path.with_name(f".purge-{path.name}")
         try:
             os.replace(path, parked)
         except FileNotFoundError:
@@ -94,6 +137,83 @@ class BlobStore:
         parked.unlink()
         _fsync_dir(path.parent)
         return True
+
+    def opening_key(self, digest: str) -> SealingKey | None:
+        """The key the blob opens with (None: no key opens it, or it is gone)."""
+        path = self._path(digest)
+        try:
+            return self.keys.open("blob", path.read_bytes(), digest.encode())[1]
+        except (FileNotFoundError, InvalidTag):
+            return None
+
+    def reseal(self, digest: str) -> Resealed:
+        """Seal the blob again under the current key, if it is not already, in place.
+
+        The new file replaces the old only if the old is still there (the purge did not
+        delete it meanwhile, under the same lock) and keeps its time of last use."""
+        path = self._path(digest)
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except FileNotFoundError:
+            return Resealed.GONE
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                sealed = fh.read()
+            current = self.keys.current()
+            try:
+                plain, key = self.keys.open("blob", sealed, digest.encode())
+            except InvalidTag:
+                return Resealed.UNREADABLE
+            if key.name == current.name:
+                return Resealed.CURRENT
+            fresh = self._write_reseal(path, current, plain, digest)
+            with self._locked(shared=False):
+                return self._replace(path, fd, fresh)
+        finally:
+            os.close(fd)
+
+    def _write_reseal(self, path: Path, key: SealingKey, plain: bytes, digest: str) -> Path:
+        tmp = path.with_name(f"{RESEAL_PREFIX}{digest}")
+        out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(out, seal(key.blob_key, plain, digest.encode()))
+            os.fsync(out)
+        finally:
+            os.close(out)
+        return tmp
+
+    def _replace(self, path: Path, old_fd: int, fresh: Path) -> Resealed:
+        """Under the lock: put `fresh` in place of the file open as `old_fd`, if still there."""
+        old = os.fstat(old_fd)
+        try:
+            now = os.stat(path)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_ino, now.st_dev) != (old.st_ino, old.st_dev):
+            fresh.unlink()
+            return Resealed.GONE
+        os.utime(fresh, ns=(old.st_atime_ns, old.st_mtime_ns))  # its last use, unchanged
+        os.replace(fresh, path)
+        _fsync_dir(path.parent)
+        return Resealed.RESEALED
+
+    def files(self) -> Iterator[str]:
+        """Every blob's name, folder by folder (a listing of one folder at a time)."""
+        if not self.root.is_dir():
+            return
+        for first in sorted(self.root.iterdir()):
+            for second in sorted(first.iterdir()) if first.is_dir() else ():
+                for path in sorted(second.iterdir()) if second.is_dir() else ():
+                    if len(path.name) == 64 and not path.name.startswith("."):
+                        yield path.name
+
+    def remove_abandoned_reseals(self) -> int:
+        """Files a stopped rotation left half done (only while no rotation runs)."""
+        count = 0
+        for path in self.root.glob(f"*/*/{RESEAL_PREFIX}*") if self.root.is_dir() else ():
+            path.unlink(missing_ok=True)
+            count += 1
+        return count
 
 
 def _touch(path: Path) -> bool:

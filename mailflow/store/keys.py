@@ -1,21 +1,27 @@
-"""The master key under var/keys and the purpose keys derived from it (HKDF).
+"""The master keys under var/keys and the purpose keys derived from them (HKDF).
 
-One random 256-bit master key, created by `mailflow init`; each use (blobs, database columns,
+A random 256-bit master key, created by `mailflow init`; each use (blobs, database columns,
 look-up hashes, reply addresses) gets its own derived key so that no two uses share one.
+`mailflow keys rotate` adds newer master keys for the encryption keys (store/keyset.py).
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+if TYPE_CHECKING:
+    from mailflow.store.keyset import KeySet
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -25,17 +31,42 @@ class KeyError_(Exception):
     """The key is missing or unreadable: the service cannot read PHI without it."""
 
 
+IDENTITY_NAME = "identity.key"
+# The keys that name things rather than hide them: blob names, patient look-up hashes, the
+# reply addresses in providers' inboxes, password links. They are not rotated (a rotation
+# would rename every blob and break every address already sent), so after the first rotation
+# they are kept in identity.key, apart from the master key they came from, which can then go.
+IDENTITY_PURPOSES = {
+    "blob_name_key": "mailflow blob names v1",
+    "lookup_key": "mailflow lookup v1",
+    "reply_key": "mailflow reply addresses v1",
+    "token_key": "mailflow password links v1",
+}
+
+
+def keys_dir(storage_dir: Path) -> Path:
+    return storage_dir / "keys"
+
+
 def key_path(storage_dir: Path) -> Path:
-    return storage_dir / "keys" / "master.key"
+    """The first master key (`mailflow init`); later ones are key-<n>.key (store/keyset.py)."""
+    return keys_dir(storage_dir) / "master.key"
 
 
 def create_master_key(storage_dir: Path) -> bool:
-    """Create the master key if absent (mode 0600). Returns True when a key was created."""
+    """Create the master key in an installation that has no key (mode 0600). Returns True
+    when a key was created. A folder with any key (a rotated one, a retired one) is left as
+    it is: a new master.key there would be a second, unrelated key."""
     path = key_path(storage_dir)
-    if path.exists():
+    folder = path.parent
+    from mailflow.store.keyset import key_generation
+
+    if folder.is_dir() and any(
+        p.name == IDENTITY_NAME or key_generation(p.name) is not None for p in folder.rglob("*")
+    ):
         return False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    os.chmod(path.parent, 0o700)
+    folder.mkdir(parents=True, exist_ok=True)
+    os.chmod(folder, 0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         os.write(fd, secrets.token_bytes(KEY_BYTES).hex().encode())
@@ -45,44 +76,76 @@ def create_master_key(storage_dir: Path) -> bool:
     return True
 
 
-def _derive(master: bytes, purpose: str) -> bytes:
+def derive(master: bytes, purpose: str) -> bytes:
     return HKDF(
         algorithm=hashes.SHA256(), length=KEY_BYTES, salt=None, info=purpose.encode()
     ).derive(master)
 
 
+def identity_from_master(master: bytes) -> dict[str, bytes]:
+    return {name: derive(master, info) for name, info in IDENTITY_PURPOSES.items()}
+
+
+def _first_master(folder: Path) -> Path:
+    for candidate in (folder / "master.key", folder / "retired" / "master.key"):
+        if candidate.exists():
+            return candidate
+    raise KeyError_(f"no key in {folder}: run `mailflow init` first")
+
+
+def load_identity(folder: Path) -> dict[str, bytes]:
+    """identity.key if there is one, else the keys derived from the first master key."""
+    from mailflow.store.keyset import read_master
+
+    path = folder / IDENTITY_NAME
+    if not path.exists():
+        return identity_from_master(read_master(_first_master(folder)))
+    try:
+        stored = json.loads(path.read_text())
+        keys = {name: bytes.fromhex(stored[name]) for name in IDENTITY_PURPOSES}
+    except (ValueError, KeyError, TypeError) as exc:
+        raise KeyError_(f"the identity keys at {path} are not readable") from exc
+    if any(len(k) != KEY_BYTES for k in keys.values()):
+        raise KeyError_(f"the identity keys at {path} have the wrong length")
+    return keys
+
+
+def save_identity(folder: Path) -> bool:
+    """Keep the naming keys apart from the first master key (before it can be retired).
+    Returns True when identity.key was written."""
+    from mailflow.store.keyset import write_atomically
+
+    path = folder / IDENTITY_NAME
+    if path.exists():
+        return False
+    keys = load_identity(folder)
+    write_atomically(path, json.dumps({n: k.hex() for n, k in keys.items()}).encode())
+    return True
+
+
 @dataclass(frozen=True)
 class Keyring:
-    blob_key: bytes
+    """The naming keys (fixed for the life of the installation) and the encryption keys
+    (several, the newest sealing: store/keyset.py)."""
+
     blob_name_key: bytes
-    column_key: bytes
     lookup_key: bytes
     reply_key: bytes
     token_key: bytes
+    sealing: KeySet
 
-    @classmethod
-    def from_master(cls, master: bytes) -> Keyring:
-        return cls(
-            blob_key=_derive(master, "mailflow blobs v1"),
-            blob_name_key=_derive(master, "mailflow blob names v1"),
-            column_key=_derive(master, "mailflow columns v1"),
-            lookup_key=_derive(master, "mailflow lookup v1"),
-            reply_key=_derive(master, "mailflow reply addresses v1"),
-            token_key=_derive(master, "mailflow password links v1"),
-        )
+    @property
+    def folder(self) -> Path:
+        return self.sealing.folder
 
     @classmethod
     def load(cls, storage_dir: Path) -> Keyring:
-        path = key_path(storage_dir)
-        try:
-            master = bytes.fromhex(path.read_text().strip())
-        except FileNotFoundError as exc:
-            raise KeyError_(f"no key at {path}: run `mailflow init` first") from exc
-        except ValueError as exc:
-            raise KeyError_(f"the key at {path} is not readable") from exc
-        if len(master) != KEY_BYTES:
-            raise KeyError_(f"the key at {path} has the wrong length")
-        return cls.from_master(master)
+        from mailflow.store.keyset import keyset_for
+
+        folder = keys_dir(storage_dir)
+        if not folder.is_dir():
+            raise KeyError_(f"no key folder at {folder}: run `mailflow init` first")
+        return cls(**load_identity(folder), sealing=keyset_for(folder))
 
     def lookup_hash(self, *parts: str) -> str:
         """A keyed hash for finding a row by a PHI value without storing the value in clear."""

@@ -21,6 +21,7 @@ from typing import Any
 from mailflow.parse.analyze import Analysis, Photo, StoredPhoto, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.store.blobs import BlobStore
+from mailflow.store.keyset import keyset_for
 
 log = logging.getLogger(__name__)
 
@@ -41,11 +42,11 @@ class BlobAccess:
     """What a process needs to read and write the blob store itself."""
 
     root: Path
-    key: bytes
+    keys_folder: Path  # the process reads the keys itself, and sees a new one (keyset.py)
     name_key: bytes
 
     def open(self) -> BlobStore:
-        return BlobStore(self.root, self.key, self.name_key)
+        return BlobStore(self.root, keyset_for(self.keys_folder), self.name_key)
 
 
 def _store(blobs: BlobStore, photo: Photo) -> StoredPhoto:

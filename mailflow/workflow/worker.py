@@ -99,7 +99,7 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
     def dispose(self, claim: MessageClaim) -> None:
         mime_limits, image_limits = limits(self.app)
         keys = self.app.keys
-        access = BlobAccess(self.app.blobs.root, keys.blob_key, keys.blob_name_key)
+        access = BlobAccess(self.app.blobs.root, keys.folder, keys.blob_name_key)
         args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
         analysis = analyze_stored(*args) if self.pool is None else self.pool.analyze(*args)
         outcome = self.apply(claim, analysis)
