@@ -28,7 +28,7 @@ from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.delivery import _claim as claim_outbox
 from mailflow.workflow.consult_report import _deliver_one, claim_report, deliver_pending_reports
 from mailflow.workflow.worker import claim_next, drain
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email
 
 

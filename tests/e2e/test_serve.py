@@ -13,7 +13,7 @@ from pathlib import Path
 from mailflow.app import App
 from mailflow.config import Config
 from tests.conftest import PASSWORD
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.procs import children
 from tests.support.sink import RelaySink, free_port

@@ -7,7 +7,6 @@ import contextlib
 import struct
 import time
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +15,8 @@ from hypothesis import strategies as st
 from mailflow.parse.auto import automatic_reason
 from mailflow.parse.mime import FORWARD_MARKER, parse_message
 from mailflow.parse.types import MimeLimits, ParsedMessage, ParseRejected
+from tests.support.corpus import corpus_messages
 
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "real-mail"
 BOUNCES = (
     "zammad-mail033-undelivered-mail-returned-to-sender-notification.eml",
     "mikel-report_422.eml",
@@ -516,15 +515,8 @@ def test_corrupt_winmail_dat_is_kept_with_a_defect() -> None:
 # --- the real-mail corpus and fuzzing -----------------------------------------------------------
 
 
-def corpus_files() -> list[Path]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"real-mail corpus not found at {CORPUS.resolve()}")
-    return sorted(CORPUS.glob("*.eml"))
-
-
 def test_every_corpus_message_parses_or_is_rejected() -> None:
-    files = corpus_files()
-    assert files, f"no .eml files in {CORPUS}"
+    files = corpus_messages()
     for path in files:
         try:
             parsed = parse_message(path.read_bytes())
@@ -537,7 +529,7 @@ def test_every_corpus_message_parses_or_is_rejected() -> None:
 
 
 def test_corpus_bounces_are_automatic() -> None:
-    files = {path.name: path for path in corpus_files()}
+    files = {path.name: path for path in corpus_messages()}
     for name in BOUNCES:
         parsed = parse_message(files[name].read_bytes())
         assert automatic_reason(parsed, "mailer-daemon@relay.example"), name
@@ -546,7 +538,7 @@ def test_corpus_bounces_are_automatic() -> None:
 
 
 def test_corpus_charsets_decode() -> None:
-    files = {path.name: path for path in corpus_files()}
+    files = {path.name: path for path in corpus_messages()}
     assert (
         "このメールはテスト用のメールです"
         in parse_message(files["mikel-japanese_shift_jis.eml"].read_bytes()).text
