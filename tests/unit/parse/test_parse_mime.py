@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
-import time
 from email.message import EmailMessage
 
 import pytest
@@ -108,12 +107,11 @@ def test_twenty_levels_of_nesting_are_rejected() -> None:
     assert info.value.reason == "The message nests MIME parts 20 levels deep; the limit is 8."
 
 
-def test_pathological_nesting_is_rejected_quickly() -> None:
-    started = time.monotonic()
+def test_pathological_nesting_is_rejected() -> None:
+    # how fast: benchmarks/parse_limits.py (a figure, not a wall-clock limit in a test)
     with pytest.raises(ParseRejected) as info:
         parse_message(nested_multipart(5000))
     assert info.value.code in ("mime-depth", "too-many-parts")
-    assert time.monotonic() - started < 2
 
 
 def test_too_many_parts() -> None:
@@ -129,16 +127,14 @@ def test_five_hundred_attachments_are_rejected() -> None:
     assert info.value.code == "too-many-parts"
 
 
-def test_thousands_of_empty_parts_are_rejected_quickly() -> None:
+def test_thousands_of_empty_parts_are_rejected() -> None:
     raw = raw_message(
         'From: a@example.org\nContent-Type: multipart/mixed; boundary="b"',
         "--b\r\n\r\nx\r\n" * 20000 + "--b--\r\n",
     )
-    started = time.monotonic()
-    with pytest.raises(ParseRejected) as info:
+    with pytest.raises(ParseRejected) as info:  # how fast: benchmarks/parse_limits.py
         parse_message(raw)
     assert info.value.code == "too-many-parts"
-    assert time.monotonic() - started < 2
 
 
 def test_too_many_attachments() -> None:
