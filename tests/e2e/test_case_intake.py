@@ -88,7 +88,7 @@ def test_no_patient_name_at_rest_or_in_the_logs(
         for p in storage.rglob("*")
         if p.is_file() and "outgoing" not in p.parts and needle in p.read_bytes()
     ]
-    assert leaks == []  # blobs, keys and (on SQLite) the database file and its WAL
+    assert leaks == []  # blobs and keys (the database and the review path: test_phi_at_rest.py)
     if config.database_url.startswith("postgresql"):
         from sqlalchemy import create_engine, text
 
