@@ -23,7 +23,7 @@ from mailflow.config import Config
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import ROOT, RunningService, make_config
 from tests.support.sink import RelaySink
-from tests.web.conftest import people
+from tests.support.web import people
 
 __all__ = ["people"]
 

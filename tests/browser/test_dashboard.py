@@ -17,12 +17,12 @@ from mailflow.app import App
 from mailflow.config import Config
 from tests.browser.conftest import Browser
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_registration import FORM as REGISTRATION_FORM
-from tests.e2e.test_registration import REGISTER
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import CASES, three_photos
 from tests.support.db import accepted_id, wait_final
 from tests.support.mail import FULL_FORM, case_email, reply_to, submit
+from tests.support.registration import FORM as REGISTRATION_FORM
+from tests.support.registration import REGISTER
+from tests.support.review import ANSWER
 from tests.support.sink import RelaySink
 
 # every browser test on one xdist worker: two Chromiums at once starve the rest of the suite

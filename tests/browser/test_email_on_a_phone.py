@@ -13,7 +13,7 @@ import pytest
 
 from tests.browser.conftest import SHOTS
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES
+from tests.support.cases import CASES
 from tests.support.images import skin_photo
 from tests.support.mail import FULL_FORM, case_email, submit
 from tests.support.sink import Delivered, RelaySink

@@ -8,10 +8,10 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus
 from tests.conftest import RunningService
-from tests.e2e.test_review import open_case, send
 from tests.support.cli import cli_json
 from tests.support.db import outbox, wait_final
 from tests.support.mail import case_email
+from tests.support.review import open_case, send
 from tests.support.sink import RelaySink
 
 

@@ -25,11 +25,11 @@ from mailflow.store.sealed_stream import SealedReader, SealedWriter
 from mailflow.workflow import accounts
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import PASSWORD, PG_URL, RunningService, make_config
-from tests.e2e.test_case_intake import CASE_NUMBER, CASES, three_photos
-from tests.e2e.test_review import ANSWER, answer, open_case, pdf_text
+from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import outbox
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
+from tests.support.review import ANSWER, answer, open_case, pdf_text
 from tests.support.sink import RelaySink
 
 PASSPHRASE = "a synthetic test passphrase"

@@ -14,7 +14,7 @@ from mailflow.db.models import MessageStatus
 from mailflow.db.session import transaction
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_case_intake import CASE_NUMBER, CASES, three_photos
+from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.cli import cli_json
 from tests.support.db import accepted_id, case_count, outbox, wait_final
 from tests.support.images import skin_photo

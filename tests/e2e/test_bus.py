@@ -26,10 +26,10 @@ from mailflow.bus import Broker, Publisher
 from mailflow.config import Config
 from mailflow.db.session import transaction
 from tests.conftest import PASSWORD
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.sink import RelaySink, free_port
-from tests.web.conftest import ADMIN, people, sign_in
+from tests.support.web import ADMIN, people, sign_in
 
 __all__ = ["people"]  # the web tests' accounts fixture
 

@@ -26,7 +26,7 @@ from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.delivery import OutboxRunner
 from mailflow.workflow.report_runner import ReportRunner, deliver_pending_reports
 from mailflow.workflow.worker import InboundRunner, drain
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email
 

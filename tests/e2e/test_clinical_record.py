@@ -16,12 +16,12 @@ from mailflow.db.models import Account, Case, CaseNote
 from mailflow.reports.pdf import format_time
 from mailflow.web.app import create_web_app
 from tests.conftest import ROOT, RunningService
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER, CASE_NUMBER, pdf_of, send
+from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.db import wait_final
 from tests.support.mail import case_email, reply_to
+from tests.support.review import ANSWER, pdf_of, send
 from tests.support.sink import Delivered, RelaySink
-from tests.web.conftest import sign_in
+from tests.support.web import sign_in
 
 ARTIFACTS = ROOT / "test-artifacts"
 # Written out of the form's order on purpose: the record puts it back in order.

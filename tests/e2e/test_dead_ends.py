@@ -28,11 +28,11 @@ from mailflow.workflow import accounts
 from mailflow.workflow.waiting import Waiting
 from mailflow.workflow.worker import sweep
 from tests.conftest import DERMS, PASSWORD, make_config, write_schedules
-from tests.e2e.test_assignment import ET, new_case, roster_app  # noqa: F401  (a fixture)
-from tests.e2e.test_review import answer, open_case
 from tests.support.cli import cli_json, run_cli
+from tests.support.review import answer, open_case
+from tests.support.roster import ET, new_case, roster_app  # noqa: F401  (a fixture)
 from tests.support.sink import Delivered, RelaySink
-from tests.web.conftest import csrf_of, sign_in
+from tests.support.web import csrf_of, sign_in
 
 ROOT = Path(__file__).resolve().parents[2]
 PUBLIC = "https://derm.example.org"

@@ -14,7 +14,7 @@ from mailflow.db.models import AuditEvent, Case, MessageStatus
 from mailflow.db.session import transaction
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import run_cli
 from tests.support.db import accepted_id, case_count, outbox, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until

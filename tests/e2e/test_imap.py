@@ -19,9 +19,9 @@ from mailflow.db.models import Case, InboundMessage, MessageStatus
 from mailflow.intake.imap import ImapIntake
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import RunningService, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_real_mail import MESSAGES, as_provider
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import run_cli
+from tests.support.corpus import as_provider, corpus_messages
 from tests.support.dovecot import Dovecot
 from tests.support.mail import FULL_FORM, case_email, wait_until
 from tests.support.sink import RelaySink
@@ -234,14 +234,14 @@ def test_a_wrong_password_is_retried_and_the_mail_waits(
 
 
 
-@pytest.mark.skipif(not MESSAGES, reason="the shared corpus is not there")
 def test_every_real_message_in_the_mailbox_ends_in_one_outcome(
     imap_service: RunningService, dovecot: Dovecot, app: App, provider: str,
 ) -> None:
-    for path in MESSAGES:
+    messages = corpus_messages()
+    for path in messages:
         dovecot.append(MAILBOX_USER, MAILBOX_PASSWORD,
                        delivered(as_provider(path.read_bytes(), provider), sender=provider))
-    wait_until(lambda: count(app, InboundMessage) == len(MESSAGES) and inbox_empty(dovecot),
+    wait_until(lambda: count(app, InboundMessage) == len(messages) and inbox_empty(dovecot),
                120, "every message to be taken from the mailbox")
     final = (MessageStatus.PROCESSED, MessageStatus.QUARANTINED, MessageStatus.DUPLICATE)
     wait_until(lambda: all(r.status in final for r in rows(app)), 180,

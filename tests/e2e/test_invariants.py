@@ -17,7 +17,7 @@ from mailflow.db.models import MessageStatus, OutboxStatus, utcnow
 from mailflow.intake.spool import Arrival, spool
 from mailflow.workflow.worker import InboundRunner, drain
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json
 from tests.support.db import accepted_id, case_count, outbox, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until

@@ -13,8 +13,8 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import AuditEvent
-from tests.e2e.test_retention import closed_case
 from tests.support.cli import run_cli
+from tests.support.closed import closed_case
 from tests.support.mail import FULL_FORM
 
 OTHER_FORM = (FULL_FORM.replace("Jane Testpatient", "Zebedee Otherpatient")

@@ -16,9 +16,9 @@ from mailflow.workflow import accounts
 from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email
+from tests.support.review import ANSWER
 
 PROVIDER = "doc@clinic.test"
 PHI = ("Jane Testpatient", "1961-03-04", "MRN-0001", "Nummular eczema", "anterior lower legs",

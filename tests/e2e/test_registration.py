@@ -17,15 +17,8 @@ from tests.conftest import RunningService
 from tests.support.cli import cli_json
 from tests.support.db import accepted_id, outbox, wait_final
 from tests.support.mail import case_email, submit
+from tests.support.registration import FORM, REGISTER
 from tests.support.sink import RelaySink
-
-REGISTER = "register@derm.localhost"
-FORM = """Name: Dr Robin Newcomer
-Practice: Lakeside Family Medicine
-NPI: 1234567893
-Phone: 555-0142
-License state: NJ
-"""
 
 
 def register(service: RunningService, app: App, body: str, sender: str = "robin@lakeside.test"):  # type: ignore[no-untyped-def]

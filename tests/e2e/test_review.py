@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-import re
 from pathlib import Path
 
 from PIL import Image
@@ -13,56 +12,13 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.cli import cli_json, run_cli
-from tests.support.db import accepted_id, wait_final
+from tests.support.db import wait_final
 from tests.support.images import skin_photo
-from tests.support.mail import FULL_FORM, case_email, reply_to, submit, wait_until
+from tests.support.mail import FULL_FORM, case_email, reply_to, wait_until
+from tests.support.review import ANSWER, answer, open_case, pdf_of, pdf_text, send
 from tests.support.sink import Delivered, RelaySink
-
-ANSWER = """Diagnosis: Nummular eczema
-Differential: Tinea corporis; plaque psoriasis
-Plan: Triamcinolone 0.1% ointment twice daily for 2 weeks; emollients
-Follow-up: 4 weeks
-In-person visit: not needed
-Biopsy: no
-"""
-CASE_NUMBER = re.compile(r"DERM-\d{4}-\d{6}")
-
-
-def send(service: RunningService, who: str, msg, rcpt: str | None = None) -> int:  # type: ignore[no-untyped-def]
-    code, text = submit(service.port, who, PASSWORD, msg, rcpt=[rcpt] if rcpt else None)
-    assert code == 250, text
-    return accepted_id(text)
-
-
-def answer(service: RunningService, app: App, derm: str, notification: Delivered, body: str,
-           photos=()) -> object:  # type: ignore[no-untyped-def]
-    msg, address = reply_to(notification, derm, body, photos)
-    return wait_final(app, send(service, derm, msg, address))
-
-
-def pdf_text(data: bytes) -> str:
-    """The report's words as a reader sees them (wkhtmltopdf's PDFs extract with tabs)."""
-    pages = PdfReader(io.BytesIO(data)).pages
-    return " ".join(" ".join(page.extract_text().split()) for page in pages)
-
-
-def pdf_of(delivered: Delivered) -> bytes:
-    parts = [p for p in delivered.message.iter_attachments()
-             if p.get_content_type() == "application/pdf"]
-    assert len(parts) == 1
-    return parts[0].get_content()
-
-
-def open_case(service: RunningService, sink: RelaySink, provider: str, derm: str
-              ) -> tuple[str, Delivered, Delivered]:
-    send(service, provider, case_email(provider, CASES, FULL_FORM, three_photos()))
-    ack = sink.wait_for(provider)[0]
-    number = CASE_NUMBER.search(str(ack.message["Subject"])).group(0)
-    notification = sink.wait_for(derm)[0]
-    assert number in str(notification.message["Subject"])
-    return number, ack, notification
 
 
 def test_a_case_goes_to_the_dermatologist_and_the_answer_comes_back_as_a_pdf(

@@ -9,7 +9,7 @@ from pathlib import Path
 from mailflow.app import App
 from mailflow.parse.views import REQUIRED_VIEWS
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES
+from tests.support.cases import CASES
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import accepted_id, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit

@@ -17,7 +17,7 @@ from mailflow.db.models import InboundMessage, MessageStatus
 from mailflow.db.session import transaction
 from mailflow.workflow import accounts
 from tests.conftest import RunningService, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.db import accepted_id, case_count, outbox, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit
 from tests.support.sink import RelaySink

@@ -16,7 +16,7 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import Consult, ProcessInstance
 from tests.conftest import PASSWORD
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, three_photos
 from tests.support.db import answered_case
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.procs import children

@@ -21,10 +21,10 @@ from mailflow.sla.enforcer import fire_due, recompute_open
 from mailflow.workflow import accounts
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.mail import FULL_FORM, case_email
+from tests.support.review import ANSWER
 
 ET = ZoneInfo("America/New_York")
 PROVIDER = "doc@clinic.test"

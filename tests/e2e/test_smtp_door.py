@@ -16,7 +16,7 @@ import pytest
 from mailflow.app import initialise
 from mailflow.config import Config
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_case_intake import CASE_NUMBER, CASES, three_photos
+from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, client_context, reply_to, submit, wait_until
 from tests.support.sink import RelaySink
 

@@ -22,13 +22,13 @@ from mailflow.sla.enforcer import fire_due
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER, pdf_of, pdf_text, send
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import wait_final
 from tests.support.mail import FULL_FORM, case_email, reply_to, wait_until
+from tests.support.review import ANSWER, pdf_of, pdf_text, send
 from tests.support.sink import Delivered, RelaySink
-from tests.web.conftest import sign_in
+from tests.support.web import sign_in
 
 ET = ZoneInfo("America/New_York")
 ADMIN = "admin@derm.localhost"

@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from mailflow.app import App
 from mailflow.web.app import create_web_app
 from tests.fuzz.budget import budget
-from tests.web.conftest import send_case
+from tests.support.cases import send_case
 
 ADMIN_ONLY = {"/api/quarantine", "/api/outbox"}
 CHECKS = [not_a_server_error, response_schema_conformance]

@@ -19,9 +19,9 @@ from mailflow.db.models import (
 )
 from mailflow.db.session import transaction
 from mailflow.workflow.worker import drain
-from tests.e2e.test_case_intake import CASES
+from tests.support.cases import CASES, deliver
 from tests.support.mail import case_email
-from tests.web.conftest import csrf_of, deliver
+from tests.support.web import csrf_of
 
 STRANGER = "stranger@elsewhere.test"
 

@@ -15,9 +15,9 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, OutboundMessage
 from mailflow.workflow.report_runner import deliver_pending_reports
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import deliver, send_case
 from tests.support.mail import FULL_FORM, case_email
-from tests.web.conftest import deliver, send_case
+from tests.support.review import ANSWER
 
 XSS = "<script>alert(1)</script>"
 

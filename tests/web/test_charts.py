@@ -15,9 +15,10 @@ from mailflow.db.models import Account, OutboundMessage
 from mailflow.db.session import transaction
 from mailflow.sla.enforcer import fire_due
 from mailflow.web.app import create_web_app
-from tests.e2e.test_review import ANSWER
+from tests.support.cases import deliver, send_case
 from tests.support.mail import case_email
-from tests.web.conftest import deliver, send_case, sign_in
+from tests.support.review import ANSWER
+from tests.support.web import sign_in
 
 ET = ZoneInfo("America/New_York")
 

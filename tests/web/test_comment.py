@@ -6,7 +6,8 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, CaseNote, OutboundMessage
-from tests.web.conftest import csrf_of, send_case
+from tests.support.cases import send_case
+from tests.support.web import csrf_of
 
 
 def test_comments_from_the_web_are_kept_and_forwarded_and_strangers_refused(

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from mailflow.app import App
 from mailflow.web.app import create_web_app
-from tests.web.conftest import csrf_of
+from tests.support.web import csrf_of
 
 HUGE = 2**70
 

@@ -16,8 +16,8 @@ from fastapi.testclient import TestClient
 from mailflow.app import App
 from mailflow.db.models import utcnow
 from mailflow.web.app import create_web_app
-from tests.web.conftest import sign_in
-from tests.web.test_totp import actions, code_at, enrol, second_step
+from tests.support.totp import actions, code_at, enrol, second_step
+from tests.support.web import sign_in
 
 Browser = Callable[[str], TestClient]
 CLINIC, ATTACKERS, ELSEWHERE = "127.0.0.1", ("127.0.0.2", "127.0.0.3", "127.0.0.4",

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from mailflow.app import App
 from mailflow.db.session import transaction
 from mailflow.web import views
+from tests.support.cases import send_case
 from tests.support.mail import FULL_FORM
-from tests.web.conftest import send_case
 
 ET = ZoneInfo("America/New_York")
 ROW = re.compile(r'<tr class="sla-([a-z-]+)"[^>]*>\s*<td><a href="/cases/(DERM-\d{4}-\d{6})">')

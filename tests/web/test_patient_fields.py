@@ -7,8 +7,9 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, Case
+from tests.support.cases import send_case
 from tests.support.mail import FULL_FORM
-from tests.web.conftest import csrf_of, send_case
+from tests.support.web import csrf_of
 
 
 def test_a_comment_corrects_the_patients_details_but_not_from_loose_lines(

@@ -16,9 +16,9 @@ from mailflow.outbound.delivery import deliver_due
 from mailflow.workflow import accounts
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import outbox
+from tests.support.registration import NEW, registered, welcome_link
 from tests.support.sink import RelaySink
-from tests.web.conftest import csrf_of, sign_in
-from tests.web.test_registration_pages import NEW, registered, welcome_link
+from tests.support.web import csrf_of, sign_in
 
 
 def test_approving_twice_says_so_and_sends_nothing_more(app: App, config: Config) -> None:

@@ -2,41 +2,14 @@
 
 from __future__ import annotations
 
-import email
-import re
 from datetime import timedelta
-from email.policy import default as default_policy
 
 import time_machine
-from sqlalchemy import select
 
 from mailflow.app import App
-from mailflow.db.models import Account, OutboundMessage, utcnow
-from mailflow.workflow import accounts
-from tests.e2e.test_registration import FORM
-from tests.support.mail import case_email
-from tests.web.conftest import csrf_of, deliver, sign_in
-
-NEW = "robin@lakeside.test"
-
-
-def registered(app: App) -> int:
-    deliver(app, case_email(NEW, "register@derm.localhost", FORM).as_bytes(), NEW,
-            "register@derm.localhost", auth=False)
-    with app.sessions() as session:
-        account = accounts.find(session, NEW)
-        assert account is not None and account.status == "pending"
-        return account.id
-
-
-def welcome_link(app: App) -> str:
-    with app.sessions() as session:
-        row = session.execute(select(OutboundMessage).where(
-            OutboundMessage.kind == "registration_confirmed")).scalar_one()
-    msg = email.message_from_bytes(app.blobs.get(row.blob_sha), policy=default_policy)
-    found = re.search(r"http://[^/\s]+(/set-password/\S+)", msg.get_body(("plain",)).get_content())
-    assert found
-    return found.group(1)
+from mailflow.db.models import Account, utcnow
+from tests.support.registration import NEW, registered, welcome_link
+from tests.support.web import csrf_of, sign_in
 
 
 def test_an_admin_approves_and_the_provider_sets_a_password_once(app: App, people, web) -> None:  # type: ignore[no-untyped-def]

@@ -7,10 +7,10 @@ from sqlalchemy import func, select
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, Case, InboundMessage
 from mailflow.workflow.worker import drain
-from tests.e2e.test_case_intake import CASES, three_photos
+from tests.support.cases import CASES, deliver, three_photos
 from tests.support.cli import run_cli
 from tests.support.mail import FULL_FORM, case_email
-from tests.web.conftest import csrf_of, deliver
+from tests.support.web import csrf_of
 
 
 def held(app: App) -> InboundMessage:
@@ -66,7 +66,7 @@ def test_a_forgery_cannot_be_released_and_others_cannot_try(app: App, people, we
 
 def test_an_admin_attaches_a_held_message_to_the_case_it_belongs_to(app: App, people, web) -> None:  # type: ignore[no-untyped-def]
     from mailflow.db.models import OutboundMessage
-    from tests.web.conftest import send_case
+    from tests.support.cases import send_case
 
     provider = people["provider"]
     number = send_case(app, provider)

@@ -10,8 +10,9 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.db.models import OutboundMessage
 from mailflow.workflow.report_runner import deliver_pending_reports
-from tests.e2e.test_review import ANSWER
-from tests.web.conftest import csrf_of, deliver, send_case
+from tests.support.cases import deliver, send_case
+from tests.support.review import ANSWER
+from tests.support.web import csrf_of
 
 
 def outbound(app: App, kind: str) -> list[email.message.EmailMessage]:

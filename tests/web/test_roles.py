@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent
-from tests.web.conftest import csrf_of
+from tests.support.web import csrf_of
 
 ROLES = ("anonymous", "admin", "derm", "derm2", "provider", "other")
 PAGE = {"anonymous": 303}  # pages send the anonymous browser to the sign-in page

@@ -20,7 +20,7 @@ from mailflow.web.models import WebSession
 from mailflow.web.security import SESSION_COOKIE, secret_key_path
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD
-from tests.web.conftest import csrf_of, sign_in
+from tests.support.web import csrf_of, sign_in
 
 GENERIC = "That email and password did not sign you in."
 

@@ -24,7 +24,7 @@ from mailflow.workflow import accounts
 from tests.conftest import PASSWORD
 from tests.support.db import outbox
 from tests.support.sink import RelaySink
-from tests.web.conftest import csrf_of, sign_in
+from tests.support.web import csrf_of, sign_in
 
 NEW = "casey@harbourclinic.test"
 GOOD = {"name": "Dr Casey Harbour", "credentials": "MD", "practice": "Harbour Clinic",

@@ -14,7 +14,7 @@ from mailflow.config import Config, load_config
 from mailflow.web.app import create_web_app
 from tests.conftest import ROOT, make_config
 from tests.support.sink import RelaySink
-from tests.web.conftest import sign_in
+from tests.support.web import sign_in
 
 HTTPS = "https://consults.example.org"
 

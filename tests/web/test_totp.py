@@ -7,59 +7,25 @@ import re
 from collections.abc import Callable
 from datetime import timedelta
 
-import pyotp
 import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.config import Config
-from mailflow.db.models import Account, AuditEvent, utcnow
+from mailflow.db.models import Account, utcnow
 from mailflow.db.session import transaction
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
 from tests.support.cli import run_cli
-from tests.web.conftest import csrf_of, sign_in
-
-KEY = re.compile(r'<code class="totp-key">([A-Z2-7 ]+)</code>')
-ENROL = re.compile(r'name="enrol" value="([^"]+)"')
-
-
-def code_at(secret: str, steps_ahead: int = 0) -> str:
-    return pyotp.TOTP(secret).at(utcnow() + timedelta(seconds=30 * steps_ahead))
-
-
-def enrol(client: TestClient) -> str:
-    """Set up the authenticator through the account page; the secret, as the app has it."""
-    page = client.get("/account")
-    assert page.status_code == 200 and "Turn it on" in page.text
-    assert "<svg" in page.text  # the QR code, drawn inline
-    secret = KEY.search(page.text).group(1).replace(" ", "")  # type: ignore[union-attr]
-    enrol_token = ENROL.search(page.text).group(1)  # type: ignore[union-attr]
-    done = client.post("/account/totp", data={"csrf_token": csrf_of(page.text),
-                                              "enrol": enrol_token, "code": code_at(secret)},
-                       follow_redirects=False)
-    assert done.status_code == 303 and done.headers["location"] == "/"
-    return secret
-
-
-def second_step(client: TestClient, code: str):  # type: ignore[no-untyped-def]
-    page = client.get("/login/code")
-    assert page.status_code == 200 and "Authenticator code" in page.text
-    return client.post("/login/code", data={"code": code, "csrf_token": csrf_of(page.text)},
-                       follow_redirects=False)
+from tests.support.totp import ENROL, actions, code_at, enrol, second_step
+from tests.support.web import csrf_of, sign_in
 
 
 def secret_of(app: App, email: str) -> str | None:
     with app.sessions() as session:
         return session.execute(select(Account.totp_secret).where(Account.email == email)
                                ).scalar_one()
-
-
-def actions(app: App, name: str) -> list[dict[str, object]]:
-    with app.sessions() as session:
-        return [e.detail for e in session.execute(
-            select(AuditEvent).where(AuditEvent.action == name)).scalars()]
 
 
 def test_an_admin_turns_it_on_and_then_signs_in_with_a_code(

@@ -11,7 +11,8 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, Case, OutboundMessage
-from tests.web.conftest import csrf_of, send_case
+from tests.support.cases import send_case
+from tests.support.web import csrf_of
 
 ET = ZoneInfo("America/New_York")
 

@@ -345,7 +345,10 @@ def test_png_decompression_bomb_is_refused_before_decoding() -> None:
     started = time.perf_counter()
     error = rejected(data, "bomb.png")
     assert error.code == "decompression-bomb"
-    assert time.perf_counter() - started < 1.0  # 30 GB of pixels were never allocated
+    # The bound is the behaviour: refused from the header, it takes milliseconds; decoding
+    # 10^10 pixels (30 GB) would take minutes or exhaust memory. 10 s separates the two on any
+    # machine, however loaded; the real figure is in benchmarks/parse_limits.py.
+    assert time.perf_counter() - started < 10.0
 
 
 def test_pillow_bomb_warning_becomes_a_refusal() -> None:
@@ -392,21 +395,11 @@ _SMALL_FILES = [
 # --- cost -------------------------------------------------------------------------------------
 
 
-def test_twelve_megapixel_jpeg_cost_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_twelve_megapixel_phone_jpeg_is_taken_without_warnings() -> None:
+    # what it costs: benchmarks/parse_limits.py
     photo = textured(4032, 3024, seed=3)
     photo = Image.blend(photo, Image.effect_noise(photo.size, 40).convert("RGB"), 0.2)
-    data = jpeg(photo, exif=exif_with_gps(1))
-    timings = []
-    for _ in range(3):
-        started = time.perf_counter()
-        result = process_image(data, "IMG_12MP.jpg")
-        timings.append(time.perf_counter() - started)
-    assert result.warnings == ()
-    with capsys.disabled():
-        print(
-            f"\nprocess_image, 12 MP JPEG of {len(data) / 1e6:.1f} MB: "
-            f"{sorted(timings)[1] * 1000:.0f} ms (median of 3)"
-        )
+    assert process_image(jpeg(photo, exif=exif_with_gps(1)), "IMG_12MP.jpg").warnings == ()
 
 
 def test_review_copy_is_a_clean_jpeg_no_longer_than_2048_px() -> None:

@@ -5,9 +5,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import struct
-import time
 from email.message import EmailMessage
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -16,8 +14,8 @@ from hypothesis import strategies as st
 from mailflow.parse.auto import automatic_reason
 from mailflow.parse.mime import FORWARD_MARKER, parse_message
 from mailflow.parse.types import MimeLimits, ParsedMessage, ParseRejected
+from tests.support.corpus import corpus_messages
 
-CORPUS = Path(__file__).resolve().parents[3] / ".." / "shared" / "corpus" / "real-mail"
 BOUNCES = (
     "zammad-mail033-undelivered-mail-returned-to-sender-notification.eml",
     "mikel-report_422.eml",
@@ -109,12 +107,11 @@ def test_twenty_levels_of_nesting_are_rejected() -> None:
     assert info.value.reason == "The message nests MIME parts 20 levels deep; the limit is 8."
 
 
-def test_pathological_nesting_is_rejected_quickly() -> None:
-    started = time.monotonic()
+def test_pathological_nesting_is_rejected() -> None:
+    # how fast: benchmarks/parse_limits.py (a figure, not a wall-clock limit in a test)
     with pytest.raises(ParseRejected) as info:
         parse_message(nested_multipart(5000))
     assert info.value.code in ("mime-depth", "too-many-parts")
-    assert time.monotonic() - started < 2
 
 
 def test_too_many_parts() -> None:
@@ -130,16 +127,14 @@ def test_five_hundred_attachments_are_rejected() -> None:
     assert info.value.code == "too-many-parts"
 
 
-def test_thousands_of_empty_parts_are_rejected_quickly() -> None:
+def test_thousands_of_empty_parts_are_rejected() -> None:
     raw = raw_message(
         'From: a@example.org\nContent-Type: multipart/mixed; boundary="b"',
         "--b\r\n\r\nx\r\n" * 20000 + "--b--\r\n",
     )
-    started = time.monotonic()
-    with pytest.raises(ParseRejected) as info:
+    with pytest.raises(ParseRejected) as info:  # how fast: benchmarks/parse_limits.py
         parse_message(raw)
     assert info.value.code == "too-many-parts"
-    assert time.monotonic() - started < 2
 
 
 def test_too_many_attachments() -> None:
@@ -516,15 +511,8 @@ def test_corrupt_winmail_dat_is_kept_with_a_defect() -> None:
 # --- the real-mail corpus and fuzzing -----------------------------------------------------------
 
 
-def corpus_files() -> list[Path]:
-    if not CORPUS.is_dir():
-        pytest.skip(f"real-mail corpus not found at {CORPUS.resolve()}")
-    return sorted(CORPUS.glob("*.eml"))
-
-
 def test_every_corpus_message_parses_or_is_rejected() -> None:
-    files = corpus_files()
-    assert files, f"no .eml files in {CORPUS}"
+    files = corpus_messages()
     for path in files:
         try:
             parsed = parse_message(path.read_bytes())
@@ -537,7 +525,7 @@ def test_every_corpus_message_parses_or_is_rejected() -> None:
 
 
 def test_corpus_bounces_are_automatic() -> None:
-    files = {path.name: path for path in corpus_files()}
+    files = {path.name: path for path in corpus_messages()}
     for name in BOUNCES:
         parsed = parse_message(files[name].read_bytes())
         assert automatic_reason(parsed, "mailer-daemon@relay.example"), name
@@ -546,7 +534,7 @@ def test_corpus_bounces_are_automatic() -> None:
 
 
 def test_corpus_charsets_decode() -> None:
-    files = {path.name: path for path in corpus_files()}
+    files = {path.name: path for path in corpus_messages()}
     assert (
         "このメールはテスト用のメールです"
         in parse_message(files["mikel-japanese_shift_jis.eml"].read_bytes()).text

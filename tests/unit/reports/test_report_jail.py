@@ -20,8 +20,11 @@ from mailflow.config import Config
 from mailflow.reports import jail
 from mailflow.reports.pdf import RendererUnsafe, html_to_pdf, render_consult_pdf
 from mailflow.reports.sample import sample_report
+from tests.conftest import ROOT
+from tests.support.pdf import Beacon, pdf_text, squash
 from tests.support.procs import children
-from tests.unit.reports.test_report_pdf import TEMPLATES, Beacon, pdf_text, squash
+
+TEMPLATES = ROOT / "templates"
 
 
 class PortBeacon(Beacon):

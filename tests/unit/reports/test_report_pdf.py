@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import io
 import shutil
-import threading
 import urllib.request
 import uuid
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -31,6 +29,7 @@ from mailflow.reports.pdf import (
     render_consult_pdf,
 )
 from mailflow.reports.sample import sample_report, synthetic_jpeg
+from tests.support.pdf import Beacon, pdf_text, squash
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = ROOT / "templates"
@@ -39,18 +38,6 @@ JPEG_URI = pdfmod.photo_uri(synthetic_jpeg(320, 240))
 
 
 # --- helpers ------------------------------------------------------------------------------------
-
-
-def squash(text: str) -> str:
-    """Text without any whitespace: pypdf splits words with tabs and lines where WebKit wrapped."""
-    return "".join(text.split())
-
-
-def pdf_text(data: bytes, password: str | None = None) -> str:
-    reader = PdfReader(io.BytesIO(data))
-    if password is not None:
-        reader.decrypt(password)
-    return "\n".join(page.extract_text() for page in reader.pages)
 
 
 def image_count(data: bytes) -> int:
@@ -62,36 +49,6 @@ def assert_contains(text: str, *needles: str) -> None:
     flat = squash(text).casefold()
     for needle in needles:
         assert squash(needle).casefold() in flat, f"{needle!r} not in the PDF text"
-
-
-class Beacon:
-    """A local HTTP server that records every request it gets (there must be none)."""
-
-    def __init__(self) -> None:
-        self.requests: list[str] = []
-        beacon = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
-                beacon.requests.append(self.path)
-                body = b"BEACON-BODY"
-                self.send_response(200)
-                self.send_header("Content-Type", "text/plain")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture
