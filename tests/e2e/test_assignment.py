@@ -14,8 +14,8 @@ from mailflow.app import App, initialise
 from mailflow.db.models import Case, OutboundMessage
 from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
+from mailflow.sla.roster import RosterError, load_roster
 from mailflow.workflow import accounts
-from mailflow.workflow.roster import RosterError, load_roster
 from mailflow.workflow.worker import drain, sweep
 from tests.conftest import PASSWORD, make_config, write_schedules
 from tests.e2e.test_case_intake import CASES, three_photos
