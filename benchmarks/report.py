@@ -22,13 +22,13 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfReader
 
+from benchmarks.figures import pct, timed, verdict
 from mailflow.reports import paging
 from mailflow.reports import pdf as reports_pdf
 from mailflow.reports.model import ConsultReport
@@ -38,25 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 RATIO_TARGET = 1.3
 P95_TARGET_S = 0.3
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile, linear between closest ranks (as numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def _bare_folder(report: ConsultReport) -> Path:
@@ -128,7 +109,7 @@ def _measure(report: ConsultReport, folder: Path, exe: str, rounds: int,
     times: dict[str, list[float]] = {key: [] for key in calls}
     for _ in range(rounds):  # interleaved, so background load hits both alike
         for key, call in calls.items():
-            times[key].append(_timed(call))
+            times[key].append(timed(call))
     load_after = os.getloadavg()[0]
     bare_pages = len(PdfReader(folder / "out.pdf").pages)
     return Measured(sample, pages, bare_pages, times, load_before, load_after)

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from benchmarks.figures import timed, verdict
 from mailflow.sla.calendar import BusinessCalendar, load_calendar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,22 +30,12 @@ YEAR_START = datetime(2026, 1, 1, tzinfo=NY)
 YEAR_SECONDS = 365 * 86400
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
 def _starts(rnd: random.Random, n: int) -> list[tuple[datetime, int]]:
     first = YEAR_START.timestamp()
     return [
         (datetime.fromtimestamp(first + rnd.randrange(YEAR_SECONDS), NY), rnd.choice((60, 120)))
         for _ in range(n)
     ]
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 Starts = list[tuple[datetime, int]]  # (start, business minutes to add)
@@ -66,7 +55,7 @@ def run(quick: bool = False) -> None:
     while done < total:
         batch = _starts(rnd, min(CHUNK, total - done))
         if done == 0:
-            first_use = _timed(lambda b=batch: add(b[0][0], b[0][1]))
+            first_use = timed(lambda b=batch: add(b[0][0], b[0][1]))
 
         def deadlines(b: Starts = batch) -> None:
             for start, minutes in b:
@@ -76,8 +65,8 @@ def run(quick: bool = False) -> None:
             for start, minutes in b:
                 start + plus(minutes=minutes)
 
-        times["baseline"] += _timed(baseline)
-        times["deadline"] += _timed(deadlines)
+        times["baseline"] += timed(baseline)
+        times["deadline"] += timed(deadlines)
         if done == 0:  # information only, on the first chunk
             times["between"], times["is_open"] = _other_calls(calendar, batch)
         done += len(batch)
@@ -106,7 +95,7 @@ def _other_calls(calendar: BusinessCalendar, batch: Starts) -> tuple[float, floa
         for start, _ in batch:
             is_open(start)
 
-    return _timed(measure_between) / len(batch), _timed(measure_open) / len(batch)
+    return timed(measure_between) / len(batch), timed(measure_open) / len(batch)
 
 
 def _print(times: dict[str, float], total: int, first_use: float) -> None:

@@ -6,7 +6,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]  # the repository
 PG_URL = os.environ.get("MAILFLOW_TEST_POSTGRES_URL", "")
 
 PROVIDER = "dr.bench@clinic.test"

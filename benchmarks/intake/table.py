@@ -7,12 +7,9 @@ from collections.abc import Sequence
 from importlib.metadata import version
 
 from benchmarks import machine
+from benchmarks.figures import pct, verdict
 from benchmarks.intake.plan import ACK_P95_TARGET_MS, DATA_RATIO_TARGET, ROOT, RSS_TARGET_MB, Plan
-from benchmarks.intake.watch import Memory, Result, pct
-
-
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
+from benchmarks.intake.watch import Memory, Result
 
 
 def _row(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import func, select
 from sqlalchemy.engine import Engine
 
+from benchmarks.figures import pct
 from benchmarks.intake.mail import Sent
 from mailflow.db.models import InboundMessage, MessageStatus, OutboundMessage
 
@@ -87,17 +88,6 @@ def wait_sent(engine: Engine, ref: int, timeout: float, watcher: AckWatcher) -> 
                 return True
         time.sleep(0.02)
     return False
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile, linear between closest ranks (as numpy's default)."""
-    if not values:
-        return float("nan")
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
 
 
 @dataclass
