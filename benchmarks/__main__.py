@@ -1,8 +1,8 @@
 """Run mailflow's benchmarks: `python -m benchmarks [NAME ...] [--quick]` (`make bench`).
 
-A benchmark is a module of this package with a `run(quick: bool)` function (intake.py,
-report.py, ...); helper modules have none. Benchmarks measure and report; they never fail a
-build. Each prints its figures beside a baseline measured in the same run and marks a missed
+A benchmark is a module (report.py, ...) or package (intake/) of this package with a
+`run(quick: bool)` function; helper modules have none. Benchmarks measure and report; they never
+fail a build. Each prints its figures beside a baseline measured in the same run and marks a missed
 target MISSED; the exit status is 0 unless a benchmark could not run at all.
 """
 
@@ -21,18 +21,21 @@ FIRST = ("intake",)
 
 
 def available() -> list[str]:
-    """Modules defining a top-level `run` function (found without importing them)."""
+    """Modules and packages (intake/) defining a top-level `run` function (found without
+    importing them)."""
     found = []
-    for path in sorted(HERE.glob("*.py")):
-        if path.stem.startswith("_"):
+    sources = {p.stem: p for p in HERE.glob("*.py")}
+    sources |= {p.parent.name: p for p in HERE.glob("*/__init__.py")}
+    for name, path in sorted(sources.items()):
+        if name.startswith("_"):
             continue
         try:
             tree = ast.parse(path.read_text(encoding="utf-8"))
         except (OSError, SyntaxError):
-            found.append(path.stem)  # let the import report the problem
+            found.append(name)  # let the import report the problem
             continue
         if any(isinstance(n, ast.FunctionDef) and n.name == "run" for n in tree.body):
-            found.append(path.stem)
+            found.append(name)
     return sorted(found, key=lambda n: (n not in FIRST, FIRST.index(n) if n in FIRST else 0, n))
 
 

@@ -22,12 +22,13 @@ import shutil
 import statistics
 import subprocess
 import tempfile
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from pypdf import PdfReader
 
+from benchmarks.figures import pct, timed, verdict
 from mailflow.reports import paging
 from mailflow.reports import pdf as reports_pdf
 from mailflow.reports.model import ConsultReport
@@ -37,25 +38,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 RATIO_TARGET = 1.3
 P95_TARGET_S = 0.3
-
-
-def pct(values: Sequence[float], q: float) -> float:
-    """The q-th percentile, linear between closest ranks (as numpy's default)."""
-    ordered = sorted(values)
-    pos = (len(ordered) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(ordered) - 1)
-    return ordered[lo] + (ordered[hi] - ordered[lo]) * (pos - lo)
-
-
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
 
 
 def _bare_folder(report: ConsultReport) -> Path:
@@ -71,6 +53,16 @@ def _bare_folder(report: ConsultReport) -> Path:
     return folder
 
 
+@dataclass
+class Measured:
+    sample: bytes  # one PDF of ours
+    pages: int
+    bare_pages: int
+    times: dict[str, list[float]]  # seconds per call, by what was called
+    load_before: float
+    load_after: float
+
+
 def run(quick: bool = False) -> None:
     rounds, warmup = (8, 2) if quick else (40, 4)
     exe = shutil.which("wkhtmltopdf")
@@ -79,6 +71,15 @@ def run(quick: bool = False) -> None:
         return
     report = sample_report(photos=3, photo_size=(1600, 1200))
     folder = _bare_folder(report)
+    try:
+        measured = _measure(report, folder, exe, rounds, warmup)
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+    _print(measured, rounds)
+
+
+def _measure(report: ConsultReport, folder: Path, exe: str, rounds: int,
+             warmup: int) -> Measured:
     bare_cmd = [exe, "--quiet", "--javascript-delay", "0", "--enable-local-file-access"]
     bare_cmd += ["in.html", "out.pdf"]
     # XDG_RUNTIME_DIR for both, so neither pays for Qt's warning.
@@ -90,35 +91,34 @@ def run(quick: bool = False) -> None:
     def mine() -> None:
         reports_pdf.render_consult_pdf(report, TEMPLATES)
 
-    def protected() -> None:
-        reports_pdf.render_consult_pdf(report, TEMPLATES, password="bench password")
+    calls: dict[str, Callable[[], object]] = {
+        "bare": bare,
+        "mine": mine,
+        "protected": lambda: reports_pdf.render_consult_pdf(report, TEMPLATES,
+                                                            password="bench password"),
+        "template": lambda: reports_pdf.render_consult_html(report, TEMPLATES, []),
+        "furniture": lambda: paging.add_furniture((folder / "out.pdf").read_bytes(),
+                                                  "Teledermatology consult report"),
+    }
+    sample = reports_pdf.render_consult_pdf(report, TEMPLATES)
+    pages = len(PdfReader(io.BytesIO(sample)).pages)
+    for _ in range(warmup):
+        bare()
+        mine()
+    load_before = os.getloadavg()[0]
+    times: dict[str, list[float]] = {key: [] for key in calls}
+    for _ in range(rounds):  # interleaved, so background load hits both alike
+        for key, call in calls.items():
+            times[key].append(timed(call))
+    load_after = os.getloadavg()[0]
+    bare_pages = len(PdfReader(folder / "out.pdf").pages)
+    return Measured(sample, pages, bare_pages, times, load_before, load_after)
 
-    def template() -> None:
-        reports_pdf.render_consult_html(report, TEMPLATES, [])
 
-    def furniture() -> None:
-        paging.add_furniture((folder / "out.pdf").read_bytes(), "Teledermatology consult report")
-
-    try:
-        sample = reports_pdf.render_consult_pdf(report, TEMPLATES)
-        pages = len(PdfReader(io.BytesIO(sample)).pages)
-        for _ in range(warmup):
-            bare()
-            mine()
-        load_before = os.getloadavg()[0]
-        times: dict[str, list[float]] = {
-            "mine": [], "bare": [], "protected": [], "template": [], "furniture": []}
-        for _ in range(rounds):  # interleaved, so background load hits both alike
-            times["bare"].append(_timed(bare))
-            times["mine"].append(_timed(mine))
-            times["protected"].append(_timed(protected))
-            times["template"].append(_timed(template))
-            times["furniture"].append(_timed(furniture))
-        load_after = os.getloadavg()[0]
-        bare_pages = len(PdfReader(folder / "out.pdf").pages)
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
-
+def _print(measured: Measured, rounds: int) -> None:
+    times, pages, bare_pages, sample = (measured.times, measured.pages, measured.bare_pages,
+                                        measured.sample)
+    load_before, load_after = measured.load_before, measured.load_after
     print()
     print(
         f"== consult report PDF: {pages} pages (bare: {bare_pages}), 3 photos 1600x1200, "

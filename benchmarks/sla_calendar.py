@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import os
 import random
-import time
-from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from benchmarks.figures import timed, verdict
 from mailflow.sla.calendar import BusinessCalendar, load_calendar
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,10 +30,6 @@ YEAR_START = datetime(2026, 1, 1, tzinfo=NY)
 YEAR_SECONDS = 365 * 86400
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
 def _starts(rnd: random.Random, n: int) -> list[tuple[datetime, int]]:
     first = YEAR_START.timestamp()
     return [
@@ -43,20 +38,14 @@ def _starts(rnd: random.Random, n: int) -> list[tuple[datetime, int]]:
     ]
 
 
-def _timed(fn: Callable[[], object]) -> float:
-    started = time.perf_counter()
-    fn()
-    return time.perf_counter() - started
+Starts = list[tuple[datetime, int]]  # (start, business minutes to add)
 
 
 def run(quick: bool = False) -> None:
     total = 100_000 if quick else 1_000_000
-    budget = BUDGET_S_PER_MILLION * total / 1_000_000
     rnd = random.Random(20261126)
     calendar: BusinessCalendar = load_calendar(ROOT / "schedules" / "calendar.toml")
     add = calendar.add_business_minutes
-    between = calendar.business_minutes_between
-    is_open = calendar.is_open
     plus = timedelta
 
     times = {"deadline": 0.0, "baseline": 0.0, "between": 0.0, "is_open": 0.0}
@@ -66,43 +55,52 @@ def run(quick: bool = False) -> None:
     while done < total:
         batch = _starts(rnd, min(CHUNK, total - done))
         if done == 0:
-            first_use = _timed(lambda b=batch: add(b[0][0], b[0][1]))
+            first_use = timed(lambda b=batch: add(b[0][0], b[0][1]))
 
-        def deadlines(b: list[tuple[datetime, int]] = batch) -> None:
+        def deadlines(b: Starts = batch) -> None:
             for start, minutes in b:
                 add(start, minutes)
 
-        def baseline(b: list[tuple[datetime, int]] = batch) -> None:
+        def baseline(b: Starts = batch) -> None:
             for start, minutes in b:
                 start + plus(minutes=minutes)
 
-        times["baseline"] += _timed(baseline)
-        times["deadline"] += _timed(deadlines)
+        times["baseline"] += timed(baseline)
+        times["deadline"] += timed(deadlines)
         if done == 0:  # information only, on the first chunk
-            ends = [add(s, m) for s, m in batch]
-
-            def measure_between(
-                b: list[tuple[datetime, int]] = batch, e: list[datetime] = ends
-            ) -> None:
-                for (start, _), end in zip(b, e, strict=True):
-                    between(start, end)
-
-            def measure_open(b: list[tuple[datetime, int]] = batch) -> None:
-                for start, _ in b:
-                    is_open(start)
-
-            times["between"] = _timed(measure_between) / len(batch)
-            times["is_open"] = _timed(measure_open) / len(batch)
+            times["between"], times["is_open"] = _other_calls(calendar, batch)
         done += len(batch)
     load_after = os.getloadavg()[0]
-
-    mine, base = times["deadline"], times["baseline"]
     print()
     print(
         f"== SLA deadlines: {total:,} starts over 2026 (US Eastern), 60 or 120 business minutes, "
         f"calendar {calendar.version}; chunks of {CHUNK:,}, interleaved with the baseline =="
     )
     print(f"load average {load_before:.2f} before, {load_after:.2f} after (2 cores: >1 is noisy)")
+    _print(times, total, first_use)
+
+
+def _other_calls(calendar: BusinessCalendar, batch: Starts) -> tuple[float, float]:
+    """Seconds per call of `business_minutes_between` and `is_open` on the same starts."""
+    add = calendar.add_business_minutes
+    between = calendar.business_minutes_between
+    is_open = calendar.is_open
+    ends = [add(s, m) for s, m in batch]
+
+    def measure_between() -> None:
+        for (start, _), end in zip(batch, ends, strict=True):
+            between(start, end)
+
+    def measure_open() -> None:
+        for start, _ in batch:
+            is_open(start)
+
+    return timed(measure_between) / len(batch), timed(measure_open) / len(batch)
+
+
+def _print(times: dict[str, float], total: int, first_use: float) -> None:
+    budget = BUDGET_S_PER_MILLION * total / 1_000_000
+    mine, base = times["deadline"], times["baseline"]
     header = f"{'figure':<40}{'total':>10}{'per call':>12}  {'target':<14}verdict"
     print(header)
     print("-" * len(header))

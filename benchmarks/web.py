@@ -27,7 +27,7 @@ from pathlib import Path
 import httpx
 from sqlalchemy import insert, select
 
-from benchmarks.intake import postgres_schema
+from benchmarks.intake.servers import postgres_schema
 from benchmarks.machine import CpuWatch
 from mailflow.app import App, initialise
 from mailflow.config import load_config
@@ -58,6 +58,33 @@ def _app(folder: Path, url: str) -> App:
 
 def _fill(app: App, n: int, open_share: float, now: datetime) -> None:
     rng = random.Random(5)
+    derms, providers = _people(app, now)
+    open_n = int(n * open_share)
+    cases: list[dict[str, object]] = []
+    consults: list[dict[str, object]] = []
+
+    def flush(conn: object) -> None:
+        if cases:
+            conn.execute(insert(Case.__table__), cases)  # type: ignore[attr-defined]
+            cases.clear()
+        if consults:
+            conn.execute(insert(Consult.__table__), consults)  # type: ignore[attr-defined]
+            consults.clear()
+
+    with app.engine.begin() as conn:
+        for i in range(n):
+            opened = i >= n - open_n  # the newest ones are the open ones
+            row, consult = _case_rows(i, opened, rng, now, derms, providers)
+            cases.append(row)
+            consults += [consult] if consult is not None else []
+            if len(cases) == 5_000:
+                flush(conn)
+        flush(conn)
+    _analyze(app)
+
+
+def _people(app: App, now: datetime) -> tuple[list[int], list[int]]:
+    """The admin who signs in, and the dermatologists' and providers' account ids."""
     with transaction(app.sessions) as session:
         accounts.add(session, email=ADMIN, name="Bench Admin", role="admin", password=PASSWORD,
                      approved=True)
@@ -72,67 +99,58 @@ def _fill(app: App, n: int, open_share: float, now: datetime) -> None:
         ids = dict(conn.execute(select(Account.email, Account.id)).all())
     derms = [ids[f"derm{i}@bench.test"] for i in range(DERMS)]
     providers = [ids[f"prov{i}@bench.test"] for i in range(PROVIDERS)]
-    open_n = int(n * open_share)
-    cases, consults = [], []
+    return derms, providers
 
-    def flush(conn: object) -> None:
-        if cases:
-            conn.execute(insert(Case.__table__), cases)  # type: ignore[attr-defined]
-            cases.clear()
-        if consults:
-            conn.execute(insert(Consult.__table__), consults)  # type: ignore[attr-defined]
-            consults.clear()
 
-    with app.engine.begin() as conn:
-        for i in range(n):
-            case_id = i + 1
-            opened = i >= n - open_n  # the newest ones are the open ones
-            age = timedelta(minutes=rng.randint(5, 600) if opened else
-                            rng.randint(600, 90 * 24 * 60))
-            created = now - age
-            row = {
-                "id": case_id, "number": f"DERM-2026-{case_id:06d}",
-                "provider_id": providers[i % PROVIDERS], "assignee_id": derms[i % DERMS],
-                "urgency": "urgent" if i % 20 == 0 else "routine", "form": {},
-                "form_labels": {}, "form_problems": [], "missing": [], "subject": "",
-                "created_at": created, "updated_at": created, "submitted_at": created,
-                "sla_target_minutes": 60 if i % 20 == 0 else 120, "sla_started_at": created,
-                "sla_consumed_minutes": 0.0, "sla_calendar_version": "bench",
-                # every row of a batch names the same columns
-                "reviewed_at": None, "sla_running_since": None, "sla_deadline": None,
-                "sla_next_due_at": None, "sla_next_kind": "", "sla_stopped_at": None,
-                "sla_met": None,
-            }
-            if opened:
-                state = ("submitted", "assigned", "assigned", "assigned", "needs_info")[i % 5]
-                running = state != "needs_info"
-                row.update(state=state, sla_running_since=created if running else None,
-                           sla_deadline=now + timedelta(minutes=rng.randint(-240, 240)),
-                           sla_next_due_at=now + timedelta(minutes=rng.randint(1, 240)),
-                           sla_next_kind="warning-75",
-                           sla_consumed_minutes=0.0 if running else rng.randint(0, 100))
-                if state == "submitted":
-                    row["assignee_id"] = None
-            else:
-                reviewed = created + timedelta(minutes=rng.randint(20, 200))
-                met = rng.random() < 0.95
-                row.update(state="closed" if i % 3 else "reviewed", reviewed_at=reviewed,
-                           sla_deadline=created + timedelta(hours=2), sla_met=met,
-                           sla_stopped_at=reviewed, sla_consumed_minutes=rng.randint(20, 200))
-                consults.append({
-                    "case_id": case_id, "dermatologist_id": derms[i % DERMS], "version": 1,
-                    "answer": {"diagnosis": "synthetic"}, "in_person": "not needed",
-                    "pdf_sha": "0" * 64, "sla_met": met, "created_at": reviewed,
-                })
-            cases.append(row)
-            if len(cases) == 5_000:
-                flush(conn)
-        flush(conn)
+def _case_rows(i: int, opened: bool, rng: random.Random, now: datetime, derms: list[int],
+               providers: list[int]) -> tuple[dict[str, object], dict[str, object] | None]:
+    """Case number i+1 (open, or answered with its consult), as rows to insert."""
+    case_id = i + 1
+    age = timedelta(minutes=rng.randint(5, 600) if opened else rng.randint(600, 90 * 24 * 60))
+    created = now - age
+    row: dict[str, object] = {
+        "id": case_id, "number": f"DERM-2026-{case_id:06d}",
+        "provider_id": providers[i % PROVIDERS], "assignee_id": derms[i % DERMS],
+        "urgency": "urgent" if i % 20 == 0 else "routine", "form": {},
+        "form_labels": {}, "form_problems": [], "missing": [], "subject": "",
+        "created_at": created, "updated_at": created, "submitted_at": created,
+        "sla_target_minutes": 60 if i % 20 == 0 else 120, "sla_started_at": created,
+        "sla_consumed_minutes": 0.0, "sla_calendar_version": "bench",
+        # every row of a batch names the same columns
+        "reviewed_at": None, "sla_running_since": None, "sla_deadline": None,
+        "sla_next_due_at": None, "sla_next_kind": "", "sla_stopped_at": None,
+        "sla_met": None,
+    }
+    if opened:
+        state = ("submitted", "assigned", "assigned", "assigned", "needs_info")[i % 5]
+        running = state != "needs_info"
+        row.update(state=state, sla_running_since=created if running else None,
+                   sla_deadline=now + timedelta(minutes=rng.randint(-240, 240)),
+                   sla_next_due_at=now + timedelta(minutes=rng.randint(1, 240)),
+                   sla_next_kind="warning-75",
+                   sla_consumed_minutes=0.0 if running else rng.randint(0, 100))
+        if state == "submitted":
+            row["assignee_id"] = None
+        return row, None
+    reviewed = created + timedelta(minutes=rng.randint(20, 200))
+    met = rng.random() < 0.95
+    row.update(state="closed" if i % 3 else "reviewed", reviewed_at=reviewed,
+               sla_deadline=created + timedelta(hours=2), sla_met=met,
+               sla_stopped_at=reviewed, sla_consumed_minutes=rng.randint(20, 200))
+    consult = {
+        "case_id": case_id, "dermatologist_id": derms[i % DERMS], "version": 1,
+        "answer": {"diagnosis": "synthetic"}, "in_person": "not needed",
+        "pdf_sha": "0" * 64, "sla_met": met, "created_at": reviewed,
+    }
+    return row, consult
+
+
+def _analyze(app: App) -> None:
+    """What autovacuum does on a live database: statistics (and the visibility map)."""
     if app.engine.dialect.name == "postgresql":
         with app.engine.begin() as conn:
             conn.exec_driver_sql("SELECT setval(pg_get_serial_sequence('cases', 'id'), "
                                  "(SELECT max(id) FROM cases))")
-        # what autovacuum does on a live database: statistics and the visibility map
         with app.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.exec_driver_sql("VACUUM ANALYZE")
     else:

@@ -16,10 +16,10 @@ from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
 from mailflow.sla.clock import SlaContext
 from mailflow.sla.policy import load_policies
+from mailflow.sla.roster import Roster, load_roster
 from mailflow.store.blobs import BlobStore
 from mailflow.store.keys import Keyring, create_master_key
 from mailflow.store.tls import create_self_signed
-from mailflow.workflow.roster import Roster, load_roster
 
 log = logging.getLogger(__name__)
 

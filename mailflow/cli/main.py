@@ -16,9 +16,9 @@ from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
 from mailflow.sla.calendar import CalendarError
 from mailflow.sla.policy import PolicyError
+from mailflow.sla.roster import RosterError
 from mailflow.store.keys import KeyError_
 from mailflow.workflow.accounts import AccountError
-from mailflow.workflow.roster import RosterError
 
 
 def build_parser() -> argparse.ArgumentParser:

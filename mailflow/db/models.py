@@ -76,6 +76,10 @@ class CaseState:
     FOLLOW_UP = "follow_up"
     CLOSED = "closed"
     ALL = (INCOMPLETE, SUBMITTED, ASSIGNED, NEEDS_INFO, REVIEWED, FOLLOW_UP, CLOSED)
+    # The named sets, each defined here only:
+    UNANSWERED = (SUBMITTED, ASSIGNED, NEEDS_INFO)  # complete, the dermatologist's answer to come
+    WITH_DERMATOLOGIST = (ASSIGNED, NEEDS_INFO)  # on the assignee's desk: counts to their load
+    CLOCK_RUNNING = (SUBMITTED, ASSIGNED)  # the review clock runs: warnings and breaches fire
 
 
 class CaseCounter(Base):

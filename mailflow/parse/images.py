@@ -405,7 +405,7 @@ def _shrink(im: Image.Image, longest: int, exact: bool = True) -> Image.Image:
     exact: box-reduce by an integer factor (fast), then resample to exactly `longest`.
     Not exact (the review copy): reduce by the smallest whole factor that fits, and stop.
     reduce(n) averages n x n blocks, a sound filter for a whole factor, and skips the LANCZOS
-    resample of a full 12 MP photo (8 ms against 122 ms, measured by benchmarks/intake.py);
+    resample of a full 12 MP photo (8 ms against 122 ms, measured by benchmarks/intake/);
     the copy may be a little under `longest` (4000 px -> 2000 px).
     """
     width, height = im.size

@@ -24,7 +24,6 @@ from mailflow.sla import clock
 from mailflow.sla.words import clock_time, deadline_in_words
 
 log = logging.getLogger(__name__)
-OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED)
 MAX_STEPS = 10  # warnings and the breach of one case, caught up in one pass
 
 
@@ -32,7 +31,7 @@ def due_cases(app: App, now: datetime, limit: int = 1000) -> list[int]:
     with app.sessions() as session:
         return list(session.execute(
             select(Case.id)
-            .where(Case.sla_next_due_at <= now, Case.state.in_(OPEN_STATES))
+            .where(Case.sla_next_due_at <= now, Case.state.in_(CaseState.CLOCK_RUNNING))
             .order_by(Case.sla_next_due_at)
             .limit(limit)
         ).scalars())
@@ -50,7 +49,7 @@ def fire_due(app: App, now: datetime | None = None, case_ids: list[int] | None =
                 ).scalar_one_or_none()
                 if case is None or case.sla_next_due_at is None or case.sla_next_due_at > now:
                     continue  # another scheduler got here first, or nothing is due any more
-                if case.state not in OPEN_STATES:
+                if case.state not in CaseState.CLOCK_RUNNING:
                     continue
                 # catch up on everything overdue (an enforcer that was down), in order
                 for _ in range(MAX_STEPS):

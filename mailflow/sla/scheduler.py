@@ -16,9 +16,9 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
 
 from mailflow.app import App
-from mailflow.db.models import Case, utcnow
+from mailflow.db.models import Case, CaseState, utcnow
 from mailflow.db.session import make_engine
-from mailflow.sla.enforcer import OPEN_STATES, fire_due, recompute_open
+from mailflow.sla.enforcer import fire_due, recompute_open
 from mailflow.workflow import retention
 
 log = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def _schedule_soon(app: App, app_key: str) -> None:
         soon = session.execute(
             select(Case.id, Case.sla_next_due_at)
             .where(Case.sla_next_due_at > now, Case.sla_next_due_at <= horizon,
-                   Case.state.in_(OPEN_STATES))
+                   Case.state.in_(CaseState.CLOCK_RUNNING))
         ).all()
     for case_id, due in soon:
         scheduler.add_job(

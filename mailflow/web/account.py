@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from mailflow.trust import totp
 from mailflow.web.deps import page_user, posted_by, web_app, web_auth
-from mailflow.web.pages import back, render_page
+from mailflow.web.pages.base import back, render_page
 from mailflow.web.security import WebUser
 
 router = APIRouter(include_in_schema=False)

@@ -14,7 +14,7 @@ from mailflow import audit
 from mailflow.db.session import transaction
 from mailflow.web import views
 from mailflow.web.deps import admin_api, api_user, web_app
-from mailflow.web.pages import denied
+from mailflow.web.pages.base import denied
 from mailflow.web.security import WebUser
 
 router = APIRouter(prefix="/api", tags=["api"])

@@ -14,12 +14,11 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from mailflow.app import App
-from mailflow.db.models import Account, Case, Consult, utcnow
+from mailflow.db.models import Account, Case, CaseState, Consult, utcnow
 from mailflow.sla.stats import percentile
 from mailflow.web.deps import admin_page, web_app
-from mailflow.web.pages import render_page
+from mailflow.web.pages.base import render_page
 from mailflow.web.security import WebUser
-from mailflow.web.views import OPEN_STATES
 
 router = APIRouter(include_in_schema=False)
 DAYS = 30
@@ -102,7 +101,7 @@ def charts(app: App, session: Session) -> list[Chart]:
     load = session.execute(
         select(Account.name, func.count(Case.id))
         .join(Case, Case.assignee_id == Account.id)
-        .where(Case.state.in_(OPEN_STATES))
+        .where(Case.state.in_(CaseState.UNANSWERED))
         .group_by(Account.name).order_by(Account.name)
     ).all()
     load_bars = tuple(Bar(name, float(n), str(n)) for name, n in load)

@@ -17,7 +17,7 @@ from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
 from mailflow.trust import tokens
 from mailflow.web.deps import admin_page, admin_post, web_app, web_auth
-from mailflow.web.pages import back, render_page
+from mailflow.web.pages.base import back, render_page
 from mailflow.web.security import PRE_COOKIE, WebUser
 from mailflow.workflow import accounts
 from mailflow.workflow.registration import approve, reject, resend_link

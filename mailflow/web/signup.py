@@ -23,7 +23,7 @@ from mailflow.db.session import transaction
 from mailflow.parse.registration import REQUIRED, US_STATES, check_fields
 from mailflow.web import ratelimit
 from mailflow.web.deps import web_app, web_auth
-from mailflow.web.pages import render_page
+from mailflow.web.pages.base import render_page
 from mailflow.web.security import PRE_COOKIE
 from mailflow.workflow.registration import forgot_password, register_provider
 

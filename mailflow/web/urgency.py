@@ -12,7 +12,7 @@ from sqlalchemy import select
 from mailflow.db.models import Account, Case, Role
 from mailflow.db.session import transaction
 from mailflow.web.deps import posted_by, web_app
-from mailflow.web.pages import back, denied
+from mailflow.web.pages.base import back, denied
 from mailflow.web.security import WebUser
 from mailflow.workflow.cases import TransitionError
 from mailflow.workflow.urgency import URGENCIES, set_urgency

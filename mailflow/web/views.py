@@ -37,7 +37,6 @@ from mailflow.workflow.eligibility import declines_of
 from mailflow.workflow.fields import consult_title
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
-OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED, CaseState.NEEDS_INFO)
 AT_RISK_FRACTION = 0.25  # under a quarter of the target left
 CASE_NUMBER = re.compile(r"^DERM-\d{4}-\d{6}$")
 
@@ -113,7 +112,7 @@ def open_cases(app: App, session: Session, user: WebUser, sort: str = DEFAULT_SO
     own), one page of them and how many there are in all."""
     cal = app.sla.calendar
     now = utcnow()
-    where = [Case.state.in_(OPEN_STATES)]
+    where = [Case.state.in_(CaseState.UNANSWERED)]
     scope = _scope(user)
     if scope is not None:
         where.append(scope)
@@ -178,7 +177,7 @@ def state_counts(session: Session, user: WebUser) -> dict[str, int]:
 
 def breached_count(session: Session, user: WebUser) -> int:
     """Open cases past their deadline with the clock running (all of them, not one page)."""
-    where = [Case.state.in_(OPEN_STATES), Case.sla_running_since.is_not(None),
+    where = [Case.state.in_(CaseState.UNANSWERED), Case.sla_running_since.is_not(None),
              Case.sla_stopped_at.is_(None), Case.sla_deadline < utcnow()]
     scope = _scope(user)
     if scope is not None:
@@ -249,7 +248,7 @@ def may_view(session: Session, user: WebUser, case: Case, lead: bool = False) ->
     if user.role == Role.PROVIDER:
         return case.provider_id == user.id
     if user.role == Role.DERMATOLOGIST:
-        if case.assignee_id == user.id or (lead and case.state in OPEN_STATES):
+        if case.assignee_id == user.id or (lead and case.state in CaseState.UNANSWERED):
             return True
         answered = session.execute(  # a case they answered stays theirs to read
             select(func.count()).select_from(Consult)

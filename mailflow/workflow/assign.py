@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from mailflow.app import App
 from mailflow.db.models import Account, AccountStatus, Case, CaseState, Role, utcnow
 from mailflow.workflow import cases
-from mailflow.workflow.eligibility import OPEN_STATES, Decline, Staff, best, declines_of, survey
+from mailflow.workflow.eligibility import Decline, Staff, best, declines_of, survey
 from mailflow.workflow.notify import notify_dermatologist
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def assign_by_hand(app: App, session: Session, case: Case, email: str, actor: st
         raise cases.TransitionError(f"{email} is not a dermatologist's account")
     if derm.status != AccountStatus.APPROVED:
         raise cases.TransitionError(f"{email} is not approved")
-    if case.assignee_id == derm.id and case.state in OPEN_STATES:
+    if case.assignee_id == derm.id and case.state in CaseState.WITH_DERMATOLOGIST:
         return derm
     theirs = [d for d in declines_of(session, [case.id])[case.id] if d.author_id == derm.id]
     if theirs and not force:

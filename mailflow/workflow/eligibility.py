@@ -16,15 +16,13 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Account, AccountStatus, Case, CaseNote, CaseState, Role
-from mailflow.workflow.roster import RosterEntry
-
-OPEN_STATES = (CaseState.ASSIGNED, CaseState.NEEDS_INFO)
+from mailflow.sla.roster import RosterEntry
 
 
 def open_load(session: Session) -> dict[int, int]:
     rows = session.execute(
         select(Case.assignee_id, func.count())
-        .where(Case.state.in_(OPEN_STATES), Case.assignee_id.is_not(None))
+        .where(Case.state.in_(CaseState.WITH_DERMATOLOGIST), Case.assignee_id.is_not(None))
         .group_by(Case.assignee_id)
     ).all()
     return {assignee: count for assignee, count in rows}

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import Case, OutboundMessage
-from mailflow.workflow.roster import RosterError, load_roster
+from mailflow.sla.roster import RosterError, load_roster
 from mailflow.workflow.worker import sweep
 from tests.support.images import skin_photo
 from tests.support.roster import ET, new_case, roster_app

@@ -9,7 +9,7 @@ from datetime import datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+from mailflow.sla.calendar_file import WEEKDAYS
 
 
 class RosterError(Exception):
@@ -44,7 +44,7 @@ class Roster:
 
     def on_duty(self, at: datetime) -> list[RosterEntry]:
         local = at.astimezone(self.timezone)
-        day = DAYS[local.weekday()]
+        day = WEEKDAYS[local.weekday()]
         return [
             e for e in self.entries if any(s.covers(local.time()) for s in e.hours.get(day, ()))
         ]
@@ -54,7 +54,8 @@ class Roster:
         local = after.astimezone(self.timezone)
         for ahead in range(8):
             day = local.date() + timedelta(days=ahead)
-            for shift in sorted(entry.hours.get(DAYS[day.weekday()], ()), key=lambda s: s.start):
+            shifts = entry.hours.get(WEEKDAYS[day.weekday()], ())
+            for shift in sorted(shifts, key=lambda s: s.start):
                 start = datetime.combine(day, shift.start, self.timezone)
                 if start > local:
                     return start
@@ -101,8 +102,8 @@ def load_roster(path: Path) -> Roster:
             raise RosterError(f"{where}: no email")
         hours: dict[str, tuple[Shift, ...]] = {}
         for day, ranges in raw.get("hours", {}).items():
-            if day not in DAYS:
-                raise RosterError(f"{where}: {day!r} is not one of {', '.join(DAYS)}")
+            if day not in WEEKDAYS:
+                raise RosterError(f"{where}: {day!r} is not one of {', '.join(WEEKDAYS)}")
             hours[day] = tuple(_shift(r, f"{where} {day}") for r in ranges)
         max_open = raw.get("max_open", 10)
         if not isinstance(max_open, int) or max_open < 1:

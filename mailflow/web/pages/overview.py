@@ -1,0 +1,39 @@
+"""The home page: a provider's own cases, or the staff's SLA overview of open cases."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from mailflow.db.models import CaseState, Role
+from mailflow.web import views
+from mailflow.web.deps import page_user, web_app
+from mailflow.web.pages.base import render_page
+from mailflow.web.security import WebUser
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/")
+def overview(request: Request, user: Annotated[WebUser, Depends(page_user)],
+             sort: str = views.DEFAULT_SORT, dir: str = "asc") -> Response:
+    app = web_app(request)
+    if user.role == Role.PROVIDER:
+        with app.sessions() as session:
+            mine = views.provider_cases(session, user)
+        return render_page(request, "provider_home.html.j2", user, cases=mine, nav="home")
+    sort = sort if sort in views.SORTS else views.DEFAULT_SORT
+    descending = dir == "desc"
+    with app.sessions() as session:
+        rows, total = views.open_cases(app, session, user, sort, descending,
+                                       limit=app.config.web.overview_limit)
+        counts = views.state_counts(session, user)
+        met = views.met_today(app, session, user)
+        breached = views.breached_count(session, user)
+    summary = {s: sum(1 for r in rows if r.sla == s) for s in ("on-track", "at-risk", "paused")}
+    summary["breached"] = breached
+    return render_page(request, "overview.html.j2", user, rows=rows, total=total,
+                       counts=counts, met=met, sort=sort, descending=descending,
+                       summary=summary, open_states=CaseState.UNANSWERED, nav="overview")
