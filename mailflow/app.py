@@ -15,6 +15,7 @@ from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_column_key
 from mailflow.sla.calendar import load_calendar
 from mailflow.sla.clock import SlaContext
+from mailflow.sla.clock import bind as bind_clock
 from mailflow.sla.policy import load_policies
 from mailflow.store.blobs import BlobStore
 from mailflow.store.keys import Keyring, create_master_key
@@ -45,7 +46,7 @@ class App:
             policies=load_policies(config.schedules_dir / "sla.toml"),
         )
         sessions = make_sessionmaker(engine)
-        sessions.configure(info={"sla": sla})  # the clock follows every state change
+        bind_clock(sessions, sla)  # the clock follows every state change made in them
         bus = Publisher(config)
         attach(sessions, bus)
         return cls(

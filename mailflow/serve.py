@@ -123,7 +123,7 @@ class Service:
                     )
                 )
             if "scheduler" in self.parts:
-                from mailflow.sla.scheduler import SlaScheduler
+                from mailflow.workflow.scheduler import SlaScheduler
 
                 scheduler = SlaScheduler(self.app)
                 await loop.run_in_executor(None, scheduler.start)

@@ -12,7 +12,6 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from mailflow.app import App
-from mailflow.cli.cases import detail
 from mailflow.db.models import (
     Account,
     AccountStatus,
@@ -29,12 +28,13 @@ from mailflow.db.models import (
     utcnow,
 )
 from mailflow.parse.answer import NAMES as ANSWER_NAMES
+from mailflow.parse.fields import consult_title
 from mailflow.sla.calendar import BusinessCalendar
 from mailflow.sla.explanation import case_segments, readable
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
+from mailflow.workflow.case_detail import detail
 from mailflow.workflow.eligibility import declines_of
-from mailflow.workflow.fields import consult_title
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
 OPEN_STATES = (CaseState.SUBMITTED, CaseState.ASSIGNED, CaseState.NEEDS_INFO)

@@ -20,11 +20,11 @@ from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
 from mailflow.db.session import transaction
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
+from mailflow.parse.fields import consult_title, field_label
 from mailflow.parse.form import LABELS as FORM_LABELS
 from mailflow.reports import record
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
 from mailflow.reports.pdf import render_consult_pdf
-from mailflow.workflow.fields import consult_title, field_label
 from mailflow.workflow.notify import send
 
 log = logging.getLogger(__name__)
