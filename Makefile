@@ -35,11 +35,14 @@ system-packages:
 	  else echo "missing system packages (install as root):$$missing"; fi; \
 	fi
 
+# ruff, then the import contracts of pyproject.toml ([tool.importlinter]; docs/architecture.md)
 lint: install
 	$(BIN)/ruff check mailflow tests benchmarks
+	$(BIN)/lint-imports --no-cache
 
 test: install system-packages
 	$(BIN)/ruff check mailflow tests benchmarks
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2 --dist loadgroup -q
 
 # Minutes of fuzzing (the seconds-long part is in `make test`): every parse/ target under Atheris,

@@ -19,7 +19,7 @@ from sqlalchemy import insert, text
 from mailflow.app import App, initialise
 from mailflow.config import load_config
 from mailflow.db.models import Account, Case
-from mailflow.sla.enforcer import due_cases
+from mailflow.workflow.enforcer import due_cases
 
 OPEN_CASES = 100_000
 DUE = 250

@@ -11,14 +11,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.bus import Publisher, attach
 from mailflow.config import Config
+from mailflow.crypto.keys import Keyring, create_master_key
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
 from mailflow.sla.clock import SlaContext
+from mailflow.sla.clock import bind as bind_clock
 from mailflow.sla.policy import load_policies
 from mailflow.sla.roster import Roster, load_roster
 from mailflow.store.blobs import BlobStore
-from mailflow.store.keys import Keyring, create_master_key
 from mailflow.store.tls import create_self_signed
 
 log = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class App:
             policies=load_policies(config.schedules_dir / "sla.toml"),
         )
         sessions = make_sessionmaker(engine)
-        sessions.configure(info={"sla": sla})  # the clock follows every state change
+        bind_clock(sessions, sla)  # the clock follows every state change made in them
         bus = Publisher(config)
         attach(sessions, bus)
         return cls(

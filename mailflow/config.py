@@ -228,7 +228,7 @@ class RetentionConfig(_Section):
 
 
 class KeysConfig(_Section):
-    """`mailflow keys rotate` (store/rotation.py, README "Rotating the encryption key")."""
+    """`mailflow keys rotate` (workflow/key_rotation.py, README "Rotating the encryption key")."""
 
     batch_size: int = Field(500, gt=0)  # rows per transaction, files between progress lines
     # a rest after each batch, to leave the disk and the database to the service

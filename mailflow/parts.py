@@ -185,7 +185,7 @@ class SchedulerPart(Part):
     scheduler: Any = None
 
     async def start(self) -> None:
-        from mailflow.sla.scheduler import SlaScheduler
+        from mailflow.workflow.scheduler import SlaScheduler
 
         self.scheduler = SlaScheduler(self.app)
         await asyncio.get_running_loop().run_in_executor(None, self.scheduler.start)

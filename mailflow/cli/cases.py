@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -13,17 +12,10 @@ from sqlalchemy.orm import Session
 from mailflow import audit
 from mailflow.app import App
 from mailflow.cli.output import emit, emit_json
-from mailflow.db.models import (
-    Account,
-    Case,
-    CaseNote,
-    CaseState,
-    Consult,
-    InboundMessage,
-    OutboundMessage,
-)
+from mailflow.db.models import Case, CaseState, Consult
 from mailflow.db.session import transaction
-from mailflow.workflow.fields import field_label
+from mailflow.parse.fields import field_label
+from mailflow.workflow.case_detail import detail, summary
 
 
 class CliError(Exception):
@@ -58,20 +50,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report.set_defaults(handler=cmd_report)
 
 
-def summary(case: Case) -> dict[str, Any]:
-    return {
-        "number": case.number,
-        "state": case.state,
-        "urgency": case.urgency,
-        "provider": case.provider.email,
-        "assignee": case.assignee.email if case.assignee else None,
-        "photos": len(case.images),
-        "missing": list(case.missing),
-        "created_at": case.created_at,
-        "submitted_at": case.submitted_at,
-    }
-
-
 def cmd_list(app: App, args: argparse.Namespace) -> int:
     with app.sessions() as session:
         query = select(Case).order_by(Case.id)
@@ -92,81 +70,6 @@ def find_case(session: Session, number: str) -> Case:
     if case is None:
         raise CliError(f"no case {number}")
     return case
-
-
-def detail(session: Session, case: Case) -> dict[str, Any]:
-    notes = session.execute(
-        select(CaseNote, Account.email)
-        .outerjoin(Account, Account.id == CaseNote.author_id)
-        .where(CaseNote.case_id == case.id)
-        .order_by(CaseNote.id)
-    ).all()
-    inbound = session.execute(
-        select(InboundMessage).where(InboundMessage.case_id == case.id).order_by(InboundMessage.id)
-    ).scalars()
-    outbound = session.execute(
-        select(OutboundMessage)
-        .where(OutboundMessage.case_id == case.id)
-        .order_by(OutboundMessage.id)
-    ).scalars()
-    consults = session.execute(
-        select(Consult, Account.email)
-        .join(Account, Account.id == Consult.dermatologist_id)
-        .where(Consult.case_id == case.id)
-        .order_by(Consult.version)
-    ).all()
-    patient = case.patient
-    return {
-        **summary(case),
-        "patient": {
-            "name": patient.name,
-            "date_of_birth": patient.date_of_birth,
-            "sex": patient.sex,
-            "mrn": patient.mrn,
-        }
-        if patient
-        else None,
-        "fields": dict(case.form),
-        "labels": {k: field_label(k) for k in case.form},
-        "problems": [{"field": k, "why": why} for k, why in case.form_problems],
-        "images": [
-            {
-                "position": img.position,
-                "view": img.view,
-                "filename": img.filename,
-                "caption": img.caption,
-                "format": img.format,
-                "width": img.width,
-                "height": img.height,
-                "warnings": list(img.warnings),
-                "content_type": img.clean_content_type,
-            }
-            for img in case.images
-        ],
-        "notes": [
-            {"kind": n.kind, "author": email, "at": n.created_at, "body": n.body}
-            for n, email in notes
-        ],
-        "consults": [
-            {"version": c.version, "dermatologist": email, "at": c.created_at,
-             "answer": dict(c.answer), "has_report": bool(c.pdf_sha), "sla_met": c.sla_met}
-            for c, email in consults
-        ],
-        "messages": [
-            {"id": m.id, "received_at": m.received_at, "status": m.status, "outcome": m.outcome}
-            for m in inbound
-        ],
-        "outbox": [
-            {
-                "id": o.id,
-                "kind": o.kind,
-                "to": o.to_addr,
-                "status": o.status,
-                "created_at": o.created_at,
-            }
-            for o in outbound
-        ],
-    }
 
 
 def cmd_show(app: App, args: argparse.Namespace) -> int:

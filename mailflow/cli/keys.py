@@ -9,7 +9,7 @@ from mailflow.app import App
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.store.rotate_columns import RotationError
-from mailflow.store.rotation import rotate, survey
+from mailflow.workflow.key_rotation import rotate, survey
 
 ROTATE_HELP = """\
 Add a new encryption key and re-encrypt every encrypted database value and every stored

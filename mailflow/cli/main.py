@@ -14,10 +14,10 @@ from mailflow.cli import backup, cases, keys, messages, patients, retention, sam
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
+from mailflow.crypto.keys import KeyError_
 from mailflow.sla.calendar import CalendarError
 from mailflow.sla.policy import PolicyError
 from mailflow.sla.roster import RosterError
-from mailflow.store.keys import KeyError_
 from mailflow.workflow.accounts import AccountError
 
 

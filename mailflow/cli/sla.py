@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import argparse
-from collections import defaultdict
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any
-
-from sqlalchemy import select
 
 from mailflow import audit
 from mailflow.app import App
 from mailflow.cli.cases import CliError, find_case
 from mailflow.cli.output import emit_json
-from mailflow.db.models import Account, Case, Consult, SlaEvent, utcnow
+from mailflow.db.models import utcnow
 from mailflow.db.session import transaction
-from mailflow.sla.explanation import case_segments, readable
-from mailflow.sla.stats import percentile
+from mailflow.sla.explanation import explain_case
+from mailflow.sla.stats import sla_report
 from mailflow.sla.words import deadline_in_words
 
 
@@ -84,11 +81,8 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
     now = utcnow()
     with transaction(app.sessions) as session:
         case = find_case(session, args.case)
-        events = list(
-            session.execute(
-                select(SlaEvent).where(SlaEvent.case_id == case.id).order_by(SlaEvent.id)
-            ).scalars()
-        )
+        explanation = explain_case(session, cal, case, now)
+        events = explanation.events
         audit.record(
             session,
             "sla.explained",
@@ -120,12 +114,8 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
                 for e in events
             ],
         }
-    lines = readable(case_segments(cal, case, events, now))
-    data["segments"] = [
-        {"start": line.start, "end": line.end, "minutes": line.minutes, "counted": line.counted,
-         "note": line.reason}
-        for line in lines
-    ]
+    lines = explanation.lines
+    data["segments"] = explanation.segment_rows()
     if args.json:
         emit_json(data)
         return 0
@@ -154,49 +144,7 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
 
 def cmd_report(app: App, args: argparse.Namespace) -> int:
     with app.sessions() as session:
-        query = (
-            select(Case, Consult, Account.email)
-            .join(Consult, (Consult.case_id == Case.id) & (Consult.version == 1))
-            .join(Account, Account.id == Consult.dermatologist_id)
-        )
-        rows = session.execute(query).all()
-        breaches = set(
-            session.execute(select(SlaEvent.case_id).where(SlaEvent.kind == "breach")).scalars()
-        )
-    zone = app.sla.calendar.timezone
-    picked = []
-    for case, consult, derm in rows:
-        day = consult.created_at.astimezone(zone).date()
-        if (args.start and day < args.start) or (args.end and day > args.end):
-            continue
-        picked.append((case, consult, derm, day))
-
-    def summary(items: list) -> dict[str, Any]:  # type: ignore[type-arg]
-        measured = [c for c, _con, _d, _day in items if c.sla_met is not None]
-        minutes = [c.sla_consumed_minutes for c in measured]
-        met = sum(1 for c in measured if c.sla_met)
-        return {
-            "cases": len(items),
-            "measured": len(measured),
-            "met_percent": round(100 * met / len(measured), 1) if measured else None,
-            "p50_minutes": percentile(minutes, 50),
-            "p90_minutes": percentile(minutes, 90),
-            "breaches": sum(1 for c, *_ in items if c.id in breaches),
-        }
-
-    by_derm: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
-    by_week: dict[str, list] = defaultdict(list)  # type: ignore[type-arg]
-    for item in picked:
-        by_derm[item[2]].append(item)
-        monday = item[3] - timedelta(days=item[3].weekday())
-        by_week[monday.isoformat()].append(item)
-    data = {
-        "from": args.start.isoformat() if args.start else None,
-        "to": args.end.isoformat() if args.end else None,
-        "overall": summary(picked),
-        "by_dermatologist": {k: summary(v) for k, v in sorted(by_derm.items())},
-        "by_week": {k: summary(v) for k, v in sorted(by_week.items())},
-    }
+        data = sla_report(session, app.sla.calendar.timezone, args.start, args.end)
     if args.json:
         emit_json(data)
         return 0

@@ -1,7 +1,7 @@
 """Column types: UTC timestamps everywhere, and encrypted columns for PHI.
 
 Encrypted columns are AES-256-GCM sealed with the column key (derived from the current master
-key) and stored as base64 text; a value sealed under an older key still opens (store/keyset.py).
+key) and stored as base64 text; a value sealed under an older key still opens (crypto/keyset.py).
 The keys are installed once per process by `install_keys` when the application opens; using a
 PHI column before that is a programming error and fails loudly.
 """
@@ -17,7 +17,7 @@ from sqlalchemy import DateTime, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
-from mailflow.store.keyset import KeySet
+from mailflow.crypto.keyset import KeySet
 
 _keys: KeySet | None = None
 

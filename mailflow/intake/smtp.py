@@ -34,9 +34,8 @@ from mailflow.intake.smtp_guard import (
 )
 from mailflow.intake.spool import Arrival, spool
 from mailflow.store.tls import server_context
-from mailflow.trust import replyaddr
+from mailflow.trust import passwords, replyaddr
 from mailflow.trust.lockout import Lockout
-from mailflow.workflow import accounts
 
 log = logging.getLogger(__name__)
 
@@ -229,11 +228,11 @@ class Authenticator:
             log.warning("smtp auth refused without a check: sign-in locked (%s)", peer)
             return AuthResult(success=False, handled=False)
         with self.app.sessions() as db:
-            account = accounts.find(db, login)
+            account = passwords.find_account(db, login)
             if account is None:  # as long as a check: the timing reveals no account
-                ok = accounts.waste_a_check(password)
+                ok = passwords.waste_a_check(password)
             else:
-                ok = (accounts.check_password(account, password)
+                ok = (passwords.check_password(account, password)
                       and account.status == AccountStatus.APPROVED)
         if not ok:
             self.lockout.failed(charge)

@@ -3,9 +3,9 @@ from the parser's own list of fields and synonyms so the two cannot drift apart.
 
 from __future__ import annotations
 
+from mailflow.parse.fields import field_label
 from mailflow.parse.form import LABELS, REQUIRED
 from mailflow.parse.keyvalue import normalize_label
-from mailflow.workflow.fields import field_label
 
 # Short hints after a label, in parentheses (the parser ignores anything in parentheses).
 HINTS: dict[str, str] = {

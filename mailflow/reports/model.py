@@ -31,7 +31,7 @@ class ReportAddendum:
     at: datetime
     author: str
     text: str  # the amended answer, as "Label: value" lines already formatted
-    title: str  # "Addendum 1", ...: workflow.fields.consult_title, as on the web page
+    title: str  # "Addendum 1", ...: parse.fields.consult_title, as on the web page
 
 
 @dataclass(frozen=True)

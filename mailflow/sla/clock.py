@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.db.models import Case, SlaEvent
 from mailflow.sla.calendar import BusinessCalendar
@@ -26,6 +26,32 @@ BREACH = "breach"
 class SlaContext:
     calendar: BusinessCalendar
     policies: SlaPolicies
+
+
+SESSION_KEY = "sla"  # the sessions' info entry bind() sets
+
+
+class ClockNotBound(RuntimeError):
+    """A case changed state in a session whose sessionmaker was not bound to a clock: its
+    deadline would silently stop following the case."""
+
+
+def bind(sessions: sessionmaker[Session], ctx: SlaContext) -> None:
+    """Every session of `sessions` carries this clock: the state changes made in it
+    (workflow.cases) move the case's SLA clock. App.open binds its sessions once."""
+    info = dict(sessions.kw.get("info") or {})
+    info[SESSION_KEY] = ctx
+    sessions.configure(info=info)
+
+
+def context_of(session: Session) -> SlaContext:
+    """The clock bound to this session's sessionmaker; a session without one is a wiring
+    mistake and fails here, not by leaving a case's deadline behind."""
+    ctx = session.info.get(SESSION_KEY)
+    if not isinstance(ctx, SlaContext):
+        raise ClockNotBound("this session has no SLA clock: open sessions from App.sessions "
+                            "(sla.clock.bind)")
+    return ctx
 
 
 def warning_key(fraction: float) -> str:
@@ -190,9 +216,7 @@ def recompute(session: Session, ctx: SlaContext, case: Case, at: datetime) -> bo
 
 def on_transition(session: Session, case: Case, before: str | None, to: str, at: datetime) -> None:
     """Called by workflow.cases for every state change: the clock follows the case."""
-    ctx: SlaContext | None = session.info.get("sla")
-    if ctx is None:
-        return
+    ctx = context_of(session)
     if to == "submitted" and before in (None, "incomplete"):
         start(session, ctx, case, at)
     elif to == "submitted" and before == "needs_info":
@@ -209,9 +233,7 @@ def on_transition(session: Session, case: Case, before: str | None, to: str, at:
 
 def on_urgency(session: Session, case: Case, before: str, at: datetime, reason: str) -> None:
     """Called by workflow.cases when a case's urgency changes: the clock follows the case."""
-    ctx: SlaContext | None = session.info.get("sla")
-    if ctx is not None:
-        retarget(session, ctx, case, before, at, reason)
+    retarget(session, context_of(session), case, before, at, reason)
 
 
 def retarget(

@@ -10,6 +10,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from mailflow.db.models import Case, SlaEvent
 from mailflow.sla.calendar import BusinessCalendar, Segment
@@ -97,3 +101,24 @@ def readable(segments: list[Segment]) -> list[Interval]:
         else:
             lines.append(Interval(seg.start, seg.end, 0, seg.note, False))
     return lines
+
+
+@dataclass(frozen=True)
+class CaseExplanation:
+    """A case's clock events and the lines that explain its minutes (`mailflow sla explain`
+    and the web's case page read the same one)."""
+
+    events: list[SlaEvent]
+    lines: list[Interval]
+
+    def segment_rows(self) -> list[dict[str, Any]]:
+        return [{"start": line.start, "end": line.end, "minutes": line.minutes,
+                 "counted": line.counted, "note": line.reason} for line in self.lines]
+
+
+def explain_case(session: Session, cal: BusinessCalendar, case: Case,
+                 now: datetime) -> CaseExplanation:
+    events = list(session.execute(
+        select(SlaEvent).where(SlaEvent.case_id == case.id).order_by(SlaEvent.id)
+    ).scalars())
+    return CaseExplanation(events, readable(case_segments(cal, case, events, now)))

@@ -41,10 +41,10 @@ from sqlalchemy.types import TypeEngine
 
 from mailflow import audit
 from mailflow.config import Config
+from mailflow.crypto.keyset import folder_lock
 from mailflow.db.models import Base
 from mailflow.db.session import make_engine, make_sessionmaker, transaction
 from mailflow.db.types import EncryptedJSON, EncryptedText, UTCDateTime
-from mailflow.store.keyset import folder_lock
 from mailflow.store.sealed_stream import SealedWriter
 
 ARCHIVE_FORMAT = 1

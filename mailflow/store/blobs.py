@@ -6,7 +6,7 @@ nonce||AES-GCM ciphertext to a temporary file, fsynced, renamed into place, and 
 fsynced: once `put` returns, the bytes survive a crash. The name is bound into the ciphertext,
 so a swapped file fails to open.
 
-Blobs are sealed with the current key and open with any key of the set (store/keyset.py);
+Blobs are sealed with the current key and open with any key of the set (crypto/keyset.py);
 `reseal` moves one to the current key for `mailflow keys rotate`. A lock file shared by
 `put` (when it marks an existing file as used) and taken alone by `discard` and `reseal`
 keeps a rotation from bringing back a file the retention purge is deleting, or from losing
@@ -28,8 +28,8 @@ from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
 
-from mailflow.store.keys import seal
-from mailflow.store.keyset import KeySet, SealingKey
+from mailflow.crypto.keys import seal
+from mailflow.crypto.keyset import KeySet, SealingKey
 
 RESEAL_PREFIX = ".reseal-"
 

@@ -43,7 +43,7 @@ from mailflow.store.sealed_stream import SealedReader
 ProgressBar = Callable[[str, int], AbstractContextManager[Progress]]
 _DB_MEMBER = re.compile(r"db/(\d{3})-([a-z0-9_]+)/(\d{6})\.jsonl")
 _BLOB_MEMBER = re.compile(r"blobs/([0-9a-f]{2})/([0-9a-f]{2})/([0-9a-f]{64})")
-# keys/retired/ holds keys a rotation retired (store/keyset.py): they open old data
+# keys/retired/ holds keys a rotation retired (crypto/keyset.py): they open old data
 _STORAGE_MEMBER = re.compile(rf"storage/({'|'.join(STORAGE_FOLDERS)})/(retired/)?[A-Za-z0-9_.-]+")
 _BLOB_WRITE = 1024 * 1024
 

@@ -18,11 +18,11 @@ from typing import Any
 from cryptography.exceptions import InvalidTag
 from sqlalchemy import Column, Engine, MetaData, Table, func, select, update
 
+from mailflow.crypto.keys import seal
+from mailflow.crypto.keyset import KeySet, SealingKey
 from mailflow.db.session import WRITE
 from mailflow.db.types import EncryptedJSON, EncryptedText
 from mailflow.store.backup import stored_table, tables
-from mailflow.store.keys import seal
-from mailflow.store.keyset import KeySet, SealingKey
 
 
 class RotationError(Exception):

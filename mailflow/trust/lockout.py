@@ -40,9 +40,9 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.config import SigninConfig
+from mailflow.db.access_models import ADDRESS_CHARS, LOGIN_CHARS, SigninAddress, SigninCounter
 from mailflow.db.models import utcnow
 from mailflow.db.session import transaction
-from mailflow.trust.models import ADDRESS_CHARS, LOGIN_CHARS, SigninAddress, SigninCounter
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from mailflow.web.models import WebRateEvent
+from mailflow.db.access_models import WebRateEvent
 
 WINDOW = timedelta(hours=1)
 

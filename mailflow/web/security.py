@@ -25,11 +25,11 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow import audit
 from mailflow.config import Config
+from mailflow.db.access_models import WebLogin, WebSession
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
-from mailflow.trust import totp
+from mailflow.trust import passwords, totp
 from mailflow.trust.lockout import Charge, Lockout
-from mailflow.web.models import WebLogin, WebSession
 from mailflow.workflow import accounts
 
 log = logging.getLogger(__name__)
@@ -166,16 +166,16 @@ class WebAuth:
         (mailflow/trust/lockout.py); `slowed`: the seconds this attempt waited first."""
         charge = self.lockout.charge(email, peer)
         with transaction(self.sessions) as session:
-            account = accounts.find(session, email) if email.strip() else None
+            account = passwords.find_account(session, email) if email.strip() else None
             if charge.refused is not None or account is None:
-                accounts.waste_a_check(password)
+                passwords.waste_a_check(password)
                 if account is not None:
                     self._refused(session, account, charge, peer)
                 else:
                     log.info("web sign-in failed: unknown account")
                 return SignIn()
             allowed = account.status == AccountStatus.APPROVED and account.role in WEB_ROLES
-            if not (accounts.check_password(account, password) and allowed):
+            if not (passwords.check_password(account, password) and allowed):
                 self._failed(session, account, charge, peer, "password", slowed)
                 return SignIn()
             if account.totp_secret:

@@ -12,7 +12,6 @@ from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session, aliased
 
 from mailflow.app import App
-from mailflow.cli.cases import detail
 from mailflow.db.models import (
     Account,
     AccountStatus,
@@ -25,16 +24,16 @@ from mailflow.db.models import (
     OutboundMessage,
     OutboxStatus,
     Role,
-    SlaEvent,
     utcnow,
 )
 from mailflow.parse.answer import NAMES as ANSWER_NAMES
+from mailflow.parse.fields import consult_title
 from mailflow.sla.calendar import BusinessCalendar
-from mailflow.sla.explanation import case_segments, readable
+from mailflow.sla.explanation import explain_case
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
+from mailflow.workflow.case_detail import detail
 from mailflow.workflow.eligibility import declines_of
-from mailflow.workflow.fields import consult_title
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
 AT_RISK_FRACTION = 0.25  # under a quarter of the target left
@@ -262,10 +261,7 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
     """What `mailflow sla explain` prints: the clock's events and how the minutes count."""
     cal = app.sla.calendar
     now = utcnow()
-    events = list(session.execute(
-        select(SlaEvent).where(SlaEvent.case_id == case.id).order_by(SlaEvent.id)
-    ).scalars())
-    lines = readable(case_segments(cal, case, events, now))
+    explanation = explain_case(session, cal, case, now)
     running = case.sla_running_since is not None and case.sla_stopped_at is None
     left = minutes_left(cal, now, case.sla_deadline, case.sla_target_minutes,
                         case.sla_consumed_minutes, running)
@@ -281,9 +277,8 @@ def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
         "calendar_version": case.sla_calendar_version,
         "events": [{"at": e.at, "kind": e.kind, "consumed_minutes": e.consumed_minutes,
                     "deadline": e.deadline, "reason": e.detail.get("reason", "")}
-                   for e in events],
-        "segments": [{"start": line.start, "end": line.end, "minutes": line.minutes,
-                      "counted": line.counted, "note": line.reason} for line in lines],
+                   for e in explanation.events],
+        "segments": explanation.segment_rows(),
     }
 
 

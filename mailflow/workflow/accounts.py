@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import contextlib
-import secrets
-
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 
-_hasher = PasswordHasher()
-_dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
-MIN_PASSWORD_LENGTH = 10
-
-
-class AccountError(Exception):
-    pass
+# the password rules live in trust/passwords.py (the doors check there); the account commands
+# below use them, and callers keep naming them accounts.find, accounts.AccountError, ...
+from mailflow.trust.passwords import MIN_PASSWORD_LENGTH as MIN_PASSWORD_LENGTH
+from mailflow.trust.passwords import AccountError as AccountError
+from mailflow.trust.passwords import find_account as find
+from mailflow.trust.passwords import hash_password as hash_password
 
 
 def normalise_email(email: str) -> str:
@@ -28,18 +22,6 @@ def normalise_email(email: str) -> str:
     if not at or not local or "." not in domain or any(c.isspace() for c in email):
         raise AccountError(f"{email!r} is not an email address")
     return email
-
-
-def hash_password(password: str) -> str:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return _hasher.hash(password)
-
-
-def find(session: Session, email: str) -> Account | None:
-    return session.execute(
-        select(Account).where(func.lower(Account.email) == email.strip().lower())
-    ).scalar_one_or_none()
 
 
 def add(
@@ -92,26 +74,6 @@ def approve(session: Session, email: str, actor: str = "cli") -> Account:
     account.approved_at = utcnow()
     audit.record(session, "account.approved", actor=actor, entity="account", entity_id=account.id)
     return account
-
-
-def check_password(account: Account, password: str) -> bool:
-    if not account.password_hash:
-        return waste_a_check(password)
-    try:
-        return _hasher.verify(account.password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
-def waste_a_check(password: str) -> bool:
-    """A check that always fails and takes as long as a real one: an unknown login (or one
-    with no password yet) answers in the same time as a wrong password, so the timing does
-    not tell which accounts exist. Always False."""
-    if not _dummy_hash:
-        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
-    with contextlib.suppress(VerificationError, InvalidHashError):
-        _hasher.verify(_dummy_hash[0], password or "-")
-    return False
 
 
 def list_accounts(session: Session, role: str | None = None) -> list[Account]:

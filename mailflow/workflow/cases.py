@@ -12,9 +12,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
+from mailflow.crypto.keys import Keyring
 from mailflow.db.models import Account, Case, CaseNote, CaseState, Patient, utcnow
 from mailflow.sla import clock
-from mailflow.store.keys import Keyring
 from mailflow.workflow.numbers import next_case_number
 
 S = CaseState

@@ -18,10 +18,10 @@ from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseNote, Consult, utcnow
 from mailflow.outbound.outbox import FileAttachment
 from mailflow.parse.answer import NAMES
+from mailflow.parse.fields import consult_title, field_label
 from mailflow.parse.form import LABELS as FORM_LABELS
 from mailflow.reports import record
 from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
-from mailflow.workflow.fields import consult_title, field_label
 from mailflow.workflow.notify import send
 
 NEXT_STEP = {

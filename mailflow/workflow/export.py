@@ -26,7 +26,7 @@ from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseImage, CaseNote, Consult, Patient, utcnow
 from mailflow.db.session import transaction
-from mailflow.workflow.fields import field_label
+from mailflow.parse.fields import field_label
 
 
 class ExportError(Exception):

@@ -7,18 +7,18 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailflow.crypto.keys import Keyring
 from mailflow.db.models import Account, Case, CaseImage
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import StoredPhoto
+from mailflow.parse.fields import REQUIRED_FIELDS, field_label, labelled_in_form_order
 from mailflow.parse.form import parse_case_form, sex_of
 from mailflow.parse.keyvalue import normalize_label
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views, plain_view
-from mailflow.store.keys import Keyring
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.fields import REQUIRED_FIELDS, field_label, labelled_in_form_order
 from mailflow.workflow.urgency import (
     UrgencyResult,
     asked_in,

@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseImage, OutboundMessage, utcnow
 from mailflow.outbound.outbox import Email, FileAttachment, queue
+from mailflow.parse.fields import field_label
 from mailflow.sla.words import deadline_in_words
-from mailflow.workflow.fields import field_label
 
 
 def photo_attachments(app: App, images: Sequence[CaseImage]) -> list[FileAttachment]:

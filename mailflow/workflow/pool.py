@@ -18,10 +18,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from mailflow.crypto.keyset import keyset_for
 from mailflow.parse.analyze import Analysis, Photo, StoredPhoto, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.store.blobs import BlobStore
-from mailflow.store.keyset import keyset_for
 
 log = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from mailflow.app import App
 from mailflow.db.models import Case, OutboundMessage
 from mailflow.db.session import transaction
 from mailflow.outbound.delivery import deliver_due
-from mailflow.sla.enforcer import fire_due
 from mailflow.workflow import accounts, registration
+from mailflow.workflow.enforcer import fire_due
 from mailflow.workflow.report_runner import deliver_pending_reports
 from tests.conftest import ROOT
 from tests.support.cases import CASES, deliver, three_photos

@@ -14,6 +14,7 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus
 from mailflow.db.session import transaction
+from mailflow.trust import passwords
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService
 from tests.support.cases import CASES, three_photos
@@ -34,7 +35,7 @@ def test_users_add_list_approve(config: Config, app: App) -> None:
     assert approved[0]["status"] == "approved"
     with app.sessions() as session:
         account = accounts.find(session, "new.doc@clinic.test")
-        assert account is not None and accounts.check_password(account, "a long enough password")
+        assert account is not None and passwords.check_password(account, "a long enough password")
         assert account.password_hash and "a long enough password" not in account.password_hash
 
 

@@ -21,14 +21,14 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.config import Config
+from mailflow.crypto.keys import derive, unseal
+from mailflow.crypto.keyset import add_key, read_master
 from mailflow.db.models import Account, AuditEvent
 from mailflow.db.session import transaction
 from mailflow.store.backup import write_backup
 from mailflow.store.blobs import RESEAL_PREFIX, lock_path
-from mailflow.store.keys import derive, unseal
-from mailflow.store.keyset import add_key, read_master
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
-from mailflow.store.rotation import rotate
+from mailflow.workflow.key_rotation import rotate
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.e2e.test_backup import PASSPHRASE, backup, kind_of, new_database, restore
 from tests.e2e.test_case_intake import CASES, three_photos

@@ -156,7 +156,7 @@ def test_the_scheduler_purges_daily(
     from apscheduler.triggers.cron import CronTrigger
 
     from mailflow.db.models import utcnow
-    from mailflow.sla.scheduler import SlaScheduler, retention_job
+    from mailflow.workflow.scheduler import SlaScheduler, retention_job
 
     number = closed_case(app, provider, dermatologists[0], (1, 2, 3))
     scheduler = SlaScheduler(app, key=f"retention-{number}")

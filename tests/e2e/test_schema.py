@@ -10,9 +10,8 @@ from alembic.migration import MigrationContext
 from sqlalchemy import UniqueConstraint
 
 from mailflow.app import App
+from mailflow.db import access_models as _access_models  # noqa: F401  (sign-in tables)
 from mailflow.db.models import Base
-from mailflow.trust import models as _trust_models  # noqa: F401  (the lockout's tables)
-from mailflow.web import models as _web_models  # noqa: F401  (the web's tables, in Base)
 
 
 def _redundant(diff: Any) -> bool:

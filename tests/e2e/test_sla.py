@@ -17,8 +17,8 @@ from mailflow.app import App, initialise
 from mailflow.db.models import AuditEvent, Case, OutboundMessage, SlaEvent
 from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
-from mailflow.sla.enforcer import fire_due, recompute_open
 from mailflow.workflow import accounts
+from mailflow.workflow.enforcer import fire_due, recompute_open
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS, PASSWORD, make_config
 from tests.support.cases import CASES, three_photos
@@ -183,7 +183,7 @@ def test_warnings_and_the_breach_fire_exactly_once_even_with_two_schedulers(app:
 
 
 def test_a_restart_between_due_time_and_firing_fires_it_once(app: App) -> None:
-    from mailflow.sla.scheduler import SlaScheduler
+    from mailflow.workflow.scheduler import SlaScheduler
 
     with time_machine.travel(et(2026, 11, 30, 9, 0), tick=False):
         case = send_case(app)

@@ -17,7 +17,7 @@ from sqlalchemy import select
 
 from mailflow.app import App, initialise
 from mailflow.config import Config
-from mailflow.trust.models import SigninAddress
+from mailflow.db.access_models import SigninAddress
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.mail import client_context, wait_until

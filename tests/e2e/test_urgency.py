@@ -18,9 +18,9 @@ from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import AuditEvent
 from mailflow.db.session import transaction
-from mailflow.sla.enforcer import fire_due
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
+from mailflow.workflow.enforcer import fire_due
 from tests.conftest import PASSWORD, RunningService
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 from cryptography.exceptions import InvalidTag
 
+from mailflow.crypto.keys import Keyring, create_master_key, keys_dir, save_identity, unseal
+from mailflow.crypto.keyset import KeySet, add_key, load_keys, retire
 from mailflow.store.blobs import RESEAL_PREFIX, BlobStore, Resealed, lock_path
-from mailflow.store.keys import Keyring, create_master_key, keys_dir, save_identity, unseal
-from mailflow.store.keyset import KeySet, add_key, load_keys, retire
 from tests.support.mail import wait_until
 
 

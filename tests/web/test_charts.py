@@ -13,8 +13,8 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.db.models import Account, OutboundMessage
 from mailflow.db.session import transaction
-from mailflow.sla.enforcer import fire_due
 from mailflow.web.app import create_web_app
+from mailflow.workflow.enforcer import fire_due
 from tests.support.cases import deliver, send_case
 from tests.support.mail import case_email
 from tests.support.review import ANSWER

@@ -13,10 +13,9 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.config import Config
+from mailflow.db.access_models import SigninCounter, WebSession
 from mailflow.db.models import AuditEvent, utcnow
 from mailflow.db.session import transaction
-from mailflow.trust.models import SigninCounter
-from mailflow.web.models import WebSession
 from mailflow.web.security import SESSION_COOKIE, secret_key_path
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD

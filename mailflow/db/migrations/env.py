@@ -5,9 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine
 
+from mailflow.db import access_models as _access_models  # noqa: F401  (sign-in tables)
 from mailflow.db.models import Base
-from mailflow.trust import models as _trust_models  # noqa: F401  (the lockout's tables)
-from mailflow.web import models as _web_models  # noqa: F401  (its tables join Base.metadata)
 
 config = context.config
 connection = config.attributes.get("connection")

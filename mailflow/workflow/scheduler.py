@@ -18,17 +18,42 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.db.models import Case, CaseState, utcnow
 from mailflow.db.session import make_engine
-from mailflow.sla.enforcer import fire_due, recompute_open
 from mailflow.workflow import retention
+from mailflow.workflow.enforcer import fire_due, recompute_open
 
 log = logging.getLogger(__name__)
 
 SWEEP_SECONDS = 60
-_apps: dict[str, App] = {}  # jobs are stored by reference; they find their app here
+
+
+class Running:
+    """The schedulers started in this process, by key, each with its app. A stored job names
+    its key, not its app: APScheduler keeps jobs in the database by reference, so a job cannot
+    carry the app itself and finds it here when it runs."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[str, tuple[App, BackgroundScheduler]] = {}
+
+    def add(self, key: str, app: App, scheduler: BackgroundScheduler) -> None:
+        self._by_key[key] = (app, scheduler)
+
+    def remove(self, key: str) -> None:
+        self._by_key.pop(key, None)
+
+    def app(self, key: str) -> App | None:
+        entry = self._by_key.get(key)
+        return entry[0] if entry else None
+
+    def scheduler(self, key: str) -> BackgroundScheduler | None:
+        entry = self._by_key.get(key)
+        return entry[1] if entry else None
+
+
+RUNNING = Running()  # the one a stored job can reach: its function and key are all it keeps
 
 
 def sweep_job(app_key: str) -> None:
-    app = _apps.get(app_key)
+    app = RUNNING.app(app_key)
     if app is None:
         return
     fire_due(app)
@@ -36,20 +61,20 @@ def sweep_job(app_key: str) -> None:
 
 
 def case_job(app_key: str, case_id: int) -> None:
-    app = _apps.get(app_key)
+    app = RUNNING.app(app_key)
     if app is not None:
         fire_due(app, case_ids=[case_id])
 
 
 def retention_job(app_key: str) -> None:
     """The daily purge of raw messages and photos past their retention."""
-    app = _apps.get(app_key)
+    app = RUNNING.app(app_key)
     if app is not None:
         retention.run(app)
 
 
 def _schedule_soon(app: App, app_key: str) -> None:
-    scheduler = _schedulers.get(app_key)
+    scheduler = RUNNING.scheduler(app_key)
     if scheduler is None:
         return
     now = utcnow()
@@ -65,9 +90,6 @@ def _schedule_soon(app: App, app_key: str) -> None:
             case_job, "date", run_date=due, args=[app_key, case_id], id=f"sla-case-{case_id}",
             replace_existing=True, misfire_grace_time=3600,
         )
-
-
-_schedulers: dict[str, BackgroundScheduler] = {}
 
 
 class SlaScheduler:
@@ -86,8 +108,7 @@ class SlaScheduler:
 
     def start(self) -> None:
         recompute_open(self.app)  # the calendar may have changed while we were down
-        _apps[self.key] = self.app
-        _schedulers[self.key] = self.scheduler
+        RUNNING.add(self.key, self.app, self.scheduler)
         self.scheduler.start()
         self.scheduler.add_job(
             sweep_job, "interval", seconds=SWEEP_SECONDS, args=[self.key], id="sla-sweep",
@@ -105,6 +126,5 @@ class SlaScheduler:
     def stop(self) -> None:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        _apps.pop(self.key, None)
-        _schedulers.pop(self.key, None)
+        RUNNING.remove(self.key)
         self.engine.dispose()

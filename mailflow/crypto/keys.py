@@ -2,7 +2,7 @@
 
 A random 256-bit master key, created by `mailflow init`; each use (blobs, database columns,
 look-up hashes, reply addresses) gets its own derived key so that no two uses share one.
-`mailflow keys rotate` adds newer master keys for the encryption keys (store/keyset.py).
+`mailflow keys rotate` adds newer master keys for the encryption keys (crypto/keyset.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 if TYPE_CHECKING:
-    from mailflow.store.keyset import KeySet
+    from mailflow.crypto.keyset import KeySet
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -49,7 +49,7 @@ def keys_dir(storage_dir: Path) -> Path:
 
 
 def key_path(storage_dir: Path) -> Path:
-    """The first master key (`mailflow init`); later ones are key-<n>.key (store/keyset.py)."""
+    """The first master key (`mailflow init`); later ones are key-<n>.key (crypto/keyset.py)."""
     return keys_dir(storage_dir) / "master.key"
 
 
@@ -59,7 +59,7 @@ def create_master_key(storage_dir: Path) -> bool:
     it is: a new master.key there would be a second, unrelated key."""
     path = key_path(storage_dir)
     folder = path.parent
-    from mailflow.store.keyset import key_generation
+    from mailflow.crypto.keyset import key_generation
 
     if folder.is_dir() and any(
         p.name == IDENTITY_NAME or key_generation(p.name) is not None for p in folder.rglob("*")
@@ -95,7 +95,7 @@ def _first_master(folder: Path) -> Path:
 
 def load_identity(folder: Path) -> dict[str, bytes]:
     """identity.key if there is one, else the keys derived from the first master key."""
-    from mailflow.store.keyset import read_master
+    from mailflow.crypto.keyset import read_master
 
     path = folder / IDENTITY_NAME
     if not path.exists():
@@ -113,7 +113,7 @@ def load_identity(folder: Path) -> dict[str, bytes]:
 def save_identity(folder: Path) -> bool:
     """Keep the naming keys apart from the first master key (before it can be retired).
     Returns True when identity.key was written."""
-    from mailflow.store.keyset import write_atomically
+    from mailflow.crypto.keyset import write_atomically
 
     path = folder / IDENTITY_NAME
     if path.exists():
@@ -126,7 +126,7 @@ def save_identity(folder: Path) -> bool:
 @dataclass(frozen=True)
 class Keyring:
     """The naming keys (fixed for the life of the installation) and the encryption keys
-    (several, the newest sealing: store/keyset.py)."""
+    (several, the newest sealing: crypto/keyset.py)."""
 
     blob_name_key: bytes
     lookup_key: bytes
@@ -140,7 +140,7 @@ class Keyring:
 
     @classmethod
     def load(cls, storage_dir: Path) -> Keyring:
-        from mailflow.store.keyset import keyset_for
+        from mailflow.crypto.keyset import keyset_for
 
         folder = keys_dir(storage_dir)
         if not folder.is_dir():

@@ -1,9 +1,12 @@
 """The SLA enforcer: give each due warning and breach, exactly once.
 
+In workflow/, not sla/: a breach can reassign the case and emails people (state changes and
+their notifications are workflow's); sla/ only counts the time and imports no workflow.
+
 Due work is found by an index (cases.sla_next_due_at), each case handled in its own short
 transaction. An SlaEvent with a unique (case, once) key records each firing, so two
 schedulers, or one restarted halfway, cannot give the same warning twice. The scheduler
-(sla/scheduler.py) calls `fire_due` every minute and at each case's due time.
+(workflow/scheduler.py) calls `fire_due` every minute and at each case's due time.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from mailflow.db.session import transaction
 from mailflow.outbound.outbox import Email, queue
 from mailflow.sla import clock
 from mailflow.sla.words import clock_time, deadline_in_words
+from mailflow.workflow.assign import choose
+from mailflow.workflow.cases import assign
+from mailflow.workflow.notify import notify_dermatologist
 
 log = logging.getLogger(__name__)
 MAX_STEPS = 10  # warnings and the breach of one case, caught up in one pass
@@ -131,10 +137,6 @@ def _escalate(app: App, session: Session, case: Case, now: datetime) -> None:
             recipient=account, context=_context(app, case, now),
         ))
     if app.sla.policies.reassign_on_breach and case.assignee is not None:
-        from mailflow.workflow.assign import choose
-        from mailflow.workflow.cases import assign
-        from mailflow.workflow.notify import notify_dermatologist
-
         other = choose(app, session, case, now)
         if other is not None and other.id != case.assignee_id:
             assign(session, case, other, "sla")

@@ -6,7 +6,7 @@ at a time, while the service runs. It is resumable by design: nothing records ho
 a new run finds what is still under an older key and carries on. When a whole pass finds
 nothing left, the old keys move to keys/retired/ (they still open, for old backups). Only the
 encryption keys rotate: the naming keys (blob names, look-up hashes, reply addresses, password
-links) stay those of the first key (store/keys.py, identity.key).
+links) stay those of the first key (crypto/keys.py, identity.key).
 """
 
 from __future__ import annotations
@@ -22,10 +22,10 @@ from typing import Any
 
 from mailflow import audit
 from mailflow.app import App
+from mailflow.crypto.keys import save_identity
+from mailflow.crypto.keyset import SealingKey, add_key, retire
 from mailflow.db.session import transaction
 from mailflow.store.blobs import Resealed
-from mailflow.store.keys import save_identity
-from mailflow.store.keyset import SealingKey, add_key, retire
 from mailflow.store.rotate_columns import (
     EncryptedTable,
     RotationError,

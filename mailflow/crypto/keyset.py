@@ -29,7 +29,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 
-from mailflow.store.keys import KEY_BYTES, KeyError_, derive, seal, unseal
+from mailflow.crypto.keys import KEY_BYTES, KeyError_, derive, seal, unseal
 
 log = logging.getLogger(__name__)
 

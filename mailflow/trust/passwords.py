@@ -1,0 +1,57 @@
+"""Passwords: hashing (argon2), checking, and a check as slow as a real one for logins that do
+not exist. Every door that signs people in (SMTP AUTH, the web) checks here, under the one
+lockout (trust/lockout.py); setting a password is an account change, audited in
+workflow/accounts.py."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from mailflow.db.models import Account
+
+_hasher = PasswordHasher()
+_dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
+MIN_PASSWORD_LENGTH = 10
+
+
+class AccountError(Exception):
+    """A request about an account that cannot be done (said to the person who asked)."""
+
+
+def find_account(session: Session, email: str) -> Account | None:
+    """The account signing in with this login (its email address, in any case)."""
+    return session.execute(
+        select(Account).where(func.lower(Account.email) == email.strip().lower())
+    ).scalar_one_or_none()
+
+
+def hash_password(password: str) -> str:
+    if len(password) < MIN_PASSWORD_LENGTH:
+        raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
+    return _hasher.hash(password)
+
+
+def check_password(account: Account, password: str) -> bool:
+    if not account.password_hash:
+        return waste_a_check(password)
+    try:
+        return _hasher.verify(account.password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+def waste_a_check(password: str) -> bool:
+    """A check that always fails and takes as long as a real one: an unknown login (or one
+    with no password yet) answers in the same time as a wrong password, so the timing does
+    not tell which accounts exist. Always False."""
+    if not _dummy_hash:
+        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+    with contextlib.suppress(VerificationError, InvalidHashError):
+        _hasher.verify(_dummy_hash[0], password or "-")
+    return False
