@@ -61,7 +61,7 @@ def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
 @pytest.fixture
 def site(app: App, process_pool: AnalysisPool) -> Iterator[RunningService]:
     running = RunningService(app, process_pool,
-                             ("bus", "smtp", "worker", "outbox", "web")).start()
+                             ("bus", "smtp", "worker", "reports", "outbox", "web")).start()
     yield running
     running.stop()
 
