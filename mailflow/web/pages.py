@@ -458,13 +458,17 @@ def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(
 @router.post("/cases/{number}/close")
 def close(request: Request, number: str,
           user: Annotated[WebUser, Depends(admin_post)]) -> Response:
+    from mailflow.workflow.transitions import BY_THE_TEAM, close_case
+
     app = web_app(request)
     try:
         with transaction(app.sessions) as session:
             case = views.find_case(session, number)
             if case is None:
                 raise HTTPException(404)
-            case_flow.close(session, case, actor=user.email, why="closed by an admin (web)")
+            # the transition tells the provider and the dermatologist, as from any door
+            close_case(app, session, case, by=session.get(Account, user.id), actor=user.email,
+                       why=BY_THE_TEAM)
             number = case.number
     except case_flow.TransitionError as exc:
         return back(request, f"/cases/{number}", "error", str(exc))
