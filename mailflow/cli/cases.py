@@ -1,4 +1,4 @@
-"""mailflow cases list|show"""
+"""mailflow cases list|show|assign|urgency|close|report"""
 
 from __future__ import annotations
 
@@ -44,6 +44,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     urgency.add_argument("case", metavar="CASE")
     urgency.add_argument("level", choices=("routine", "urgent"))
     urgency.set_defaults(handler=cmd_urgency)
+    close = cmds.add_parser("close", help="close a case (audited; the provider and the "
+                            "dermatologist are told, as when it is closed on the web)")
+    close.add_argument("case", metavar="CASE")
+    close.set_defaults(handler=cmd_close)
     report = cmds.add_parser("report", help="write the latest consult report (a PHI read)")
     report.add_argument("case", metavar="CASE")
     report.add_argument("--out", required=True, metavar="FILE.pdf")
@@ -151,6 +155,26 @@ def cmd_urgency(app: App, args: argparse.Namespace) -> int:
     due = f"; review due {deadline.astimezone(app.sla.calendar.timezone):%a %Y-%m-%d %H:%M %Z}" \
         if deadline else ""
     print(f"{number} is now {result.after}{due}; the provider was told")
+    return 0
+
+
+def cmd_close(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.cases import TransitionError
+    from mailflow.workflow.transitions import BY_THE_TEAM, close_case
+
+    with transaction(app.sessions) as session:
+        case = session.execute(
+            select(Case).where(Case.number == args.case.upper()).with_for_update()
+        ).scalar_one_or_none()
+        if case is None:
+            raise CliError(f"no case {args.case}")
+        try:
+            closed = close_case(app, session, case, by=None, actor="cli", why=BY_THE_TEAM)
+        except TransitionError as exc:
+            raise CliError(str(exc)) from exc
+        number = case.number
+    print(f"{number} closed; the provider and the dermatologist were told" if closed
+          else f"{number} is already closed")
     return 0
 
 

@@ -12,14 +12,40 @@ from mailflow.parse.analyze import Analysis
 from mailflow.trust.sender import Verdict
 
 
+@dataclass(frozen=True)
+class Trust:
+    """What the trust step decided about who sent a message, before any rule runs."""
+
+    sender: Account | None  # the approved-or-not account its From: names; None: no account
+    verdict: Verdict  # whether the sender proved it sent it (SMTP AUTH, a trusted relay)
+    released: bool  # an admin released it from quarantine: trusted as if verified (audited)
+
+
+class TrustNotDecided(Exception):
+    """A rule asked who sent the message before the trust step ran: a bug in the chain."""
+
+
 @dataclass
 class Inbound:
     app: App
     session: Session
     row: InboundMessage
     analysis: Analysis
-    sender: Account | None = None
-    verdict: Verdict | None = None
+    trust: Trust | None = None  # set once, by router.trust_step, before the first rule
+
+    @property
+    def trusted(self) -> Trust:
+        if self.trust is None:
+            raise TrustNotDecided("the trust step has not run for this message")
+        return self.trust
+
+    @property
+    def sender(self) -> Account | None:
+        return self.trusted.sender
+
+    @property
+    def verdict(self) -> Verdict:
+        return self.trusted.verdict
 
     @property
     def subject_ref(self) -> str:

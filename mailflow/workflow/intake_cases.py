@@ -235,7 +235,7 @@ def complete_case(inbound: Inbound, case: Case) -> Outcome:
     if case.state == cases.S.SUBMITTED and was_incomplete:
         page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)
-    return Outcome.done("case-reply", f"case {case.number} updated ({case.state})", case.id)
+    return Outcome.done("completion", f"case {case.number} updated ({case.state})", case.id)
 
 
 # Labels too loose to change a recorded patient from a comment ("Patient: much better").

@@ -1,36 +1,43 @@
-"""The routing policy, as one table: each link's rule answers yes (with why) or no; the first
-yes decides, and its action acts. Read top to bottom, this is the whole policy."""
+"""The routing policy: the trust step, then the top chain (workflow/chains.py runs it).
+
+The trust step decides once who sent the message and whether they proved it; every rule
+after it reads that decision (Inbound.trust), none makes it. The top chain's rows answer yes
+(with why) or no; the first yes decides. Two rows jump: replies on a case's thread go to the
+case-thread chain (thread_chain), which jumps to the dermatologist-answer chain
+(answer_chain). Read top to bottom, these tables are the whole policy."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
-from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from mailflow.db.models import AccountStatus, Case, MessageStatus, OutboundMessage, Role
+from mailflow.db.models import AccountStatus, Case, MessageStatus, Role
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.form import parse_case_form
 from mailflow.trust import replyaddr, sender
-from mailflow.workflow import accounts, cases
-from mailflow.workflow.context import Inbound, Outcome
+from mailflow.trust.sender import Verdict
+from mailflow.workflow import accounts
+from mailflow.workflow.chains import Row, otherwise, run
+from mailflow.workflow.context import Inbound, Outcome, Trust
 from mailflow.workflow.held import tell_held
-from mailflow.workflow.intake_cases import complete_case, create_case
+from mailflow.workflow.intake_cases import create_case
 from mailflow.workflow.registration import handle_registration
-from mailflow.workflow.review import handle_reply
+from mailflow.workflow.thread_chain import attached_reply, case_reply
 
-Rule = Callable[[Inbound], str | None]
 Action = Callable[[Inbound, str], Outcome]
+UNREAD = Verdict(False, "the message could not be read")
 
-CASE_NUMBER = re.compile(r"\bDERM-\d{4}-\d{6}\b", re.IGNORECASE)
 
-
-@dataclass(frozen=True)
-class Link:
-    name: str
-    rule: Rule
-    action: Action
+def trust_step(m: Inbound) -> Trust:
+    """Who sent the message (the account its From: names) and whether they proved it: decided
+    here once, before any rule runs; the rules only read it."""
+    message = m.analysis.message
+    if message is None:
+        return Trust(sender=None, verdict=UNREAD, released=bool(m.row.released_by))
+    account = accounts.find(m.session, message.from_addr) if message.from_addr else None
+    return Trust(sender=account, verdict=sender.verify(m.row, message, m.app.config.trust),
+                 released=bool(m.row.released_by))
 
 
 # --- rules -------------------------------------------------------------------------------
@@ -56,7 +63,7 @@ def unregistered(m: Inbound) -> str | None:
 
 def not_approved(m: Inbound) -> str | None:
     assert m.sender is not None
-    if m.row.released_by:  # an admin released it from quarantine, and is audited for it
+    if m.trusted.released:  # an admin released it from quarantine, and is audited for it
         return None
     if m.sender.status != AccountStatus.APPROVED:
         return f"mail from {m.sender.email}, whose account is {m.sender.status}"
@@ -64,8 +71,7 @@ def not_approved(m: Inbound) -> str | None:
 
 
 def unverified(m: Inbound) -> str | None:
-    assert m.verdict is not None
-    if m.verdict.verified or m.row.released_by:
+    if m.verdict.verified or m.trusted.released:
         return None
     return f"the sender could not be verified: {m.verdict.how}"
 
@@ -153,10 +159,6 @@ def to_cases(m: Inbound) -> str | None:
     return _to_local(m, m.app.config.mail.cases_local)
 
 
-def always(m: Inbound) -> str | None:
-    return "no rule matched"
-
-
 def _to_local(m: Inbound, local: str) -> str | None:
     wanted = m.app.config.address(local)
     return wanted if any(r.strip().lower() == wanted for r in m.row.rcpt_to) else None
@@ -234,104 +236,36 @@ def answer_not_provider(m: Inbound, why: str) -> Outcome:
     return Outcome.done("not-provider", f"sender told: {why}")
 
 
-def to_attached_case(m: Inbound, why: str) -> Outcome:
-    """As a reply on the case an admin chose: the sender must still be its provider or its
-    dermatologist (handle_reply holds anyone else)."""
-    if m.sender is None:
-        return Outcome.hold("attached", "unregistered", "the sender has no account")
-    case = m.session.execute(
-        select(Case).where(Case.id == m.row.case_id).with_for_update()
-    ).scalar_one()
-    if case.state == cases.S.INCOMPLETE and m.sender.id == case.provider_id:
-        return complete_case(m, case)
-    return handle_reply(m, case)
-
-
-def case_reply(m: Inbound, address: str) -> Outcome:
-    app, session = m.app, m.session
-    mail = app.config.mail
-    message = m.analysis.message
-    assert m.sender is not None and message is not None
-    try:
-        bound = replyaddr.parse(app.keys.reply_key, address, mail.reply_local, mail.domain)
-    except replyaddr.ReplyAddressError as exc:
-        return Outcome.hold("case-reply", "forged-address", f"{exc}; held as a possible forgery")
-    # locked: another worker may be moving the same case (PostgreSQL reads do not wait)
-    case = session.execute(
-        select(Case).where(Case.number == bound.case_number).with_for_update()
-    ).scalar_one_or_none()
-    if case is None:
-        return Outcome.hold(
-            "case-reply", "unknown-case", f"a reply to {bound.case_number}, which does not exist"
-        )
-    if bound.participant_id != m.sender.id:
-        return Outcome.hold(
-            "case-reply",
-            "wrong-participant",
-            f"a reply to {case.number} from {m.sender.email}, but that reply address "
-            "was issued to another participant",
-        )
-    disagreement = _signals_disagree(m, case)
-    if disagreement:
-        return Outcome.hold("case-reply", "signals-disagree", disagreement)
-    if case.state == cases.S.INCOMPLETE and m.sender.id == case.provider_id:
-        return complete_case(m, case)
-    return handle_reply(m, case)
-
-
-def _signals_disagree(m: Inbound, case: Case) -> str:
-    """The reply address, our Message-IDs it answers, and the subject must name one case."""
-    message = m.analysis.message
-    assert message is not None
-    ids = [*message.in_reply_to, *message.references]
-    if ids:
-        referenced = (
-            m.session.execute(
-                select(OutboundMessage.case_id).where(OutboundMessage.message_id.in_(ids))
-            )
-            .scalars()
-            .all()
-        )
-        other = {cid for cid in referenced if cid is not None and cid != case.id}
-        if other:
-            return f"a reply to {case.number} that answers an email about another case"
-    numbers = {n.upper() for n in CASE_NUMBER.findall(message.subject)}
-    if numbers and case.number not in numbers:
-        return f"a reply to {case.number} whose subject names {', '.join(sorted(numbers))}"
-    return ""
-
-
-CHAIN: tuple[Link, ...] = (
-    Link("automatic", automatic, hold("automatic")),
-    Link("unreadable", unreadable, answer_unreadable),
-    Link("attached", attached, to_attached_case),
-    Link("ambiguous", ambiguous_recipients, hold("ambiguous-recipients")),
-    Link("registration", to_register, handle_registration),
-    Link("unregistered", unregistered, hold("unregistered")),
-    Link("not-approved", not_approved, hold("not-approved")),
-    Link("unverified", unverified, hold("unverified")),
-    Link("another-patient", another_patient, hold("another-patient")),
-    Link("case-reply", to_reply_address, case_reply),
-    Link("help", to_help_or_empty, send_help),
-    Link("not-provider", not_a_provider, answer_not_provider),
-    Link("new-case", to_cases, create_case),
-    Link("no-route", always, hold("no-route")),
+CHAIN: tuple[Row[Inbound], ...] = (
+    Row("automatic", automatic, hold("automatic"),
+        "auto-replies and bounces are never answered (no mail loops)"),
+    Row("unreadable", unreadable, answer_unreadable,
+        "a signed-in sender is told what was wrong; anyone else is held"),
+    Row("attached", attached, attached_reply,
+        "jump: an admin attached it to a case (the case-thread chain, from its case rows)"),
+    Row("ambiguous-recipients", ambiguous_recipients, hold("ambiguous-recipients"),
+        "two case addresses: guessing could mix two patients"),
+    Row("registration", to_register, handle_registration, "a request for an account"),
+    Row("unregistered", unregistered, hold("unregistered"), "a sender with no account"),
+    Row("not-approved", not_approved, hold("not-approved"),
+        "an account not approved (unless an admin released the message)"),
+    Row("unverified", unverified, hold("unverified"),
+        "the sender did not prove it sent it (unless an admin released the message)"),
+    Row("another-patient", another_patient, hold("another-patient"),
+        "a reply-all plus cases@ whose form names another patient"),
+    Row("case-reply", to_reply_address, case_reply, "jump: the case-thread chain"),
+    Row("help", to_help_or_empty, send_help, "help@ or an empty message: instructions"),
+    Row("not-provider", not_a_provider, answer_not_provider,
+        "only referring providers submit cases: the sender is told"),
+    Row("new-case", to_cases, create_case, "a new case to cases@"),
+    Row("no-route", otherwise("no rule matched"), hold("no-route"),
+        "an address we do not use"),
 )
 
 
 def route(m: Inbound) -> Outcome:
-    if m.analysis.message is not None:
-        m.sender = (
-            accounts.find(m.session, m.analysis.message.from_addr)
-            if m.analysis.message.from_addr
-            else None
-        )
-        m.verdict = sender.verify(m.row, m.analysis.message, m.app.config.trust)
-    for link in CHAIN:
-        why = link.rule(m)
-        if why:
-            outcome = link.action(m, why)
-            if outcome.status == MessageStatus.QUARANTINED:
-                tell_held(m, outcome)
-            return outcome
-    raise AssertionError("the chain ends with a rule that always matches")
+    m.trust = trust_step(m)
+    outcome = run(CHAIN, m)
+    if outcome.status == MessageStatus.QUARANTINED:
+        tell_held(m, outcome)
+    return outcome

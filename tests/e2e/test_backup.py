@@ -8,9 +8,8 @@ import io
 import os
 import tarfile
 import threading
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
 
 import pytest
@@ -25,6 +24,7 @@ from mailflow.store.sealed_stream import SealedReader, SealedWriter
 from mailflow.workflow import accounts
 from mailflow.workflow.pool import AnalysisPool
 from tests.conftest import PASSWORD, PG_URL, RunningService, make_config
+from tests.support.backup import PASSPHRASE, backup, kind_of, new_database, restore
 from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import outbox
@@ -32,32 +32,7 @@ from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.review import ANSWER, answer, open_case, pdf_text
 from tests.support.sink import RelaySink
 
-PASSPHRASE = "a synthetic test passphrase"
 SECOND = "dr.second@clinic.test"
-
-
-@contextmanager
-def new_database(kind: str, tmp_path: Path) -> Iterator[str]:
-    """An empty database: a new SQLite file, or a new schema on PostgreSQL (as db_url)."""
-    if kind == "sqlite":
-        yield f"sqlite:///{tmp_path}/restored-{uuid.uuid4().hex[:8]}.db"
-        return
-    import psycopg
-
-    schema = f"t_{uuid.uuid4().hex[:16]}"
-    plain = PG_URL.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(plain, autocommit=True) as conn:
-        conn.execute(f'CREATE SCHEMA "{schema}"')
-    sep = "&" if "?" in PG_URL else "?"
-    try:
-        yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
-    finally:
-        with psycopg.connect(plain, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-
-
-def kind_of(url: str) -> str:
-    return "sqlite" if url.startswith("sqlite") else "postgres"
 
 
 @pytest.fixture
@@ -77,16 +52,6 @@ def target(tmp_path: Path, empty_db_url: str, sink: RelaySink) -> Config:
                   "retry_schedule_seconds": [1, 1, 1]},
         smtp={"rate_per_minute": 1000},
     )
-
-
-def backup(config: Config, archive: Path, passphrase: str = PASSPHRASE) -> str:
-    return run_cli(config, "backup", "--passphrase-stdin", str(archive),
-                   input=passphrase + "\n").stdout
-
-
-def restore(config: Config, archive: Path, passphrase: str = PASSPHRASE, check: bool = True):  # type: ignore[no-untyped-def]
-    return run_cli(config, "restore", "--passphrase-stdin", str(archive),
-                   input=passphrase + "\n", check=check)
 
 
 def table_names(config: Config) -> list[str]:

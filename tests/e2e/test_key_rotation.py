@@ -30,11 +30,11 @@ from mailflow.store.blobs import RESEAL_PREFIX, lock_path
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
 from mailflow.workflow.key_rotation import rotate
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_backup import PASSPHRASE, backup, kind_of, new_database, restore
-from tests.e2e.test_case_intake import CASES, three_photos
-from tests.e2e.test_review import ANSWER, answer, open_case, pdf_text
+from tests.support.backup import PASSPHRASE, backup, kind_of, new_database, restore
+from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
+from tests.support.review import ANSWER, answer, open_case, pdf_text
 from tests.support.sink import RelaySink
 
 PROGRESS = re.compile(r"^\s+(\S+) (\d+)/(\d+)$")

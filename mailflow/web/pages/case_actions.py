@@ -17,6 +17,7 @@ from mailflow.web.security import WebUser
 from mailflow.workflow import cases as case_flow
 from mailflow.workflow.assign import DeclinedBefore, assign_by_hand
 from mailflow.workflow.intake_cases import patient_fields_from_reply
+from mailflow.workflow.transitions import BY_THE_TEAM, close_case
 from mailflow.workflow.urgency import CHANGEABLE, asked_in, set_urgency
 
 router = APIRouter(include_in_schema=False)
@@ -109,7 +110,9 @@ def close(request: Request, number: str,
             case = views.find_case(session, number)
             if case is None:
                 raise HTTPException(404)
-            case_flow.close(session, case, actor=user.email, why="closed by an admin (web)")
+            # the transition tells the provider and the dermatologist, as from any door
+            close_case(app, session, case, by=session.get(Account, user.id), actor=user.email,
+                       why=BY_THE_TEAM)
             number = case.number
     except case_flow.TransitionError as exc:
         return back(request, f"/cases/{number}", "error", str(exc))

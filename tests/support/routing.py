@@ -1,0 +1,51 @@
+"""Routing one message straight through the chains, with no worker or server: the message is
+spooled and analysed as the worker does, then `router.route` decides it in one transaction."""
+
+from __future__ import annotations
+
+from email.message import EmailMessage
+
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.db.models import Account, Case, InboundMessage
+from mailflow.db.session import transaction
+from mailflow.intake.spool import Arrival, spool
+from mailflow.parse.types import ImageLimits, MimeLimits
+from mailflow.trust import replyaddr
+from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.pool import BlobAccess, analyze_stored
+from mailflow.workflow.router import route
+
+
+def route_now(app: App, msg: EmailMessage, sender: str, rcpt: str | tuple[str, ...],
+              auth: bool = True) -> tuple[int, Outcome]:
+    """Spool `msg` and route it; returns the inbound message's id and the chain's outcome."""
+    rcpts = (rcpt,) if isinstance(rcpt, str) else rcpt
+    row_id = spool(app, Arrival("smtp", msg.as_bytes(), mail_from=sender, rcpt_to=rcpts,
+                                auth_user=sender if auth else ""))
+    access = BlobAccess(app.blobs.root, app.keys.blob_key, app.keys.blob_name_key)
+    with transaction(app.sessions) as session:
+        row = session.get(InboundMessage, row_id)
+        assert row is not None
+        analysis = analyze_stored(access, row.blob_sha, row.mail_from,
+                                  MimeLimits(), ImageLimits())
+        outcome = route(Inbound(app=app, session=session, row=row, analysis=analysis))
+    return row_id, outcome
+
+
+def reply_address(app: App, number: str, email: str) -> str:
+    """The signed reply address `email` is given on case `number`."""
+    mail = app.config.mail
+    with app.sessions() as session:
+        person = session.execute(select(Account).where(Account.email == email)).scalar_one()
+        return replyaddr.make(app.keys.reply_key, mail.reply_local, mail.domain, number,
+                              person.id)
+
+
+def latest_case(app: App) -> Case:
+    with app.sessions() as session:
+        case = session.execute(select(Case).order_by(Case.id.desc())).scalars().first()
+        assert case is not None
+        session.expunge(case)
+        return case
