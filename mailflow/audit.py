@@ -12,7 +12,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -84,6 +84,18 @@ def record(
     session.flush()
     bus.note(session, action, case_id)  # announced to listeners once this commits
     return event
+
+
+class CaseLike(Protocol):
+    id: int
+    number: str
+
+
+def case_event(session: Session, case: CaseLike, action: str, *, actor: str = "system",
+               detail: dict[str, Any] | None = None) -> AuditEvent:
+    """An event about one case (entity "case", named by its number): most events are."""
+    return record(session, action, actor=actor, case_id=case.id, entity="case",
+                  entity_id=case.number, detail=detail)
 
 
 @dataclass(frozen=True)

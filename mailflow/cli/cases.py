@@ -15,6 +15,7 @@ from mailflow.cli.output import emit, emit_json
 from mailflow.db.models import Case, CaseState, Consult
 from mailflow.db.session import transaction
 from mailflow.parse.fields import field_label
+from mailflow.workflow import numbers
 from mailflow.workflow.case_detail import detail, summary
 
 
@@ -69,8 +70,8 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
     return 0
 
 
-def find_case(session: Session, number: str) -> Case:
-    case = session.execute(select(Case).where(Case.number == number.upper())).scalar_one_or_none()
+def find_case(session: Session, number: str, *, lock: bool = False) -> Case:
+    case = numbers.find_case(session, number, lock=lock)
     if case is None:
         raise CliError(f"no case {number}")
     return case
@@ -80,15 +81,7 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
     with transaction(app.sessions) as session:
         case = find_case(session, args.case)
         data = detail(session, case)
-        audit.record(
-            session,
-            "case.viewed",
-            actor="cli",
-            case_id=case.id,
-            entity="case",
-            entity_id=case.number,
-            detail={"via": "cli"},
-        )
+        audit.case_event(session, case, "case.viewed", actor="cli", detail={"via": "cli"})
     if args.json:
         emit_json(data)
         return 0
@@ -139,11 +132,7 @@ def cmd_urgency(app: App, args: argparse.Namespace) -> int:
     from mailflow.workflow.urgency import set_urgency
 
     with transaction(app.sessions) as session:
-        case = session.execute(
-            select(Case).where(Case.number == args.case.upper()).with_for_update()
-        ).scalar_one_or_none()
-        if case is None:
-            raise CliError(f"no case {args.case}")
+        case = find_case(session, args.case, lock=True)
         try:
             result = set_urgency(app, session, case, args.level, None)
         except TransitionError as exc:
@@ -163,11 +152,7 @@ def cmd_close(app: App, args: argparse.Namespace) -> int:
     from mailflow.workflow.transitions import BY_THE_TEAM, close_case
 
     with transaction(app.sessions) as session:
-        case = session.execute(
-            select(Case).where(Case.number == args.case.upper()).with_for_update()
-        ).scalar_one_or_none()
-        if case is None:
-            raise CliError(f"no case {args.case}")
+        case = find_case(session, args.case, lock=True)
         try:
             closed = close_case(app, session, case, by=None, actor="cli", why=BY_THE_TEAM)
         except TransitionError as exc:
@@ -189,8 +174,7 @@ def cmd_report(app: App, args: argparse.Namespace) -> int:
         ).scalar_one_or_none()
         if sha is None:
             raise CliError(f"{case.number} has no consult report yet (it is {case.state})")
-        audit.record(session, "report.read", actor="cli", case_id=case.id, entity="case",
-                     entity_id=case.number, detail={"via": "cli"})
+        audit.case_event(session, case, "report.read", actor="cli", detail={"via": "cli"})
         data = app.blobs.get(sha)
     Path(args.out).write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes)")

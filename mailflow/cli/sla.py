@@ -83,14 +83,7 @@ def cmd_explain(app: App, args: argparse.Namespace) -> int:
         case = find_case(session, args.case)
         explanation = explain_case(session, cal, case, now)
         events = explanation.events
-        audit.record(
-            session,
-            "sla.explained",
-            actor="cli",
-            case_id=case.id,
-            entity="case",
-            entity_id=case.number,
-        )
+        audit.case_event(session, case, "sla.explained", actor="cli")
         if not events:
             raise CliError(f"{case.number} has no SLA clock yet (it is {case.state})")
         data: dict[str, Any] = {

@@ -11,7 +11,7 @@ from pathlib import Path
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CERT_DAYS = 825
 
@@ -20,14 +20,18 @@ def tls_paths(storage_dir: Path) -> tuple[Path, Path]:
     return storage_dir / "tls" / "cert.pem", storage_dir / "tls" / "key.pem"
 
 
-def create_self_signed(storage_dir: Path, hostname: str) -> bool:
-    cert_path, key_path = tls_paths(storage_dir)
-    if cert_path.exists() and key_path.exists():
-        return False
-    cert_path.parent.mkdir(parents=True, exist_ok=True)
+def self_signed(hostname: str, days: int = CERT_DAYS) -> tuple[bytes, bytes]:
+    """A self-signed certificate (PEM) for `hostname`, localhost and 127.0.0.1, and its key
+    (PEM, PKCS#8). Its extensions are those strict verifiers (Python 3.13's default context)
+    insist on, so a client can pin it as its own trust anchor."""
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
     now = dt.datetime.now(dt.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    names: list[x509.GeneralName] = [x509.DNSName(hostname)]
+    if hostname != "localhost":
+        names.append(x509.DNSName("localhost"))
+    names.append(x509.IPAddress(ipaddress.ip_address("127.0.0.1")))
     cert = (
         x509.CertificateBuilder()
         .subject_name(name)
@@ -35,29 +39,41 @@ def create_self_signed(storage_dir: Path, hostname: str) -> bool:
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
+        .not_valid_after(now + dt.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName(
-                [
-                    x509.DNSName(hostname),
-                    x509.DNSName("localhost"),
-                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
-                ]
-            ),
-            critical=False,
+            x509.KeyUsage(digital_signature=True, content_commitment=False,
+                          key_encipherment=False, data_encipherment=False, key_agreement=False,
+                          key_cert_sign=True, crl_sign=True, encipher_only=False,
+                          decipher_only=False),
+            critical=True,
         )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
+                       critical=False)
         .sign(key, hashes.SHA256())
     )
+    key_pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return cert.public_bytes(serialization.Encoding.PEM), key_pem
+
+
+def write_pair(cert_path: Path, key_path: Path, cert_pem: bytes, key_pem: bytes) -> None:
+    """The key readable by its owner only (created so, never widened), then the certificate."""
+    cert_path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(key_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "wb") as fh:
-        fh.write(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
-        )
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        fh.write(key_pem)
+    cert_path.write_bytes(cert_pem)
+
+
+def create_self_signed(storage_dir: Path, hostname: str) -> bool:
+    cert_path, key_path = tls_paths(storage_dir)
+    if cert_path.exists() and key_path.exists():
+        return False
+    write_pair(cert_path, key_path, *self_signed(hostname))
     return True
 
 

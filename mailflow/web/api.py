@@ -109,8 +109,7 @@ def get_case(request: Request, number: str,
             data: dict[str, Any] = {}
         else:
             data = views.case_view(app, session, case, user)
-            audit.record(session, "case.viewed", actor=user.email, case_id=case.id,
-                         entity="case", entity_id=case.number, detail={"via": "api"})
+            audit.case_event(session, case, "case.viewed", actor=user.email, detail={"via": "api"})
     if refused:
         raise HTTPException(403, "not one of your cases")
     return jsonable_encoder(data)

@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
 from mailflow.db.models import Account, Case, Role
 from mailflow.db.session import transaction
@@ -15,6 +14,7 @@ from mailflow.web.deps import posted_by, web_app
 from mailflow.web.pages.base import back, denied
 from mailflow.web.security import WebUser
 from mailflow.workflow.cases import TransitionError
+from mailflow.workflow.numbers import find_case
 from mailflow.workflow.urgency import URGENCIES, set_urgency
 
 router = APIRouter(include_in_schema=False)
@@ -35,9 +35,7 @@ def change_urgency(request: Request, number: str, user: Annotated[WebUser, Depen
         return back(request, f"/cases/{number}", "error", "Choose routine or urgent.")
     try:
         with transaction(app.sessions) as session:
-            case = session.execute(
-                select(Case).where(Case.number == number).with_for_update()
-            ).scalar_one_or_none()
+            case = find_case(session, number, lock=True)
             if case is None:
                 raise HTTPException(404, "No such case.")
             account = session.get(Account, user.id)

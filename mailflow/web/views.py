@@ -3,7 +3,6 @@ the JSON API give the same answers and tests can call these directly."""
 
 from __future__ import annotations
 
-import re
 from dataclasses import asdict, dataclass
 from datetime import datetime, time, timedelta
 from typing import Any
@@ -32,12 +31,12 @@ from mailflow.sla.calendar import BusinessCalendar
 from mailflow.sla.explanation import explain_case
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
+from mailflow.workflow import numbers
 from mailflow.workflow.case_detail import detail
 from mailflow.workflow.eligibility import declines_of
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
 
 AT_RISK_FRACTION = 0.25  # under a quarter of the target left
-CASE_NUMBER = re.compile(r"^DERM-\d{4}-\d{6}$")
 
 _assignee = aliased(Account)
 SORTS: dict[str, Any] = {
@@ -227,11 +226,7 @@ def provider_cases(session: Session, user: WebUser, limit: int = 200) -> list[di
 # --- one case ----------------------------------------------------------------------------
 
 
-def find_case(session: Session, number: str) -> Case | None:
-    number = number.upper()
-    if not CASE_NUMBER.match(number):
-        return None
-    return session.execute(select(Case).where(Case.number == number)).scalar_one_or_none()
+find_case = numbers.find_case
 
 
 def on_call_lead(app: App, user: WebUser) -> bool:

@@ -136,8 +136,8 @@ def _record_consult(a: Answering, _why: str) -> Outcome:
         cases.reviewed(session, case, derm, version)
         record.sla_met = case.sla_met
     else:
-        audit.record(session, "case.addendum", actor=derm.email, case_id=case.id,
-                     entity="case", entity_id=case.number, detail={"version": version})
+        audit.case_event(session, case, "case.addendum", actor=derm.email,
+                         detail={"version": version})
     what = "consult" if version == 1 else f"addendum {version - 1}"
     return Outcome.done("consult", f"{what} for {case.number} recorded; report to follow",
                         case.id)

@@ -49,15 +49,8 @@ def _move(
         case.closed_at = now
     session.flush()
     clock.on_transition(session, case, before, to, now)
-    audit.record(
-        session,
-        f"case.{to}",
-        actor=actor,
-        case_id=case.id,
-        entity="case",
-        entity_id=case.number,
-        detail={"from": before, "to": to, **detail},
-    )
+    audit.case_event(session, case, f"case.{to}", actor=actor,
+                     detail={"from": before, "to": to, **detail})
 
 
 PATIENT_FIELDS = ("patient_name", "date_of_birth", "sex", "mrn")
@@ -160,15 +153,8 @@ def update_missing(session: Session, case: Case, missing: list[str], actor: str)
     if case.state == S.INCOMPLETE and not missing:
         _move(session, case, S.SUBMITTED, actor, completed=True)
     else:
-        audit.record(
-            session,
-            "case.updated",
-            actor=actor,
-            case_id=case.id,
-            entity="case",
-            entity_id=case.number,
-            detail={"missing": len(missing)},
-        )
+        audit.case_event(session, case, "case.updated", actor=actor,
+                         detail={"missing": len(missing)})
 
 
 def change_urgency(session: Session, case: Case, urgency: str, actor: str, **detail: Any) -> None:
@@ -183,8 +169,8 @@ def change_urgency(session: Session, case: Case, urgency: str, actor: str, **det
     case.updated_at = now
     session.flush()
     clock.on_urgency(session, case, before, now, f"{before} to {urgency} by {actor}")
-    audit.record(session, "case.urgency", actor=actor, case_id=case.id, entity="case",
-                 entity_id=case.number, detail={"from": before, "to": urgency, **detail})
+    audit.case_event(session, case, "case.urgency", actor=actor,
+                     detail={"from": before, "to": urgency, **detail})
 
 
 def add_note(
@@ -230,15 +216,8 @@ def assign(session: Session, case: Case, derm: Account, actor: str, **detail: An
         _move(session, case, S.ASSIGNED, actor, assignee=derm.id, **detail)
     elif case.state in (S.ASSIGNED, S.NEEDS_INFO):
         case.updated_at = utcnow()
-        audit.record(
-            session,
-            "case.reassigned",
-            actor=actor,
-            case_id=case.id,
-            entity="case",
-            entity_id=case.number,
-            detail={"from": previous, "to": derm.id, **detail},
-        )
+        audit.case_event(session, case, "case.reassigned", actor=actor,
+                         detail={"from": previous, "to": derm.id, **detail})
     else:
         raise TransitionError(f"{case.number} is {case.state}: it cannot be assigned")
 

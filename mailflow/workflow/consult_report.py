@@ -167,5 +167,5 @@ def resend_report(app: App, session: Session, case: Case, actor: str) -> None:
         "resent": True,
         "pdf_password_hint": issued.protected,
     }, [issued.attachment(case)])
-    audit.record(session, "report.resent", actor=actor, case_id=case.id, entity="case",
-                 entity_id=case.number, detail={"version": consult.version})
+    audit.case_event(session, case, "report.resent", actor=actor,
+                     detail={"version": consult.version})

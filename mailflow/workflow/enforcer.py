@@ -93,8 +93,8 @@ def fire(app: App, session: Session, case: Case, now: datetime) -> int:
         _escalate(app, session, case, now)
     else:
         _remind(app, session, case, now, kind)
-    audit.record(session, f"sla.{'breach' if kind == clock.BREACH else 'warning'}",
-                 case_id=case.id, entity="case", entity_id=case.number, detail={"kind": kind})
+    audit.case_event(session, case, f"sla.{'breach' if kind == clock.BREACH else 'warning'}",
+                     detail={"kind": kind})
     clock.schedule_next(session, ctx, case)
     log.info("case %s: SLA %s given", case.number, kind)
     return 1
@@ -161,9 +161,7 @@ def recompute_open(app: App, now: datetime | None = None) -> int:
             before = case.sla_deadline
             if clock.recompute(session, app.sla, case, now):
                 done += 1
-                audit.record(session, "sla.recomputed", case_id=case.id, entity="case",
-                             entity_id=case.number,
-                             detail={"calendar": version,
+                audit.case_event(session, case, "sla.recomputed", detail={"calendar": version,
                                      "old_deadline": before.isoformat() if before else None,
                                      "new_deadline": case.sla_deadline.isoformat()
                                      if case.sla_deadline else None})

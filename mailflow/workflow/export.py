@@ -27,6 +27,7 @@ from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseImage, CaseNote, Consult, Patient, utcnow
 from mailflow.db.session import transaction
 from mailflow.parse.fields import field_label
+from mailflow.workflow.numbers import find_case
 
 
 class ExportError(Exception):
@@ -47,8 +48,7 @@ class Export:
 def export_patient_of_case(app: App, number: str, out: Path, actor: str) -> Export:
     """Write the zip for the patient of case `number` (all that patient's cases)."""
     with transaction(app.sessions) as session:
-        case = session.execute(
-            select(Case).where(Case.number == number.strip().upper())).scalar_one_or_none()
+        case = find_case(session, number)
         if case is None:
             raise ExportError(f"no case {number}")
         cases = _cases_of(session, case)
@@ -58,9 +58,9 @@ def export_patient_of_case(app: App, number: str, out: Path, actor: str) -> Expo
             _add_case(app, session, each, export)
         export.files["README.txt"] = _readme(case.patient, export).encode()
         for each in cases:
-            audit.record(session, "patient.exported", actor=actor, case_id=each.id,
-                         entity="case", entity_id=each.number,
-                         detail={"via": "cli", "cases": len(cases), "requested_for": case.number})
+            audit.case_event(session, each, "patient.exported", actor=actor,
+                             detail={"via": "cli", "cases": len(cases),
+                                     "requested_for": case.number})
         _write_zip(out, export.files)
     return export
 

@@ -1,14 +1,28 @@
-"""Case numbers: DERM-YYYY-NNNNNN, counted per year under a row lock."""
+"""Case numbers: DERM-YYYY-NNNNNN, counted per year under a row lock; the one look-up of a case
+by its number."""
 
 from __future__ import annotations
+
+import re
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailflow.db.models import CaseCounter, utcnow
+from mailflow.db.models import Case, CaseCounter, utcnow
 
 PREFIX = "DERM"
+CASE_NUMBER = re.compile(rf"^{PREFIX}-\d{{4}}-\d{{6}}$")
+
+
+def find_case(session: Session, number: str, *, lock: bool = False) -> Case | None:
+    """The case with this number as anyone types it (any case, spaces around); None when there
+    is none or it is not a case number at all. `lock`: held for update until commit."""
+    number = number.strip().upper()
+    if not CASE_NUMBER.match(number):
+        return None
+    query = select(Case).where(Case.number == number)
+    return session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
 
 
 def next_case_number(session: Session) -> str:

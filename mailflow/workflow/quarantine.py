@@ -3,11 +3,11 @@ discard."""
 
 from __future__ import annotations
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.db.models import Case, InboundMessage, MessageStatus
+from mailflow.workflow.numbers import find_case
 
 # Codes an admin may vouch for: the sender is known but could not be verified, or their
 # account is not approved yet. Anything else (forgeries, unreadable mail) cannot be released.
@@ -58,9 +58,7 @@ def attach(session: Session, message_id: int, case_number: str, actor: str) -> C
     if row.reason_code in NOT_ATTACHABLE:
         raise QuarantineError(f"message {message_id} is held as {row.reason_code}: attaching it "
                               "to a case would not change that; reprocess or discard it")
-    case = session.execute(
-        select(Case).where(Case.number == case_number.strip().upper())
-    ).scalar_one_or_none()
+    case = find_case(session, case_number)
     if case is None:
         raise QuarantineError(f"there is no case {case_number.strip()}")
     row.attached_by = actor

@@ -108,9 +108,8 @@ class ReportRunner(Runner[Consult, ReportClaim]):
         self.retry(session, row, claim, failure, timedelta(0))  # attempts now at the most
         case = session.get(Case, row.case_id)
         assert case is not None
-        audit.record(session, "report.failed", case_id=case.id, entity="case",
-                     entity_id=case.number,
-                     detail={"version": row.version, "attempts": claim.attempts,
+        audit.case_event(session, case, "report.failed",
+                         detail={"version": row.version, "attempts": claim.attempts,
                              "error": failure.error})
         log.error("consult %d: the report was given up after %d attempts", row.id,
                   claim.attempts)
@@ -124,9 +123,8 @@ def _issue(app: App, session: Session, consult: Consult, issued: IssuedReport) -
     assert case is not None and derm is not None
     consult.pdf_sha = app.blobs.put(issued.data)
     consult.report_error = ""
-    audit.record(session, "report.issued", case_id=case.id, entity="case",
-                 entity_id=case.number,
-                 detail={"version": consult.version, "protected": issued.protected})
+    audit.case_event(session, case, "report.issued",
+                     detail={"version": consult.version, "protected": issued.protected})
     send(app, session, case, case.provider, "consult", "consult_ready", {
         "derm": derm,
         "diagnosis": consult.answer.get("diagnosis", ""),

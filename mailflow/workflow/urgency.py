@@ -86,8 +86,8 @@ def set_urgency(
         return UrgencyResult(before, before)
     actor = by.email if by else COMMAND_LINE
     if URGENCIES.index(wanted) < URGENCIES.index(before) and not may_lower(case, by):
-        audit.record(session, "case.urgency_kept", actor=actor, case_id=case.id, entity="case",
-                     entity_id=case.number, detail={"asked": wanted, "kept": before})
+        audit.case_event(session, case, "case.urgency_kept", actor=actor,
+                         detail={"asked": wanted, "kept": before})
         if tell_provider and by is not None and by.id == case.provider_id:
             send(app, session, case, by, "urgency_kept", "urgency",
                  {"kept": True, **review_time(app, case)}, cause=cause)

@@ -15,9 +15,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import ctypes
-import datetime
 import grp
-import ipaddress
 import os
 import pwd
 import re
@@ -34,11 +32,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import Literal
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from imapclient import IMAPClient
+
+from mailflow.store.tls import self_signed, write_pair
 
 DOVECOT = "/usr/sbin/dovecot"
 HOST = "127.0.0.1"
@@ -83,47 +79,6 @@ def _death_signal() -> Callable[[], None] | None:
     return set_death_signal
 
 
-def _write_certificate(cert_path: Path, key_path: Path) -> None:
-    """A self-signed certificate for localhost and 127.0.0.1 that clients can trust as a CA:
-    the extensions are those strict verifiers (Python 3.13's default context) insist on."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.UTC)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(digital_signature=True, content_commitment=False,
-                          key_encipherment=False, data_encipherment=False, key_agreement=False,
-                          key_cert_sign=True, crl_sign=True, encipher_only=False,
-                          decipher_only=False),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName("localhost"),
-                                         x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .add_extension(ski, critical=False)
-        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski),
-                       critical=False)
-        .sign(key, hashes.SHA256())
-    )
-    key_path.touch(mode=0o600)
-    key_path.write_bytes(key.private_bytes(serialization.Encoding.PEM,
-                                           serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-
-
 class Dovecot:
     """One Dovecot instance confined to `folder`; start() it, add users, point clients at it."""
 
@@ -154,7 +109,7 @@ class Dovecot:
         self.state_dir.mkdir(exist_ok=True)
         self.mail_dir.mkdir(mode=0o755, exist_ok=True)
         self.users_dir.mkdir(mode=0o700, exist_ok=True)
-        _write_certificate(self.cafile, self.keyfile)
+        write_pair(self.cafile, self.keyfile, *self_signed("localhost", days=30))
 
     # --- life cycle ---------------------------------------------------------------------------
 

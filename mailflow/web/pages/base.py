@@ -43,8 +43,7 @@ def back(request: Request, to: str, kind: str, message: str) -> Response:
 
 def denied(app_user: WebUser, session: Any, case: Case, what: str) -> None:
     """Write the refusal to the audit log (in the caller's transaction)."""
-    audit.record(session, "case.access_denied", actor=app_user.email, case_id=case.id,
-                 entity="case", entity_id=case.number,
-                 detail={"role": app_user.role, "what": what, "via": "web"})
+    audit.case_event(session, case, "case.access_denied", actor=app_user.email,
+                     detail={"role": app_user.role, "what": what, "via": "web"})
     log.warning("web: account %d (%s) refused %s of case %d", app_user.id, app_user.role,
                 what, case.id)

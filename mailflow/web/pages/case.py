@@ -37,8 +37,7 @@ def case_page(request: Request, number: str,
             data = views.case_view(app, session, case, user)
             derms = views.dermatologists(session) if user.is_admin else []
             can_comment = user.id in (case.provider_id, case.assignee_id)
-            audit.record(session, "case.viewed", actor=user.email, case_id=case.id,
-                         entity="case", entity_id=case.number, detail={"via": "web"})
+            audit.case_event(session, case, "case.viewed", actor=user.email, detail={"via": "web"})
     if refused:
         raise HTTPException(403, "This case is not one of yours.")
     return render_page(request, "case.html.j2", user, case=data, derms=derms,

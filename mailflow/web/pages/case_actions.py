@@ -6,9 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Request
 from fastapi.responses import Response
-from sqlalchemy import select
 
-from mailflow.db.models import Account, Case
+from mailflow.db.models import Account
 from mailflow.db.session import transaction
 from mailflow.web import views
 from mailflow.web.deps import admin_post, posted_by, web_app
@@ -54,8 +53,7 @@ def resend(request: Request, number: str,
 
     app = web_app(request)
     with transaction(app.sessions) as session:
-        query = select(Case).where(Case.number == number.upper())
-        case = session.execute(query).scalar_one_or_none()
+        case = views.find_case(session, number)
         if case is None:
             raise HTTPException(404, "No such case.")
         try:
@@ -75,8 +73,7 @@ def add_comment(request: Request, number: str, user: Annotated[WebUser, Depends(
     app = web_app(request)
     text_ = body.strip()[:20000]
     with transaction(app.sessions) as session:
-        query = select(Case).where(Case.number == number.upper()).with_for_update()
-        case = session.execute(query).scalar_one_or_none()
+        case = views.find_case(session, number, lock=True)
         if case is None:
             raise HTTPException(404, "No such case.")
         author = session.get(Account, user.id)

@@ -92,9 +92,8 @@ def report_pdf(request: Request, number: str, user: Annotated[WebUser, Depends(p
             if consult is None:
                 raise HTTPException(404, f"{case.number} has no consult report yet.")
             sha = consult.pdf_sha
-            audit.record(session, "report.read", actor=user.email, case_id=case.id,
-                         entity="case", entity_id=case.number,
-                         detail={"version": consult.version, "via": "web"})
+            audit.case_event(session, case, "report.read", actor=user.email,
+                             detail={"version": consult.version, "via": "web"})
             number = case.number
     if refused:
         raise HTTPException(403, "This case is not one of yours.")
