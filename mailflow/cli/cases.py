@@ -1,4 +1,4 @@
-"""mailflow cases list|show|assign|urgency|close|report"""
+"""mailflow cases list|show|assign|urgency|close|report|fhir"""
 
 from __future__ import annotations
 
@@ -53,6 +53,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     report.add_argument("case", metavar="CASE")
     report.add_argument("--out", required=True, metavar="FILE.pdf")
     report.set_defaults(handler=cmd_report)
+    fhir = cmds.add_parser("fhir", help="write the consult as a FHIR R4 document Bundle for "
+                           "an EHR (a PHI read: audited)")
+    fhir.add_argument("case", metavar="CASE")
+    fhir.add_argument("--out", required=True, metavar="FILE.json")
+    fhir.set_defaults(handler=cmd_fhir)
 
 
 def cmd_list(app: App, args: argparse.Namespace) -> int:
@@ -178,4 +183,19 @@ def cmd_report(app: App, args: argparse.Namespace) -> int:
         data = app.blobs.get(sha)
     Path(args.out).write_bytes(data)
     print(f"wrote {args.out} ({len(data)} bytes)")
+    return 0
+
+
+def cmd_fhir(app: App, args: argparse.Namespace) -> int:
+    from mailflow.workflow.fhir import NoReport, bundle_json
+
+    with transaction(app.sessions) as session:
+        case = find_case(session, args.case)
+        try:
+            text = bundle_json(app, session, case)
+        except NoReport as exc:
+            raise CliError(str(exc)) from exc
+        audit.case_event(session, case, "case.fhir_exported", actor="cli", detail={"via": "cli"})
+    Path(args.out).write_text(text, encoding="utf-8")
+    print(f"wrote {args.out} ({len(text)} bytes)")
     return 0

@@ -25,6 +25,7 @@ class Answer:
     in_person: str = ""  # normalised: one of IN_PERSON_OPTIONS or ""
     biopsy: str = ""  # as written, e.g. "no", "yes - punch biopsy of the edge"
     icd10: str = ""  # normalised codes, comma-separated, e.g. "L30.0, L40.0"
+    icd10_text: str = ""  # what was written in the ICD-10 line but is no code, kept as text
     image_quality: str = ""  # one of IMAGE_QUALITY_OPTIONS or ""
     question: str = ""  # for more_info
     reason: str = ""  # for decline ("no reason given" when empty); for close, "Close: <this>"
@@ -77,8 +78,8 @@ SINGLE_PARAGRAPH = frozenset({"follow_up", "in_person", "biopsy", "icd10", "imag
 NAMES = {
     "diagnosis": "Diagnosis", "differential": "Differential", "plan": "Plan",
     "follow_up": "Follow-up", "in_person": "In-person visit", "biopsy": "Biopsy",
-    "icd10": "ICD-10", "image_quality": "Image quality", "more_info": "More info",
-    "decline": "Decline", "close": "Close",
+    "icd10": "ICD-10", "icd10_text": "ICD-10 as written", "image_quality": "Image quality",
+    "more_info": "More info", "decline": "Decline", "close": "Close",
 }  # fmt: skip
 REQUIRED = ("diagnosis", "plan")
 # Any of these makes the reply a consult attempt (the others alone are a comment).
@@ -184,27 +185,37 @@ def _normalised(name: str, value: str, table: dict[str, tuple[str, ...]]) -> tup
     return "", f"{name} {value.strip()!r} is not one of: {', '.join(table)}"
 
 
-def _icd10(value: str) -> tuple[str, list[str]]:
-    """ "l30.0 nummular dermatitis; L40" -> ("L30.0, L40", []); bad codes become problems."""
+def _icd10(value: str) -> tuple[str, list[str], str]:
+    """ "l30.0 nummular dermatitis; L40" -> ("L30.0, L40", [], ""); bad codes become problems
+    and, as written, the third value (kept as text: the writer meant something by them)."""
     codes: list[str] = []
     problems: list[str] = []
+    unread: list[str] = []
     for item in re.split(r"[,;\n]", value):
         tokens = _ICD_TOKEN.findall(item)
         if not tokens:
             if " ".join(_words(item)) not in _NO_CODE:
                 problems.append(f"ICD-10 {item.strip()!r} is not a code (like L30.0)")
+                unread.append(item.strip())
             continue
         for token in tokens:
-            match = _ICD10.fullmatch(token.rstrip(".").upper())
-            if match is None:
+            code = icd10_code(token)
+            if code is None:
                 problems.append(f"ICD-10 {token!r} is not a valid code (like L30.0 or C43.9)")
-                continue
-            code = match.group("category")
-            if match.group("sub"):
-                code += "." + match.group("sub")
-            if code not in codes:
+                unread.append(token)
+            elif code not in codes:
                 codes.append(code)
-    return ", ".join(codes), problems
+    return ", ".join(codes), problems, "; ".join(unread)
+
+
+def icd10_code(token: str) -> str | None:
+    """ "l30.0" -> "L30.0", "L300" -> "L30.0"; None when the token is not shaped like an
+    ICD-10-CM code (a letter, a digit, a digit or A/B, then up to 4 characters after a dot)."""
+    match = _ICD10.fullmatch(token.strip().rstrip(".").upper())
+    if match is None:
+        return None
+    code = match.group("category")
+    return code + "." + match.group("sub") if match.group("sub") else code
 
 
 def _is_notification_start(line: str) -> bool:
@@ -262,7 +273,7 @@ def _consult(kv: KeyValues, text: str, problems: list[str]) -> Answer:
     problems += [problem] if problem else []
     quality, problem = _normalised("Image quality", values["image_quality"], _IMAGE_QUALITY)
     problems += [problem] if problem else []
-    codes, code_problems = _icd10(values["icd10"])
+    codes, code_problems, unread = _icd10(values["icd10"])
     problems += code_problems
     problems += [
         f"{NAMES[key]} was given more than once; the last one was used"
@@ -278,6 +289,7 @@ def _consult(kv: KeyValues, text: str, problems: list[str]) -> Answer:
         in_person=in_person,
         biopsy=values["biopsy"],
         icd10=codes,
+        icd10_text=unread,
         image_quality=quality,
         text=text,
         missing=tuple(NAMES[key] for key in REQUIRED if not values[key]),

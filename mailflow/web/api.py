@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 from fastapi.encoders import jsonable_encoder
 from pydantic import BaseModel
 
@@ -16,6 +16,7 @@ from mailflow.web import views
 from mailflow.web.deps import admin_api, api_user, web_app
 from mailflow.web.pages.base import denied
 from mailflow.web.security import WebUser
+from mailflow.workflow import fhir
 
 router = APIRouter(prefix="/api", tags=["api"])
 
@@ -113,6 +114,36 @@ def get_case(request: Request, number: str,
     if refused:
         raise HTTPException(403, "not one of your cases")
     return jsonable_encoder(data)
+
+
+@router.get("/cases/{number}/fhir", response_class=Response,
+            responses={200: {"content": {"application/fhir+json": {}}}},
+            summary="The consult as a FHIR R4 document Bundle (a PHI read: audited)")
+def get_case_fhir(request: Request, number: str,
+                  user: Annotated[WebUser, Depends(api_user)]) -> Response:
+    """Who may read the case may take its consult to their EHR; 409 before the first report."""
+    app = web_app(request)
+    refused, text, missing = False, "", ""
+    with transaction(app.sessions) as session:
+        case = views.find_case(session, number)
+        if case is None:
+            raise HTTPException(404, "no such case")
+        if not views.may_view(session, user, case):
+            denied(user, session, case, "fhir")
+            refused = True
+        else:
+            try:
+                text = fhir.bundle_json(app, session, case)
+            except fhir.NoReport:
+                missing = "this case has no consult report yet"
+            else:
+                audit.case_event(session, case, "case.fhir_exported", actor=user.email,
+                                 detail={"via": "api"})
+    if refused:
+        raise HTTPException(403, "not one of your cases")
+    if missing:
+        raise HTTPException(409, missing)
+    return Response(text, media_type="application/fhir+json")
 
 
 @router.get("/quarantine", response_model=list[HeldMessage],

@@ -174,7 +174,10 @@ def _comment(a: Answering, _why: str) -> Outcome:
 def _answer_fields(answer: Answer) -> dict[str, str]:
     keys = ("diagnosis", "differential", "plan", "follow_up", "in_person", "biopsy", "icd10",
             "image_quality")
-    return {k: getattr(answer, k) for k in keys}
+    fields = {k: getattr(answer, k) for k in keys}
+    if answer.icd10_text:  # a code that is no code stays as written (the FHIR export's text)
+        fields["icd10_text"] = answer.icd10_text
+    return fields
 
 
 ANSWER: tuple[Row[Answering], ...] = (

@@ -26,6 +26,7 @@ from tests.fuzz.budget import budget
 from tests.support.cases import send_case
 
 ADMIN_ONLY = {"/api/quarantine", "/api/outbox"}
+ONE_CASE = {"/api/cases/{number}", "/api/cases/{number}/fhir"}  # a read of one case's PHI
 CHECKS = [not_a_server_error, response_schema_conformance]
 
 
@@ -38,7 +39,7 @@ def _check_roles(role: str, path: str, number: str, response: Any, own: dict[str
         return
     if path in ADMIN_ONLY:
         assert status == (200 if role == "admin" else 403), (role, path, status)
-    elif role != "admin" and path == "/api/cases/{number}":
+    elif role != "admin" and path in ONE_CASE:
         assert status != 200 or number in own[role], (role, number, "read another's case")
         if number in own["other" if role == "provider" else "provider"]:
             assert status == 403, (role, number, status)
@@ -57,7 +58,7 @@ def test_api_from_its_openapi_document(
                for role in ("anonymous", "admin", "provider", "other")}
     schema = schemathesis.openapi.from_asgi("/api/openapi.json", create_web_app(app))
     operations = [result.ok() for result in schema.get_all_operations()]
-    assert {op.path for op in operations} == {"/api/cases", "/api/cases/{number}", *ADMIN_ONLY}
+    assert {op.path for op in operations} == {"/api/cases", *ONE_CASE, *ADMIN_ONLY}
     seen: set[tuple[str, str, int]] = set()
 
     def send(case: Any) -> None:
@@ -84,3 +85,4 @@ def test_api_from_its_openapi_document(
             send(op.Case(path_parameters={"number": number} if number else None))
     assert ("provider", "/api/cases/{number}", 200) in seen
     assert ("other", "/api/cases/{number}", 403) in seen
+    assert ("other", "/api/cases/{number}/fhir", 403) in seen

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from mailflow.parse.answer import KINDS, Answer, parse_answer
+from mailflow.parse.answer import KINDS, Answer, icd10_code, parse_answer
 from mailflow.parse.reply import strip_quoted
 
 DESIGN_EXAMPLE = """Diagnosis: Nummular eczema
@@ -335,6 +335,31 @@ def test_icd10(value: str, codes: str, problems: tuple[str, ...]) -> None:
     result = parse_answer(f"Diagnosis: Nummular eczema\nPlan: Emollients\nICD-10: {value}\n")
     assert result.icd10 == codes
     assert result.problems == problems
+
+
+@pytest.mark.parametrize(
+    ("value", "codes", "written"),
+    [
+        ("L30.0", "L30.0", ""),
+        ("L30.0, L3x9", "L30.0", "L3x9"),
+        ("eczema; L40", "L40", "eczema"),
+        ("L3, L30.12345", "", "L3; L30.12345"),
+        ("n/a", "", ""),
+    ],
+)
+def test_what_is_no_code_in_the_icd10_line_is_kept_as_written(
+        value: str, codes: str, written: str) -> None:
+    result = parse_answer(f"Diagnosis: Nummular eczema\nPlan: Emollients\nICD-10: {value}\n")
+    assert (result.icd10, result.icd10_text) == (codes, written)
+
+
+@pytest.mark.parametrize(
+    ("token", "code"),
+    [("L30.0", "L30.0"), ("l300", "L30.0"), ("C4A.9", "C4A.9"), ("L40", "L40"),
+     ("L3", None), ("L3x9", None), ("L30.12345", None), ("30.0", None), ("", None)],
+)
+def test_icd10_code_shape(token: str, code: str | None) -> None:
+    assert icd10_code(token) == code
 
 
 def test_outlook_bold_labels_and_blank_lines() -> None:
