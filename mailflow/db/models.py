@@ -369,3 +369,8 @@ class AuditHead(Base):
     count: Mapped[int] = mapped_column(Integer, default=0)
 
     __table_args__ = (UniqueConstraint("id"),)
+
+
+# The sign-in and web tables are declared beside these (access_models.py). Imported here, every
+# table is on Base.metadata for whoever reads it: migrations, backup, restore, key rotation.
+from mailflow.db import access_models as _access_models  # noqa: E402, F401
