@@ -11,6 +11,8 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.bus import Publisher, attach
 from mailflow.config import Config
+from mailflow.crypto.dkim import Signer as DkimSigner
+from mailflow.crypto.dkim import create_key as create_dkim_key
 from mailflow.crypto.keys import Keyring, create_master_key
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_keys
@@ -35,10 +37,12 @@ class App:
     roster: Roster
     sla: SlaContext
     bus: Publisher
+    dkim: DkimSigner | None  # None: [dkim] enabled = false, mail leaves unsigned
 
     @classmethod
     def open(cls, config: Config) -> App:
         keys = Keyring.load(config.storage_dir)
+        signer = _dkim_signer(config)  # before anything opens: a missing key stops start-up
         install_keys(keys.sealing)
         engine = make_engine(config.database_url, echo=config.database.echo)
         sla = SlaContext(
@@ -58,6 +62,7 @@ class App:
             roster=load_roster(config.schedules_dir / "roster.toml"),
             sla=sla,
             bus=bus,
+            dkim=signer,
         )
 
     def close(self) -> None:
@@ -65,8 +70,15 @@ class App:
         self.engine.dispose()
 
 
+def _dkim_signer(config: Config) -> DkimSigner | None:
+    if not config.dkim.enabled:
+        return None
+    return DkimSigner.load(config.dkim_key_path, config.mail.domain, config.dkim.selector,
+                           config.dkim.headers)
+
+
 def initialise(config: Config) -> list[str]:
-    """Create var/ (key, TLS certificate, folders) and migrate the database. Idempotent."""
+    """Create var/ (keys, TLS certificate, folders) and migrate the database. Idempotent."""
     done: list[str] = []
     storage: Path = config.storage_dir
     storage.mkdir(parents=True, exist_ok=True)
@@ -75,6 +87,9 @@ def initialise(config: Config) -> list[str]:
         done.append(f"created the encryption key in {storage / 'keys'}")
     if create_self_signed(storage, config.smtp.hostname or config.mail.domain):
         done.append(f"created a self-signed TLS certificate in {storage / 'tls'}")
+    if config.dkim.enabled and create_dkim_key(config.dkim_key_path, config.dkim.key_bits):
+        done.append(f"created the DKIM signing key {config.dkim_key_path} (publish its DNS "
+                    "record: mailflow dkim dns)")
     (storage / "blobs").mkdir(exist_ok=True)
     app = App.open(config)
     try:

@@ -76,6 +76,35 @@ class OutboundConfig(_Section):
         return data
 
 
+# Signed by every outgoing message (RFC 6376 §5.4): From is required; a listed header that a
+# message lacks is signed as absent, so nobody can add it later without breaking the signature.
+DKIM_SIGNED_HEADERS = (
+    "From", "To", "Subject", "Date", "Message-ID", "Reply-To", "In-Reply-To", "References",
+    "MIME-Version", "Content-Type", "Auto-Submitted",
+)
+
+
+class DkimConfig(_Section):
+    """DKIM signatures on every outgoing message (crypto/dkim.py, README "DKIM")."""
+
+    enabled: bool = True
+    # the DNS label: the public key is published at <selector>._domainkey.<[mail] domain>
+    selector: str = Field("mailflow", pattern=r"^[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
+    key_file: str = ""  # the private key (PEM); empty: <storage>/dkim/<selector>.key
+    algorithm: Literal["rsa-sha256"] = "rsa-sha256"
+    key_bits: int = Field(2048, ge=2048, le=4096)  # of the key `mailflow init` makes
+    headers: tuple[str, ...] = DKIM_SIGNED_HEADERS
+
+    @model_validator(mode="after")
+    def _from_is_signed(self) -> DkimConfig:
+        if "from" not in {h.lower() for h in self.headers}:
+            raise ValueError("headers must include From (RFC 6376 requires it to be signed)")
+        bad = [h for h in self.headers if not re.fullmatch(r"[!-9;-~]+", h)]
+        if bad:
+            raise ValueError(f"not header names: {', '.join(bad)}")
+        return self
+
+
 class DatabaseConfig(_Section):
     url: str = "sqlite:///var/mailflow.db"
     echo: bool = False
@@ -278,6 +307,7 @@ class Config(_Section):
     smtp: SmtpConfig = SmtpConfig()
     imap: ImapConfig = ImapConfig()
     outbound: OutboundConfig = OutboundConfig()
+    dkim: DkimConfig = DkimConfig()
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
@@ -303,6 +333,12 @@ class Config(_Section):
     @property
     def storage_dir(self) -> Path:
         return self.path(self.storage.path)
+
+    @property
+    def dkim_key_path(self) -> Path:
+        if self.dkim.key_file:
+            return self.path(self.dkim.key_file)
+        return self.storage_dir / "dkim" / f"{self.dkim.selector}.key"
 
     @property
     def schedules_dir(self) -> Path:

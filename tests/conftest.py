@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from mailflow.app import App, initialise
-from mailflow.config import Config, load_config
+from mailflow.config import Config, DkimConfig, load_config
+from mailflow.crypto.dkim import create_key as create_dkim_key
 from mailflow.db.session import transaction
 from mailflow.serve import Service
 from mailflow.workflow import accounts
@@ -158,6 +159,14 @@ def write_schedules(tmp_path: Path, roster: str | None = None) -> Path:
     return folder
 
 
+def shared_dkim_key(tmp_path: Path) -> Path:
+    """A DKIM key in the session's temporary folder (tmp_path's parent, one per xdist worker),
+    made the way `mailflow init` makes one."""
+    path = tmp_path.parent / "shared-dkim.key"
+    create_dkim_key(path, DkimConfig().key_bits)
+    return path
+
+
 def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> Config:
     """Write a real config.toml for the test (so the CLI in a subprocess reads the same)."""
     values: dict[str, dict[str, object]] = {
@@ -172,6 +181,9 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> C
         "logging": {"level": "INFO"},
         # the sign-in slow-down is real asyncio.sleep: hundredths here (its own tests check it)
         "signin": {"slow_seconds": 0.01, "slow_max_seconds": 0.04},
+        # one DKIM key per test session, not an RSA key made by every test's `initialise`
+        # (tests/e2e/test_dkim.py uses the key `mailflow init` makes, key_file = "")
+        "dkim": {"key_file": str(shared_dkim_key(tmp_path))},
     }
     for section, entries in sections.items():
         values.setdefault(section, {}).update(entries)

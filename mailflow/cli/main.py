@@ -10,7 +10,18 @@ from collections.abc import Sequence
 from mailflow import audit
 from mailflow.app import App, initialise
 from mailflow.bus import BusError
-from mailflow.cli import backup, cases, keys, messages, patients, retention, sample, sla, users
+from mailflow.cli import (
+    backup,
+    cases,
+    dkim,
+    keys,
+    messages,
+    patients,
+    retention,
+    sample,
+    sla,
+    users,
+)
 from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.config import Config, ConfigError, load_config
@@ -26,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--config", help="config file (default: $MAILFLOW_CONFIG or ./config.toml)")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser(
-        "init", help="create var/ (database, keys, TLS certificate), migrate"
+        "init", help="create var/ (database, keys, DKIM key, TLS certificate), migrate"
     ).set_defaults(handler=cmd_init, needs_app=False)
     serve = sub.add_parser("serve", help="every part in one process (or those of --parts)")
     serve.add_argument("--parts", type=_part_names, default=None,
@@ -63,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     patients.register(sub)
     backup.register(sub)
     keys.register(sub)
+    dkim.register(sub)
     aud = sub.add_parser("audit", help="the audit log")
     acmds = aud.add_subparsers(dest="action", required=True)
     verify = acmds.add_parser("verify", help="check the hash chain")

@@ -1,6 +1,7 @@
 """Queue an email in the outbox, in the caller's transaction (so it exists iff the change does).
 
-The rendered message is stored encrypted in the blob store; the row carries no PHI.
+The rendered message is DKIM-signed and stored encrypted in the blob store, exactly as it will
+leave; the row carries no PHI.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def queue(
         msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
 
     raw = msg.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as on the wire
+    if app.dkim is not None:  # signed once, here: every retry sends these very bytes
+        raw = app.dkim.sign(raw)
     row = OutboundMessage(
         kind=email.kind,
         case_id=email.case.id if email.case is not None else None,

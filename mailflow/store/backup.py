@@ -6,6 +6,7 @@ The archive is a tar stream inside a SealedWriter (mailflow/store/sealed_stream.
   db/NNN-table/NNNNNN.jsonl  rows as JSON arrays, read in ONE read-only snapshot transaction
   blobs/ab/cd/<digest>     every blob present after the snapshot began, copied as stored
   storage/keys/*, tls/*    the installation's keys (retired ones too) and TLS certificate
+  storage/dkim/*           the DKIM signing key (its public half is published in DNS)
   end.json                 row and blob counts, checked by restore
 Rows and blobs are copied as stored (still encrypted under the installation's keys): the
 backup never decrypts PHI, and the archive needs no key but the passphrase.
@@ -49,7 +50,7 @@ from mailflow.store.sealed_stream import SealedWriter
 
 ARCHIVE_FORMAT = 1
 PIECE_BYTES = 4 * 1024 * 1024  # rows are held in memory this much at a time
-STORAGE_FOLDERS = ("keys", "tls")  # copied whole; blobs/ separately, nothing else
+STORAGE_FOLDERS = ("keys", "tls", "dkim")  # copied whole; blobs/ separately, nothing else
 # Not ours to carry: Alembic's own row (restore migrates), APScheduler's pickled jobs (the
 # scheduler's start-up sweep makes them again from the cases' due times).
 SKIPPED_TABLES = frozenset({"alembic_version", "apscheduler_jobs"})
@@ -183,8 +184,9 @@ def _write_rows(tar: tarfile.TarFile, conn: Connection, progress: Progress) -> d
 
 
 def _write_storage(tar: tarfile.TarFile, storage: Path) -> None:
-    """The keys (retired ones too) and the TLS certificate; lock files are not carried. Under
-    the keys' folder lock, so a key being retired meanwhile is copied once, not missed."""
+    """The keys (retired ones too), the TLS certificate and the DKIM key (a new one would need
+    a new DNS record); lock files are not carried. Under the keys' folder lock, so a key being
+    retired meanwhile is copied once, not missed."""
     keys = storage / "keys"
     with folder_lock(keys, shared=True) if keys.is_dir() else nullcontext():
         for folder in STORAGE_FOLDERS:
