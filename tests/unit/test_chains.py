@@ -122,8 +122,10 @@ def reply(by: str, body: str, **kw: object) -> Send:
             "provider": lambda: w.provider, "derm": lambda: w.derm,
             "other-derm": lambda: w.other_derm, "other-provider": lambda: OTHER_PROVIDER}
         sender = people[by]()
-        address_of = w.derm if kw.pop("address", "") == "derm-address" else ""
-        return w.on_case(sender, body, address_of=address_of, **kw)  # type: ignore[arg-type]
+        # kw belongs to the table row, shared by every run of it: read it, never pop it
+        options = {k: v for k, v in kw.items() if k != "address"}
+        address_of = w.derm if kw.get("address") == "derm-address" else ""
+        return w.on_case(sender, body, address_of=address_of, **options)  # type: ignore[arg-type]
     return act
 
 

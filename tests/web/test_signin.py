@@ -157,4 +157,5 @@ def test_the_openapi_document_describes_the_api_only(
     app: App, people: dict[str, str], web: Callable[[str | None], TestClient],
 ) -> None:
     paths = set(web(None).get("/api/openapi.json").json()["paths"])
-    assert paths == {"/api/cases", "/api/cases/{number}", "/api/quarantine", "/api/outbox"}
+    assert paths == {"/api/cases", "/api/cases/{number}", "/api/cases/{number}/fhir",
+                     "/api/quarantine", "/api/outbox"}
