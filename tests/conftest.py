@@ -285,6 +285,8 @@ class RunningService:
         if self._loop is not None and self.service is not None:
             self._loop.call_soon_threadsafe(self.service.stop)
         self._thread.join(60)
+        # a service left running outlives its test's database and pollutes the next tests
+        assert not self._thread.is_alive(), "the service did not stop within 60 s"
 
 
 @pytest.fixture

@@ -202,16 +202,16 @@ def html_to_pdf(html: str, *, timeout: float = DEFAULT_TIMEOUT) -> bytes:
 
 
 class Listener:
-    """A local HTTP server that records every request it gets (the probe wants none)."""
+    """A local HTTP server that records every request it gets (the probe wants none; the tests
+    use it as their beacon). `body` is what it answers, to find in a PDF that reached it."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0, body: bytes = b"PROBE-REACHED") -> None:
         self.requests: list[str] = []
         listener = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:  # noqa: N802 - http.server's name
                 listener.requests.append(self.path)
-                body = b"PROBE-REACHED"
                 self.send_response(200)
                 self.send_header("Content-Type", "text/plain")
                 self.send_header("Content-Length", str(len(body)))
@@ -221,8 +221,9 @@ class Listener:
             def log_message(self, format: str, *args: object) -> None:  # noqa: A002
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self.thread.start()
 

@@ -18,6 +18,7 @@ from pypdf.errors import FileNotDecryptedError
 
 from mailflow.reports import jail
 from mailflow.reports import pdf as pdfmod
+from mailflow.reports.jail import Listener
 from mailflow.reports.model import ConsultReport, ReportPhoto
 from mailflow.reports.pdf import (
     ReportError,
@@ -29,7 +30,8 @@ from mailflow.reports.pdf import (
     render_consult_pdf,
 )
 from mailflow.reports.sample import sample_report, synthetic_jpeg
-from tests.support.pdf import Beacon, pdf_text, squash
+from tests.support.pdf import beacon as start_beacon
+from tests.support.pdf import pdf_text, squash
 
 ROOT = Path(__file__).resolve().parents[3]
 TEMPLATES = ROOT / "templates"
@@ -52,8 +54,8 @@ def assert_contains(text: str, *needles: str) -> None:
 
 
 @pytest.fixture
-def beacon() -> Iterator[Beacon]:
-    server = Beacon()
+def beacon() -> Iterator[Listener]:
+    server = start_beacon()
     yield server
     server.close()
 
@@ -230,7 +232,7 @@ def test_empty_password_is_refused() -> None:
 
 
 def test_form_values_are_text_and_fetch_nothing(
-    beacon: Beacon, outside_file: tuple[Path, str]
+    beacon: Listener, outside_file: tuple[Path, str]
 ) -> None:
     secret, marker = outside_file
     payloads = [
@@ -266,7 +268,7 @@ def test_form_values_are_text_and_fetch_nothing(
 # --- security: the renderer itself, independent of escaping ------------------------------------
 
 
-def test_beacon_server_does_record_requests(beacon: Beacon) -> None:
+def test_beacon_server_does_record_requests(beacon: Listener) -> None:
     # The no-request assertions below are only worth something if this detector works.
     with urllib.request.urlopen(f"http://127.0.0.1:{beacon.port}/probe", timeout=5) as resp:
         assert resp.read() == b"BEACON-BODY"
@@ -274,7 +276,7 @@ def test_beacon_server_does_record_requests(beacon: Beacon) -> None:
 
 
 def test_raw_html_cannot_reach_network_files_or_run_scripts(
-    tmp_path: Path, beacon: Beacon, outside_file: tuple[Path, str]
+    tmp_path: Path, beacon: Listener, outside_file: tuple[Path, str]
 ) -> None:
     secret, marker = outside_file
     link = tmp_path / "link.txt"
