@@ -23,6 +23,7 @@ from mailflow.sla.policy import load_policies
 from mailflow.sla.roster import Roster, load_roster
 from mailflow.store.blobs import BlobStore
 from mailflow.store.tls import create_self_signed
+from mailflow.trust.passwords import set_cost as set_password_cost
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,8 @@ class App:
         keys = Keyring.load(config.storage_dir)
         signer = _dkim_signer(config)  # before anything opens: a missing key stops start-up
         install_keys(keys.sealing)
+        signin = config.signin
+        set_password_cost(signin.hash_time_cost, signin.hash_memory_kib, signin.hash_parallelism)
         engine = make_engine(config.database_url, echo=config.database.echo)
         sla = SlaContext(
             calendar=load_calendar(config.schedules_dir / "calendar.toml"),

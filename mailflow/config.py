@@ -151,6 +151,11 @@ class SigninConfig(_Section):
     slow_after: int = Field(5, gt=0)  # failures from one address before its attempts wait
     slow_seconds: float = Field(1.0, ge=0)  # the first wait; doubles with each further failure
     slow_max_seconds: float = Field(20.0, ge=0)  # the longest wait (a slow-down, not a refusal)
+    # argon2id's cost for new password hashes (RFC 9106's second profile by default); a stored
+    # hash keeps the cost it was made with, and is checked with it
+    hash_time_cost: int = Field(3, ge=1)
+    hash_memory_kib: int = Field(65536, ge=8)
+    hash_parallelism: int = Field(4, ge=1)
 
 
 class BusConfig(_Section):

@@ -180,7 +180,10 @@ def make_config(tmp_path: Path, db_url: str, **sections: dict[str, object]) -> C
         "intake": {"poll_seconds": 0.2},
         "logging": {"level": "INFO"},
         # the sign-in slow-down is real asyncio.sleep: hundredths here (its own tests check it)
-        "signin": {"slow_seconds": 0.01, "slow_max_seconds": 0.04},
+        "signin": {"slow_seconds": 0.01, "slow_max_seconds": 0.04,
+                   # a real argon2id hash, at the least cost: a tenth of a second per
+                   # password was a tenth of the suite's time
+                   "hash_time_cost": 1, "hash_memory_kib": 8, "hash_parallelism": 1},
         # one DKIM key per test session, not an RSA key made by every test's `initialise`
         # (tests/e2e/test_dkim.py uses the key `mailflow init` makes, key_file = "")
         "dkim": {"key_file": str(shared_dkim_key(tmp_path))},
@@ -235,6 +238,17 @@ def process_pool() -> Iterator[AnalysisPool]:
     pool.shutdown()
 
 
+def thread_stacks() -> str:
+    """Where every thread of this process is: what a hang's report needs to be acted on."""
+    import sys
+    import traceback
+
+    names = {t.ident: t.name for t in threading.enumerate()}
+    return "\n".join(
+        f"--- {names.get(ident, ident)}\n" + "".join(traceback.format_stack(frame))
+        for ident, frame in sys._current_frames().items())
+
+
 class RunningService:
     """The real service on an ephemeral port, in a thread with its own event loop."""
 
@@ -286,7 +300,8 @@ class RunningService:
             self._loop.call_soon_threadsafe(self.service.stop)
         self._thread.join(60)
         # a service left running outlives its test's database and pollutes the next tests
-        assert not self._thread.is_alive(), "the service did not stop within 60 s"
+        assert not self._thread.is_alive(), (
+            "the service did not stop within 60 s; its threads were at:\n" + thread_stacks())
 
 
 @pytest.fixture

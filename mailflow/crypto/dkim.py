@@ -8,6 +8,7 @@ dkimpy (and OpenDKIM) read. Receivers find the public key in DNS at
 from __future__ import annotations
 
 import base64
+import functools
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -45,6 +46,20 @@ def create_key(path: Path, bits: int) -> bool:
 
 
 def load_key(path: Path) -> rsa.RSAPrivateKey:
+    try:
+        stat = path.stat()
+    except FileNotFoundError:
+        raise DkimKeyError(f"no DKIM signing key at {path}: run `mailflow init` to make one "
+                           "(or set [dkim] enabled = false)") from None
+    except OSError as exc:
+        raise DkimKeyError(f"the DKIM signing key {path} cannot be read: {exc}") from exc
+    return _load_key(path, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
+
+
+@functools.lru_cache(maxsize=8)
+def _load_key(path: Path, version: tuple[int, int, int]) -> rsa.RSAPrivateKey:
+    """Parsed once per file version: checking an RSA key as it loads takes tens of
+    milliseconds, and every App.open (each command, each process) loads it."""
     try:
         pem = path.read_bytes()
     except FileNotFoundError:

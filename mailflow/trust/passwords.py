@@ -31,6 +31,17 @@ def find_account(session: Session, email: str) -> Account | None:
     ).scalar_one_or_none()
 
 
+def set_cost(time_cost: int, memory_kib: int, parallelism: int) -> None:
+    """The cost of new hashes ([signin] hash_*), set when the app opens; a process has one."""
+    global _hasher
+    if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (
+            time_cost, memory_kib, parallelism):
+        return
+    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                             parallelism=parallelism)
+    _dummy_hash.clear()  # the wasted check must cost what a real one costs
+
+
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
