@@ -25,9 +25,10 @@ from tests.support.sink import RelaySink
 
 
 def test_users_add_list_approve(config: Config, app: App) -> None:
+    # as its own process: the password from standard input, the exit codes, the usage errors
     run_cli(config, "users", "add", "--role", "provider", "--email", "New.Doc@Clinic.test",
             "--name", "Dr New", "--license-state", "ny", "--password-stdin",
-            input="a long enough password\n")
+            input="a long enough password\n", process=True)
     listed = cli_json(config, "users", "list")
     assert [(u["email"], u["status"], u["has_password"], u["license_state"]) for u in listed] == [
         ("new.doc@clinic.test", "pending", True, "NY")]
@@ -45,14 +46,15 @@ def test_users_add_refuses_bad_input_with_a_message(config: Config) -> None:
         (("--role", "provider", "--email", "a@b.test", "--name", "X", "--password-stdin"),
          "at least 10"),
     ]:
-        result = run_cli(config, "users", "add", *args, input="short\n", check=False)
+        result = run_cli(config, "users", "add", *args, input="short\n", check=False,
+                         process=True)
         assert result.returncode == 1 and words in result.stderr
     run_cli(config, "users", "add", "--role", "admin", "--email", "a@b.test", "--name", "A")
     again = run_cli(config, "users", "add", "--role", "admin", "--email", "A@b.test",
                     "--name", "A", check=False)
     assert again.returncode == 1 and "already exists" in again.stderr
     bad_role = run_cli(config, "users", "add", "--role", "wizard", "--email", "w@b.test",
-                       "--name", "W", check=False)
+                       "--name", "W", check=False, process=True)
     assert bad_role.returncode == 2 and "invalid choice" in bad_role.stderr
 
 
