@@ -7,6 +7,8 @@ import random
 
 from PIL import Image, ImageDraw
 
+_PHOTOS: dict[tuple[int, int, int, str, int], bytes] = {}
+
 
 def skin_photo(
     width: int = 1600,
@@ -16,6 +18,11 @@ def skin_photo(
     exif: Image.Exif | None = None,
     quality: int = 90,
 ) -> bytes:
+    """A synthetic photo of skin; the same arguments give the same bytes (kept: drawing one
+    takes a moment, and most tests send three)."""
+    key = (width, height, seed, fmt, quality)
+    if exif is None and key in _PHOTOS:
+        return _PHOTOS[key]
     rnd = random.Random(seed)
     img = Image.new("RGB", (width, height), (200, 150, 130))
     draw = ImageDraw.Draw(img)
@@ -31,6 +38,8 @@ def skin_photo(
     if exif is not None:
         kwargs["exif"] = exif
     img.save(out, fmt, **kwargs)
+    if exif is None:
+        _PHOTOS[key] = out.getvalue()
     return out.getvalue()
 
 
