@@ -28,11 +28,24 @@ _watching = False
 _seen: list[str] = []
 
 
+def _compiled_code(args: tuple[object, ...]) -> bool:
+    """Python caching a module it imported for the first time (__pycache__/*.pyc: made, written,
+    renamed into place): the same loading of code, not the parser's I/O."""
+    return any(isinstance(a, str | bytes) and "__pycache__" in str(a) for a in args[:2])
+
+
 def _hook(event: str, args: tuple[object, ...]) -> None:
     if not _watching:
         return
+    if event in ("open", "os.mkdir", "os.rename", "os.replace") and _compiled_code(args):
+        return
+    if event in ("os.listdir", "os.scandir") and str(args[0] if args else "").startswith(
+            _CODE_DIRS):
+        return  # the import system listing a folder of modules
     if event == "open":
         path, mode = args[0], args[1]
+        if isinstance(path, int):
+            return  # a file object over a descriptor whose own opening was seen and judged
         reading_code = isinstance(path, str) and path.startswith(_CODE_DIRS) and (
             mode is None or "r" in str(mode))
         if not reading_code:
