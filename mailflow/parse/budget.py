@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 
-from mailflow.parse.images import declared_pixels
+from mailflow.parse.image_decode import declared_pixels
 from mailflow.parse.types import Attachment, ImageLimits
 
 

@@ -17,6 +17,8 @@ from mailflow.parse import (
     form,
     headers,
     htmltext,
+    image_decode,
+    image_metadata,
     images,
     registration,
     reply,
@@ -47,9 +49,9 @@ def _mime(data: bytes) -> None:
 
 
 def _image(data: bytes) -> None:
-    images.declared_pixels(data)
-    images.strip_jpeg_metadata(data)
-    images.strip_png_metadata(data)
+    image_decode.declared_pixels(data)
+    image_metadata.strip_jpeg_metadata(data)
+    image_metadata.strip_png_metadata(data)
     images.process_image(data, "photo.jpg", SMALL_IMAGES)
 
 

@@ -28,6 +28,9 @@ from mailflow.parse import (
     form,
     headers,
     htmltext,
+    image_decode,
+    image_metadata,
+    image_quality,
     images,
     keyvalue,
     registration,
@@ -241,9 +244,9 @@ IMAGE_BYTES = st.one_of(
 @given(IMAGE_BYTES, gen.FILENAMES)
 def test_images(data: bytes, name: str) -> None:
     with pure():
-        images.declared_pixels(data)
-        images.strip_jpeg_metadata(data)
-        images.strip_png_metadata(data)
+        image_decode.declared_pixels(data)
+        image_metadata.strip_jpeg_metadata(data)
+        image_metadata.strip_png_metadata(data)
         try:
             done = images.process_image(data, name, SMALL_IMAGES)
         except ParseRejected as exc:
@@ -251,7 +254,7 @@ def test_images(data: bytes, name: str) -> None:
             return
     assert done.width * done.height > 0 and done.clean and done.thumbnail
     with Image.open(io.BytesIO(done.clean)) as im, pure():
-        images.measure_quality(im.convert("RGB"))
+        image_quality.measure_quality(im.convert("RGB"))
 
 
 @examples(60)

@@ -14,7 +14,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image, ImageCms, ImageDraw, ImageFilter, PngImagePlugin
 
-from mailflow.parse.images import process_image, strip_jpeg_metadata
+from mailflow.parse.image_metadata import strip_jpeg_metadata
+from mailflow.parse.images import process_image
 from mailflow.parse.types import ImageLimits, ParseRejected, ProcessedImage
 
 pillow_heif.register_heif_opener()

@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from mailflow.parse.auto import automatic_reason
-from mailflow.parse.mime import FORWARD_MARKER, parse_message
+from mailflow.parse.mime import parse_message
+from mailflow.parse.mime_walk import FORWARD_MARKER
 from mailflow.parse.types import MimeLimits, ParsedMessage, ParseRejected
 from tests.support.corpus import corpus_messages
 
