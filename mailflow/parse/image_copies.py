@@ -31,13 +31,19 @@ class Copies:
 
 
 def derived_copies(
-    data: bytes, fmt: str, orientation: int, upright: Image.Image, limits: ImageLimits
+    data: bytes, fmt: str, orientation: int, upright: Image.Image, limits: ImageLimits,
+    lossless: bytes | None = None, scaled: bool = False,
 ) -> Copies:
-    """The copies of one photo: `data` as received, `upright` its pixels turned upright."""
+    """The copies of one photo: `data` as received, `upright` its pixels turned upright.
+    `lossless`: an upright JPEG's bytes without metadata, its clean copy; `scaled`: its pixels
+    were decoded at a reduced scale (image_decode), so they are not the clean copy's."""
     ready, icc = _jpeg_ready(upright)
-    clean, clean_type = _clean_copy(data, fmt, orientation, upright, ready, icc)
+    if lossless is not None:
+        clean, clean_type = lossless, "image/jpeg"
+    else:
+        clean, clean_type = _clean_copy(data, fmt, orientation, upright, ready, icc)
     review = shrink(ready, limits.review_px, exact=False)
-    if review is ready and clean_type == "image/jpeg":
+    if review is ready and clean_type == "image/jpeg" and not scaled:
         review_jpeg = clean  # already small enough and already a clean JPEG
     else:
         review_jpeg = _encode_jpeg(review, icc, _REVIEW_QUALITY)

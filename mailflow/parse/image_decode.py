@@ -41,8 +41,16 @@ _PIXEL_BLOCK_BYTES = 64 * 1024 * 1024
 Image.core.set_block_size(_PIXEL_BLOCK_BYTES)
 
 
-def decode_photo(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
-    """The photo with every pixel decoded; its `format` is a key of FORMATS."""
+def decode_photo(data: bytes, name: str, limits: ImageLimits,
+                 review_px: int = 0) -> tuple[Image.Image, tuple[int, int]]:
+    """The photo with every pixel decoded (its `format` a key of FORMATS), and its size as
+    the file declares it.
+
+    review_px > 0 (the caller needs no full-size pixels: the clean copy comes from the bytes):
+    a JPEG that need not turn is decoded at the DCT scale (1/2, 1/4 or 1/8) that the review
+    copy's whole-factor reduction would reach anyway, so a 12 MP photo decodes a quarter of
+    the pixels. Every coefficient is still read, so a cut-short file is still refused.
+    """
     if not data:
         raise ParseRejected("not-an-image", f"{name} is empty (0 bytes), so it is not a photo.")
     if len(data) > limits.max_bytes:
@@ -55,8 +63,19 @@ def decode_photo(data: bytes, name: str, limits: ImageLimits) -> Image.Image:
         # Pillow only warns between 1x and 2x its own pixel limit; a warning is a refusal here.
         warnings.simplefilter("error", Image.DecompressionBombWarning)
         im = _open(data, name, limits)
+        size = im.size
+        if review_px and im.format in ("JPEG", "MPO") and orientation(im) == 1:
+            scale = _dct_scale(max(size), review_px)
+            if scale > 1:
+                im.draft(im.mode, (size[0] // scale, size[1] // scale))
         _decode(im, name)
-    return im
+    return im, size
+
+
+def _dct_scale(longest: int, review_px: int) -> int:
+    """The largest of 8, 4, 2 that divides the review copy's reduction factor (1: none)."""
+    factor = -(-longest // review_px)  # ceiling: what image_copies.shrink reduces by
+    return next((s for s in (8, 4, 2) if factor % s == 0), 1)
 
 
 def declared_pixels(data: bytes) -> int:

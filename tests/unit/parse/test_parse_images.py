@@ -427,3 +427,35 @@ def _gps_exif_bytes() -> bytes:
     exif = _Image.Exif()
     exif.get_ifd(0x8825)[1] = "N"
     return exif.tobytes()
+
+
+# --- a large upright JPEG is decoded at the review copy's scale (image_decode.decode_photo) ----
+
+
+@pytest.fixture(scope="module")
+def twelve_mp() -> bytes:
+    return jpeg(textured(4000, 3000, seed=5), exif=exif_with_gps(1))
+
+
+def test_a_large_upright_jpeg_keeps_its_full_size_clean_copy_and_true_size(
+        twelve_mp: bytes) -> None:
+    out = process_image(twelve_mp, "IMG_4000.jpg")
+    assert (out.width, out.height) == (4000, 3000)  # the photo's size, not the decoded scale
+    assert out.clean == strip_jpeg_metadata(twelve_mp)  # every original pixel, no metadata
+    assert Image.open(io.BytesIO(out.clean)).size == (4000, 3000)
+    assert Image.open(io.BytesIO(out.review)).size == (2000, 1500)  # same as a box reduce by 2
+    assert Image.open(io.BytesIO(out.thumbnail)).size == (1024, 768)
+    assert out.warnings == ()
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9, 0.995])
+def test_a_large_jpeg_cut_short_is_refused_though_decoded_at_a_smaller_scale(
+        twelve_mp: bytes, keep: float) -> None:
+    error = rejected(twelve_mp[: int(len(twelve_mp) * keep)], "IMG_4000.jpg")
+    assert error.code == "corrupt-image"
+
+
+def test_a_blurred_large_jpeg_is_still_flagged_when_decoded_at_a_smaller_scale() -> None:
+    soft = textured(4000, 3000, seed=6).filter(ImageFilter.GaussianBlur(16))
+    warnings = process_image(jpeg(soft), "IMG_4001.jpg").warnings
+    assert any("blurred" in w for w in warnings)
