@@ -102,7 +102,8 @@ def test_a_relay_whose_certificate_comes_from_the_named_ca_gets_the_mail(
     ("localhost-only", {"relay_ca_file": SITE_CA},
      "the relay's certificate is for another host than 127.0.0.1",
      {"relay_ca_file": SITE_CA, "relay_host": "localhost"}),
-], indirect=["sink", "config"], ids=["ca-not-named", "self-signed", "another-host"])
+    ("site-ca", {"relay_ca_file": "no-such-ca.pem"}, "the CA file", {"relay_ca_file": SITE_CA}),
+], indirect=["sink", "config"], ids=["ca-not-named", "self-signed", "another-host", "no-ca-file"])
 def test_a_relay_whose_certificate_fails_gets_nothing_until_the_config_is_fixed(
     app: App, people: dict[str, str], sink: RelaySink, web: Callable[[str | None], TestClient],
     tmp_path: Path, db_url: str, reason: str, fix: dict[str, object],
