@@ -56,7 +56,8 @@ class OutboundConfig(_Section):
     relay_host: str = ""  # empty: write to maildir_path instead
     relay_port: int = Field(25, ge=0, le=65535)
     relay_starttls: bool = False  # unless set: True whenever relay_host is set (below)
-    relay_tls_verify: bool = True
+    relay_tls_verify: bool = True  # the relay's certificate chains to a trusted CA, names it
+    relay_ca_file: str = ""  # trust this CA (PEM; a site's own) instead of the system's
     relay_username: str = ""
     relay_password: str = ""
     maildir_path: str = "var/outgoing"

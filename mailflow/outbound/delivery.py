@@ -33,12 +33,19 @@ from mailflow.app import App
 from mailflow.db.models import OutboundMessage, OutboxStatus, utcnow
 from mailflow.db.session import transaction
 from mailflow.runner import Claim, Failure, Runner
+from mailflow.store.tls import client_context
 
 log = logging.getLogger(__name__)
 
 
 class PermanentFailure(Exception):
     pass
+
+
+class RelayTlsFailure(Exception):
+    """TLS to the relay could not be had as configured, so nothing was sent: retried later
+    (the cause is the relay's or the configuration's, not the message's). The text is the
+    reason the outbox page shows an admin."""
 
 
 @dataclass(frozen=True)
@@ -107,6 +114,8 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
     def failure(self, claim: EmailClaim, exc: Exception) -> Failure:
         if isinstance(exc, PermanentFailure):  # a 5xx refusal: no retry will be taken
             return Failure(str(exc), permanent=True)
+        if isinstance(exc, RelayTlsFailure):
+            return Failure(str(exc))
         return Failure(f"{type(exc).__name__}: {exc}")  # network, TLS, relay 4xx: retry later
 
     def retry(self, session: Session, row: OutboundMessage, claim: EmailClaim,
@@ -136,11 +145,7 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
             cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds
         ) as smtp:
             if cfg.relay_starttls:
-                ctx = ssl.create_default_context()
-                if not cfg.relay_tls_verify:
-                    ctx.check_hostname = False
-                    ctx.verify_mode = ssl.CERT_NONE
-                smtp.starttls(context=ctx)
+                _starttls(app, smtp)
             if cfg.relay_username:
                 smtp.login(cfg.relay_username, cfg.relay_password)
             smtp.sendmail(claim.from_addr, [claim.to_addr], raw)
@@ -160,6 +165,50 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
             )
             raise PermanentFailure(f"{exc.smtp_code} {detail}") from exc
         raise
+
+
+def _starttls(app: App, smtp: smtplib.SMTP) -> None:
+    """TLS before anything of the message is said, or RelayTlsFailure: never clear text when
+    the configuration asks for TLS."""
+    cfg = app.config.outbound
+    relay = f"{cfg.relay_host}:{cfg.relay_port}"
+    ca_file = app.config.path(cfg.relay_ca_file) if cfg.relay_ca_file else None
+    try:
+        ctx = client_context(ca_file, cfg.relay_tls_verify)
+    except OSError as exc:
+        raise _tls_failure(f"the CA file {ca_file} ([outbound] relay_ca_file) cannot be "
+                           f"read ({exc.strerror or exc})") from exc
+    try:
+        smtp.starttls(context=ctx)
+    except smtplib.SMTPNotSupportedError as exc:
+        raise _tls_failure(f"the relay {relay} does not offer STARTTLS, and [outbound] "
+                           "relay_starttls requires it") from exc
+    except ssl.SSLCertVerificationError as exc:
+        raise _tls_failure(_certificate_problem(exc, cfg.relay_host)) from exc
+    except ssl.SSLError as exc:
+        raise _tls_failure(f"TLS with the relay {relay} failed ({exc.reason or exc})") from exc
+    except smtplib.SMTPResponseException as exc:  # e.g. 454: a relay's trouble, not a refusal
+        text = exc.smtp_error.decode(errors="replace") if isinstance(exc.smtp_error, bytes) \
+            else str(exc.smtp_error)
+        raise _tls_failure(f"the relay {relay} refused STARTTLS ({exc.smtp_code} {text})") \
+            from exc
+
+
+def _certificate_problem(exc: ssl.SSLCertVerificationError, host: str) -> str:
+    detail = exc.verify_message or exc.reason or str(exc)
+    if exc.verify_code in (62, 64):  # X509_V_ERR_HOSTNAME_MISMATCH, _IP_ADDRESS_MISMATCH
+        return (f"the relay's certificate is for another host than {host} ({detail}); check "
+                "[outbound] relay_host against the names in the relay's certificate")
+    if exc.verify_code in (9, 10):  # X509_V_ERR_CERT_NOT_YET_VALID, _CERT_HAS_EXPIRED
+        return f"the relay's certificate is out of its validity dates ({detail})"
+    return (f"the relay's certificate is not trusted ({detail}); if the relay's certificate "
+            "comes from the site's own CA, name that CA's certificate in [outbound] "
+            "relay_ca_file")
+
+
+def _tls_failure(reason: str) -> RelayTlsFailure:
+    log.warning("no TLS to the relay, nothing sent: %s", reason)  # names no message or person
+    return RelayTlsFailure(f"{reason}; nothing was sent, the message waits for the next try")
 
 
 def _write_maildir(folder: Path, raw: bytes) -> None:

@@ -1,4 +1,5 @@
-"""The self-signed TLS certificate that `mailflow init` creates for STARTTLS on a first run."""
+"""TLS: the self-signed certificate `mailflow init` creates for STARTTLS on a first run, the
+door's server context and the client context for servers mailflow connects to (the relay)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,10 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 CERT_DAYS = 825
+# The door's TLS 1.2 suites: forward secrecy (ECDHE) with authenticated encryption (AES-GCM,
+# ChaCha20-Poly1305) only, Mozilla's "intermediate" profile; CBC and static-RSA suites are
+# out. TLS 1.3's suites are all of that kind (they are not set by this list).
+SERVER_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!eNULL"
 
 
 def tls_paths(storage_dir: Path) -> tuple[Path, Path]:
@@ -81,5 +86,21 @@ def server_context(storage_dir: Path) -> ssl.SSLContext:
     cert_path, key_path = tls_paths(storage_dir)
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.set_ciphers(SERVER_CIPHERS)
     ctx.load_cert_chain(cert_path, key_path)
+    return ctx
+
+
+def client_context(ca_file: Path | None = None, verify: bool = True) -> ssl.SSLContext:
+    """TLS 1.2 or later to a server whose certificate chains to `ca_file` (else to the
+    system's CAs) and names the host connected to; `verify=False` checks neither (an
+    explicit choice in the configuration, never a fallback). A CA file that cannot be read
+    raises OSError (ssl.SSLError is one)."""
+    if not verify:
+        ctx = ssl.create_default_context()
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    else:
+        ctx = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
     return ctx

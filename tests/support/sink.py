@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import email
 import socket
+import ssl
 import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -20,6 +21,7 @@ class Delivered:
     mail_from: str
     rcpt_tos: tuple[str, ...]
     raw: bytes
+    tls: bool = False  # given over a STARTTLS session
 
     @property
     def message(self) -> EmailMessage:
@@ -41,6 +43,19 @@ class _Handler:
     def __init__(self, sink: RelaySink) -> None:
         self.sink = sink
 
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):  # type: ignore[no-untyped-def]
+        session.host_name = hostname
+        if self.sink.false_starttls and "250-STARTTLS" not in responses:
+            responses.insert(-1, "250-STARTTLS")  # offered, then refused with 454
+        return responses
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):  # type: ignore[no-untyped-def]
+        with self.sink.lock:
+            self.sink.envelopes.append(address)
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
     async def handle_RCPT(self, server, session, envelope, address, options):  # type: ignore[no-untyped-def]
         if self.sink.refuse_with:
             return self.sink.refuse_with
@@ -50,22 +65,28 @@ class _Handler:
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
         with self.sink.lock:
             self.sink.messages.append(
-                Delivered(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content)
-            )
+                Delivered(envelope.mail_from, tuple(envelope.rcpt_tos), envelope.original_content,
+                          session.ssl is not None))
         while self.sink.hold_data.is_set():  # taken, but the sender hears nothing yet
             await asyncio.sleep(0.05)
         return "250 2.0.0 delivered"
 
 
 class RelaySink:
-    def __init__(self) -> None:
+    """Plain SMTP, or STARTTLS with `tls` (a server context holding the relay's certificate).
+    `false_starttls`: STARTTLS is offered without TLS behind it (answered 454)."""
+
+    def __init__(self, tls: ssl.SSLContext | None = None, false_starttls: bool = False) -> None:
         self.messages: list[Delivered] = []
+        self.envelopes: list[str] = []  # every MAIL FROM it heard, delivered or not
+        self.false_starttls = false_starttls
         self.lock = threading.Lock()
         self.refuse_with = ""  # e.g. "451 4.3.0 try later" to simulate a relay in trouble
         # set: keep each message but answer its DATA only once cleared (a relay that hangs
         # after taking the message: the sender cannot know whether it was delivered)
         self.hold_data = threading.Event()
-        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port())
+        self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port(),
+                                     tls_context=tls)
 
     def start(self) -> None:
         self.controller.start()
