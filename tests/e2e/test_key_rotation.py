@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import fcntl
+import json
 import os
 import re
 import signal
@@ -15,6 +16,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -30,14 +32,24 @@ from mailflow.store.blobs import RESEAL_PREFIX, lock_path
 from mailflow.store.rotate_columns import encrypted_tables, read_batch, write_batch
 from mailflow.workflow.key_rotation import rotate
 from tests.conftest import PASSWORD, RunningService, make_config
+from tests.support import cli
 from tests.support.backup import PASSPHRASE, backup, kind_of, new_database, restore
 from tests.support.cases import CASES, three_photos
-from tests.support.cli import cli_json, run_cli
 from tests.support.mail import FULL_FORM, case_email, submit, wait_until
 from tests.support.review import ANSWER, answer, open_case, pdf_text
 from tests.support.sink import RelaySink
 
 PROGRESS = re.compile(r"^\s+(\S+) (\d+)/(\d+)$")
+
+
+def run_cli(config: Config, *args: str, **options: Any) -> subprocess.CompletedProcess[str]:
+    """Each command a process of its own, as an admin's would be: it reads the keys from disk,
+    never from this process's caches."""
+    return cli.run_cli(config, *args, process=True, **options)
+
+
+def cli_json(config: Config, *args: str) -> Any:
+    return json.loads(run_cli(config, *args, "--json").stdout)
 
 
 def start_rotation(config: Config, **settings: object) -> subprocess.Popen[str]:
