@@ -17,6 +17,7 @@ from jinja2 import (
 )
 
 from mailflow.outbound.form_guide import case_form_text, required_fields
+from mailflow.outbound.plainhtml import plain_to_html
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ def environment(templates_dir: Path) -> Environment:
     # The form and its required lines come from the parser's lists, never a copy of them.
     env.globals["case_form"] = case_form_text()
     env.globals["required_fields"] = required_fields()
+    env.filters["plain_html"] = plain_to_html
     return env
 
 
@@ -54,6 +56,6 @@ def render_email(templates_dir: Path, name: str, context: dict[str, Any]) -> Ren
         html = env.get_template(f"email/{name}.html.j2").render(**context)
     except TemplateNotFound:  # every email gets an HTML part that reads well on a phone
         html = env.get_template("email/_text.html.j2").render(
-            **context, subject=subject, text=body.split("\n--\n")[0]
+            **context, subject=subject, text=body
         )
     return Rendered(subject=subject, text=body, html=html)

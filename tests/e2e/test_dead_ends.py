@@ -17,18 +17,24 @@ from types import SimpleNamespace
 import pytest
 import time_machine
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 
 from mailflow.app import App, initialise
 from mailflow.cli.main import build_parser
 from mailflow.config import Config
+from mailflow.db.models import AuditEvent
 from mailflow.db.session import transaction
 from mailflow.outbound.render import render_email
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
+from mailflow.workflow.enforcer import fire_due
 from mailflow.workflow.waiting import Waiting
 from mailflow.workflow.worker import sweep
 from tests.conftest import DERMS, PASSWORD, make_config, write_schedules
+from tests.support.cases import send_case
 from tests.support.cli import cli_json, run_cli
+from tests.support.mail import FULL_FORM
+from tests.support.provider_mail import Sent, reply, sent_to
 from tests.support.review import answer, open_case
 from tests.support.roster import ET, new_case, roster_app  # noqa: F401  (a fixture)
 from tests.support.sink import Delivered, RelaySink
@@ -255,3 +261,76 @@ def test_without_phi_in_email_the_alarm_leaves_the_decline_reason_on_the_case_pa
         assert "neighbour" not in part
         assert "Dr A" in part and "no other dermatologist licensed in NY is on duty" in part
         assert f"{PUBLIC}/cases/{case.number}" in part
+
+
+def add_admin(app: App) -> None:
+    with transaction(app.sessions) as session:
+        accounts.add(session, email=ADMIN, name="Ada Admin", role="admin", password=PASSWORD,
+                     approved=True)
+
+
+def links_to_the_case_page(sent: Sent, number: str) -> None:
+    """Items 1 and 4: the page names the case page at public_url, as a link in the HTML part,
+    and never a command to type."""
+    url = f"{PUBLIC}/cases/{number}"
+    assert url in sent.text, (sent.kind, sent.text)
+    assert f'href="{url}"' in sent.html, (sent.kind, sent.html)
+    for part in (sent.text, sent.html):
+        assert not COMMAND.search(part), (sent.kind, COMMAND.search(part))
+
+
+def test_the_urgent_page_and_the_breach_escalation_link_to_the_case_page(
+    app: App, provider: str, dermatologists: tuple[str, str],
+) -> None:
+    add_admin(app)
+    with time_machine.travel(datetime(2026, 11, 30, 9, 0, tzinfo=ET), tick=False):  # Monday
+        number = send_case(app, provider, FULL_FORM.replace("Urgency: routine",
+                                                            "Urgency: urgent"))
+    page = [s for s in sent_to(app, LEAD) if s.kind == "urgent_page"]
+    assert len(page) == 1 and number in str(page[0].message["Subject"])
+    links_to_the_case_page(page[0], number)
+
+    with time_machine.travel(datetime(2026, 11, 30, 10, 30, tzinfo=ET), tick=False):
+        fire_due(app)  # past the urgent hour: the breach is escalated
+    for person in (LEAD, ADMIN):
+        escalation = [s for s in sent_to(app, person) if s.kind == "sla_escalation"]
+        assert len(escalation) == 1, (person, [s.kind for s in sent_to(app, person)])
+        assert number in str(escalation[0].message["Subject"])
+        links_to_the_case_page(escalation[0], number)
+
+
+def test_a_forced_reassignment_to_the_decliner_is_audited_despite_the_decline(
+    app: App, provider: str, dermatologists: tuple[str, str], config: Config,
+) -> None:
+    """Item 4: the audit says the admin overrode the decline, from the CLI and from the web."""
+    add_admin(app)
+    with time_machine.travel(datetime(2026, 11, 30, 9, 0, tzinfo=ET), tick=False):
+        number = send_case(app, provider)
+
+        def decline(reason: str) -> None:
+            notice = [s for s in sent_to(app, ELIGIBLE) if s.kind == "derm_case"][-1]
+            reply(app, notice, ELIGIBLE, f"Decline: {reason}")
+            assert cli_json(config, "cases", "show", number)["state"] == "submitted"
+
+        decline("outside my expertise")
+        run_cli(config, "cases", "assign", number, "--to", ELIGIBLE, "--force")
+        decline("still not mine")
+        with browser(app) as client:
+            assert sign_in(client, ADMIN).status_code == 303
+            asked = client.post(f"/cases/{number}/reassign", data={
+                "to": ELIGIBLE, "csrf_token": csrf_of(client.get(f"/cases/{number}").text)})
+            client.post(f"/cases/{number}/reassign", data={
+                "to": ELIGIBLE, "confirm": "yes", "csrf_token": csrf_of(asked.text)})
+    assert cli_json(config, "cases", "show", number)["assignee"] == ELIGIBLE
+    with app.sessions() as session:
+        assigned = [(e.actor, e.detail) for e in session.execute(
+            select(AuditEvent).where(AuditEvent.entity_id == number,
+                                     AuditEvent.action.in_(("case.assigned", "case.reassigned")))
+            .order_by(AuditEvent.id)).scalars()]
+    derm_id = assigned[0][1]["assignee"]
+    assert [(actor, d["to"], d["assignee"], d.get("despite_decline"))
+            for actor, d in assigned] == [
+        ("system", "assigned", derm_id, None),  # the first, by the roster: nothing overridden
+        ("cli", "assigned", derm_id, True),
+        (ADMIN, "assigned", derm_id, True),
+    ]
