@@ -9,6 +9,7 @@ worker runs in the test (drain), so the test decides when a retry is due (time-m
 from __future__ import annotations
 
 import base64
+import json
 from collections.abc import Iterator
 from datetime import timedelta
 from email.message import EmailMessage
@@ -27,6 +28,7 @@ from mailflow.workflow import accounts
 from mailflow.workflow.worker import drain
 from tests.conftest import RunningService, make_config
 from tests.support.cases import CASES, three_photos
+from tests.support.cli import run_cli
 from tests.support.db import accepted_id, case_count, message, outbox
 from tests.support.dns import TinyDns, txt_strings
 from tests.support.mail import FULL_FORM, case_email, submit
@@ -137,6 +139,12 @@ def test_unsigned_mail_with_a_providers_from_is_held_and_nobody_is_told(
     assert "(no DKIM signature; SPF fail for clinic.test)" in row.outcome
     assert "dkim=none; spf=fail" in row.auth_results
     assert "dmarc=fail (p=reject) header.from=clinic.test" in row.auth_results
+    # what the admin reads: the reason, and the results mailflow recorded
+    listed = json.loads(run_cli(mx.app.config, "messages", "list", "--status", "quarantined",
+                                "--json").stdout)
+    assert [(m["reason_code"], m["auth_results"]) for m in listed] == [
+        ("unverified", row.auth_results)]
+    assert FORGED in listed[0]["outcome"]
 
 
 def test_a_signature_broken_by_a_changed_body_is_held(
