@@ -288,9 +288,13 @@ class RecoveryConfig(_Section):
 
 
 class TrustConfig(_Section):
-    # Accept mail without SMTP AUTH only when a trusted upstream says DKIM/DMARC passed.
+    # Accept mail without SMTP AUTH only when a trusted upstream says DKIM/DMARC passed...
     trusted_relays: tuple[str, ...] = ()
     authserv_id: str = ""
+    # ... or, in MX mode, when mailflow's own check finds DKIM or SPF aligned with From:
+    check_dkim_dmarc: bool = False
+    dns_resolver: str = ""  # "" = the system's (/etc/resolv.conf); "127.0.0.1:5353" = that one
+    dns_timeout_seconds: float = Field(5, gt=0)  # per question; no answer: the message waits
 
 
 class RegistrationConfig(_Section):

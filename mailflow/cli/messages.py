@@ -64,6 +64,7 @@ def cmd_list(app: App, args: argparse.Namespace) -> int:
                 "outcome": m.outcome,
                 "attempts": m.attempts,
                 "last_error": m.last_error,
+                "auth_results": m.auth_results,  # MX mode: mailflow's own DKIM/SPF/DMARC
                 "case_id": m.case_id,
                 "duplicate_of": m.duplicate_of_id,
             }

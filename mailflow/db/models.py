@@ -253,6 +253,9 @@ class InboundMessage(Base):
     rcpt_to: Mapped[list[Any]] = mapped_column(JSON, default=list)
     auth_user: Mapped[str] = mapped_column(String(320), default="")
     tls: Mapped[bool] = mapped_column(default=False)
+    helo: Mapped[str] = mapped_column(String(255), default="", server_default="")  # SMTP door
+    # MX mode: mailflow's own DKIM/SPF/DMARC results (an RFC 8601 Authentication-Results value)
+    auth_results: Mapped[str] = mapped_column(Text, default="", server_default="")
     blob_sha: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)

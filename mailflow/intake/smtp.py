@@ -318,6 +318,7 @@ class IntakeHandler:
             rcpt_to=tuple(envelope.rcpt_tos),
             auth_user=user,
             tls=server._tls_protocol is not None,
+            helo=session.host_name or "",
         )
         loop = asyncio.get_running_loop()
         try:

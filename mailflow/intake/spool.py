@@ -23,6 +23,7 @@ class Arrival:
     rcpt_to: tuple[str, ...] = ()
     auth_user: str = ""
     tls: bool = False
+    helo: str = ""  # the name the client gave in HELO/EHLO (SPF checks it in MX mode)
     source_ref: str | None = None  # IMAP: the message's URL with UIDVALIDITY and UID
     extra: dict[str, str] = field(default_factory=dict)
 
@@ -37,6 +38,7 @@ def spool(app: App, arrival: Arrival) -> int:
             rcpt_to=list(arrival.rcpt_to),
             auth_user=arrival.auth_user,
             tls=arrival.tls,
+            helo=arrival.helo[:255],
             blob_sha=digest,
             size=len(arrival.raw),
             fingerprint="",  # computed by the worker: the accept path stays short

@@ -2,8 +2,9 @@
 
 Trust comes from SMTP AUTH as the account whose address is in From:, or from a trusted upstream
 relay's Authentication-Results (RFC 8601) saying DMARC passed for the From: domain, or that a
-DKIM signature of exactly that domain passed. Anything else is unverified, and unverified mail
-never reaches a case.
+DKIM signature of exactly that domain passed, or (MX mode, no trusted relay on the way) from
+mailflow's own check finding a DKIM or SPF pass aligned with From: (inbound_auth.py).
+Anything else is unverified, and unverified mail never reaches a case.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from authres.core import AuthenticationResult, AuthenticationResultsHeader
 from mailflow.config import TrustConfig
 from mailflow.db.models import InboundMessage
 from mailflow.parse.types import ParsedMessage
+from mailflow.trust.inbound_auth import Checked
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,9 @@ def _via_relay(message: ParsedMessage, sender: str, trust: TrustConfig) -> Verdi
     return Verdict(False, why)
 
 
-def verify(inbound: InboundMessage, message: ParsedMessage, trust: TrustConfig) -> Verdict:
+def verify(inbound: InboundMessage, message: ParsedMessage, trust: TrustConfig,
+           checked: Checked | None = None) -> Verdict:
+    """`checked`: mailflow's own DKIM/SPF/DMARC check, when MX mode ran it for this message."""
     sender = message.from_addr
     if not sender:
         return Verdict(False, "the message has no readable From: address")
@@ -123,4 +127,6 @@ def verify(inbound: InboundMessage, message: ParsedMessage, trust: TrustConfig) 
         return Verdict(False, f"signed in as {inbound.auth_user} but From: is another address")
     if inbound.peer in trust.trusted_relays and trust.authserv_id:
         return _via_relay(message, sender, trust)
+    if checked is not None:
+        return Verdict(checked.aligned, checked.how)
     return Verdict(False, "not sent with SMTP AUTH and not through a trusted relay")

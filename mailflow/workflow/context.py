@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from mailflow.app import App
 from mailflow.db.models import Account, InboundMessage, MessageStatus
 from mailflow.parse.analyze import Analysis
+from mailflow.trust.inbound_auth import Checked
 from mailflow.trust.sender import Verdict
 
 
@@ -31,6 +32,7 @@ class Inbound:
     session: Session
     row: InboundMessage
     analysis: Analysis
+    checked: Checked | None = None  # MX mode: mailflow's own DKIM/SPF/DMARC check (worker)
     trust: Trust | None = None  # set once, by router.trust_step, before the first rule
 
     @property

@@ -36,8 +36,8 @@ def trust_step(m: Inbound) -> Trust:
     if message is None:
         return Trust(sender=None, verdict=UNREAD, released=bool(m.row.released_by))
     account = accounts.find(m.session, message.from_addr) if message.from_addr else None
-    return Trust(sender=account, verdict=sender.verify(m.row, message, m.app.config.trust),
-                 released=bool(m.row.released_by))
+    verdict = sender.verify(m.row, message, m.app.config.trust, m.checked)
+    return Trust(sender=account, verdict=verdict, released=bool(m.row.released_by))
 
 
 # --- rules -------------------------------------------------------------------------------

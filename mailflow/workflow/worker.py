@@ -25,6 +25,8 @@ from mailflow.db.session import transaction
 from mailflow.parse.analyze import Analysis
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.runner import Claim, Failure, Runner, where
+from mailflow.trust.dns import DnsUnavailable, Lookup
+from mailflow.trust.inbound_auth import Checked, check
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.pool import AnalysisPool, BlobAccess, analyze_stored
@@ -38,6 +40,10 @@ log = logging.getLogger(__name__)
 class MessageClaim(Claim):
     blob_sha: str
     mail_from: str
+    source: str = ""
+    peer: str = ""
+    helo: str = ""
+    auth_user: str = ""
 
 
 def limits(app: App) -> tuple[MimeLimits, ImageLimits]:
@@ -90,7 +96,7 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
         row.claimed_by = self.instance
         row.attempts += 1
         return MessageClaim(row.id, now, row.attempts, self.instance, row.blob_sha,
-                            row.mail_from)
+                            row.mail_from, row.source, row.peer, row.helo, row.auth_user)
 
     def holds(self, row: InboundMessage, claim: MessageClaim) -> bool:
         return (row.status == MessageStatus.PROCESSING and row.claimed_at == claim.claimed_at
@@ -102,11 +108,14 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
         access = BlobAccess(self.app.blobs.root, keys.folder, keys.blob_name_key)
         args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
         analysis = analyze_stored(*args) if self.pool is None else self.pool.analyze(*args)
-        outcome = self.apply(claim, analysis)
+        # DNS before the transaction: a slow answer must not hold database locks
+        checked = own_check(self.app, claim, analysis)
+        outcome = self.apply(claim, analysis, checked)
         if outcome is not None:
             log.info("message %d: %s (%s)", claim.id, outcome.status, outcome.route)
 
-    def apply(self, claim: MessageClaim, analysis: Analysis) -> Outcome | None:
+    def apply(self, claim: MessageClaim, analysis: Analysis,
+              checked: Checked | None = None) -> Outcome | None:
         """Route and act in one transaction; None when the claim was lost to another worker."""
         with transaction(self.app.sessions) as session:
             row = self.held(session, claim)
@@ -127,7 +136,9 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
                 session.add(MessageFingerprint(fingerprint=row.fingerprint,
                                                inbound_message_id=row.id))
                 session.flush()
-            inbound = Inbound(app=self.app, session=session, row=row, analysis=analysis)
+            row.auth_results = checked.header if checked is not None else ""
+            inbound = Inbound(app=self.app, session=session, row=row, analysis=analysis,
+                              checked=checked)
             outcome = route(inbound)
             row.sender_id = inbound.sender.id if inbound.sender is not None else None
             _finish(session, row, outcome)
@@ -136,6 +147,9 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
     def failure(self, claim: MessageClaim, exc: Exception) -> Failure:
         if isinstance(exc, IntegrityError):  # a concurrent worker processed the same message
             return Failure("a concurrent change conflicted; retried")
+        if isinstance(exc, DnsUnavailable):  # never a pass: the message waits for an answer
+            log.warning("message %d: DNS did not answer (%s); it waits", claim.id, exc)
+            return Failure(f"DNS did not answer while checking the sender: {exc}")
         # Exception text can quote message content: the log and the row get its kind and
         # where it happened; the whole traceback only at DEBUG.
         failure = Failure(where(exc))
@@ -162,6 +176,27 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
     def step(self) -> int:
         """A batch of messages, then the case housekeeping."""
         return self.drain(self.batch) + sweep(self.app)
+
+
+def own_check(app: App, claim: MessageClaim, analysis: Analysis) -> Checked | None:
+    """MX mode's DKIM/SPF/DMARC check, for mail that nothing else vouches for: not sent with
+    SMTP AUTH, not through a trusted relay (whose own results count instead)."""
+    trust = app.config.trust
+    message = analysis.message
+    if not trust.check_dkim_dmarc or claim.auth_user or message is None or not message.from_addr:
+        return None
+    if claim.peer in trust.trusted_relays and trust.authserv_id:
+        return None
+    door_saw_server = claim.source == "smtp"  # IMAP's peer is the mail store, not the sender
+    return check(
+        app.blobs.get(claim.blob_sha),
+        from_addr=message.from_addr,
+        peer=claim.peer if door_saw_server else "",
+        helo=claim.helo if door_saw_server else "",
+        mail_from=claim.mail_from,
+        lookup=Lookup(trust.dns_resolver, trust.dns_timeout_seconds),
+        authserv_id=app.config.smtp.hostname or app.config.mail.domain,
+    )
 
 
 def _finish(session: Session, row: InboundMessage, outcome: Outcome) -> None:
