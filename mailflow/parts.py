@@ -131,8 +131,10 @@ class RunnerPart(Part):
     async def start(self) -> None:
         runner = self.make_runner()
         self.thread = ThreadPoolExecutor(1, thread_name_prefix=runner.name)
-        wake = self.service.wakes[runner.name]
-        self.task = asyncio.create_task(runner.serve_forever(self.thread, wake, self._did_work))
+        self.wake = self.service.wakes[runner.name]
+        self.stopping = asyncio.Event()
+        self.task = asyncio.create_task(
+            runner.serve_forever(self.thread, self.wake, self._did_work, self.stopping))
 
     def _did_work(self) -> None:
         for name in self.then:
@@ -141,9 +143,10 @@ class RunnerPart(Part):
     async def stop(self) -> None:
         if self.task is None:
             return
-        self.task.cancel()
-        await asyncio.gather(self.task, return_exceptions=True)
-        await _shut(self.thread)  # the turn under way finishes (its claims stay valid)
+        self.stopping.set()
+        self.wake.set()
+        await asyncio.gather(self.task, return_exceptions=True)  # after the turn under way
+        await _shut(self.thread)
 
 
 class WorkerPart(RunnerPart):

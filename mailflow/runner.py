@@ -189,16 +189,23 @@ class Runner(ABC, Generic[RowT, ClaimT]):
         return self.drain(self.batch)
 
     async def serve_forever(self, thread: Executor, wake: asyncio.Event,
-                            on_work: Callable[[], None]) -> None:
-        """Turn after turn on `thread`; idle, wait for `wake` or the poll interval."""
+                            on_work: Callable[[], None], stopping: asyncio.Event) -> None:
+        """Turn after turn on `thread`; idle, wait for `wake` or the poll interval. Returns
+        once `stopping` is set (and `wake` with it), after the turn under way.
+
+        A flag, not Task.cancel(): before Python 3.12, asyncio.wait_for swallows a
+        cancellation that arrives as the awaited event is set (CPython gh-86296), and the
+        loop then ran on, so a stop (SIGTERM) waited for ever."""
         loop = asyncio.get_running_loop()
-        while True:
+        while not stopping.is_set():
             wake.clear()
             try:
                 done = await loop.run_in_executor(thread, self.step)
             except Exception:
                 log.exception("%s step failed; retrying after the poll interval", self.name)
                 done = 0
+            if stopping.is_set():
+                return
             if done:
                 on_work()
                 continue
