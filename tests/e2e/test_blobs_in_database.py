@@ -24,6 +24,7 @@ from tests.e2e.test_retention import (  # noqa: F401  (collected again, on blobs
     test_expired_messages_and_photos_go_newer_and_shared_ones_stay,
     test_the_same_bytes_arriving_during_a_purge_are_not_lost,
 )
+from tests.support.backup import backup, kind_of, new_database, restore
 from tests.support.cases import send_case
 from tests.support.cli import cli_json, run_cli
 from tests.support.closed import closed_case
@@ -170,3 +171,27 @@ def test_migrate_to_the_database_and_back_resumes_and_refuses_a_damaged_blob(
             sha: data for sha, data in before.items() if sha != damaged}
     finally:
         app.close()
+
+
+def test_a_backup_carries_the_blobs_in_the_database_and_restores_them(
+    app: App, config: Config, provider: str, dermatologists: tuple[str, str], tmp_path: Path,
+    db_url: str,
+) -> None:
+    number = closed_case(app, provider, dermatologists[0], (1, 2, 3))
+    stored = {sha: app.blobs.get(sha) for sha in app.blobs.files()}
+    archive = tmp_path / "db-blobs.backup"
+    backup(config, archive)
+    with new_database(kind_of(db_url), tmp_path) as url:
+        folder = tmp_path / "restored"
+        folder.mkdir()
+        target = make_config(folder, url, storage={"blobs": "database"})
+        restore(target, archive)
+        assert files_under(target.storage_dir / "blobs") == []
+        restored = App.open(target)
+        try:
+            assert {sha: restored.blobs.get(sha) for sha in restored.blobs.files()} == stored
+        finally:
+            restored.close()
+        out = tmp_path / "restored.pdf"
+        run_cli(target, "cases", "report", number, "--out", str(out))
+        assert "Nummular eczema" in pdf_text(out.read_bytes())
