@@ -3,6 +3,8 @@ and `mailflow blobs migrate` between the files and the database (resumable, chec
 
 from __future__ import annotations
 
+import base64
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -195,3 +197,35 @@ def test_a_backup_carries_the_blobs_in_the_database_and_restores_them(
         out = tmp_path / "restored.pdf"
         run_cli(target, "cases", "report", number, "--out", str(out))
         assert "Nummular eczema" in pdf_text(out.read_bytes())
+
+
+def test_with_the_key_in_the_environment_a_machine_keeps_no_key_and_no_blob_on_disk(
+    tmp_path: Path, db_url: str, sink: RelaySink, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    master = os.urandom(32)
+    monkeypatch.setenv("MAILFLOW_MASTER_KEY", base64.b64encode(master).decode())
+    cfg = blobs_config(tmp_path, db_url, sink, "database")
+    initialise(cfg)
+    keys = cfg.storage_dir / "keys"
+    assert not any(p.name.endswith(".key") for p in files_under(keys))
+    app = App.open(cfg)
+    try:
+        with transaction(app.sessions) as session:
+            accounts.add(session, email="dr.family@clinic.test", name="Dr Pat Family",
+                         role="provider", password=PASSWORD, approved=True, license_state="NY")
+        number = send_case(app, "dr.family@clinic.test")
+        assert len(cli_json(cfg, "cases", "show", number)["images"]) == 3
+        sha = next(app.blobs.files())
+        with app.engine.connect() as conn:
+            sealed = b"".join(conn.scalars(select(BlobChunk.data).where(BlobChunk.name == sha)
+                                           .order_by(BlobChunk.seq)))
+        assert unseal(derive(master, "mailflow blobs v1"), sealed, sha.encode())  # its key
+        rotated = run_cli(cfg, "keys", "rotate", check=False)
+        assert rotated.returncode == 1 and "MAILFLOW_MASTER_KEY" in rotated.stderr
+    finally:
+        app.close()
+    assert files_under(cfg.storage_dir / "blobs") == []
+    assert not any(p.name.endswith(".key") for p in files_under(keys))
+    monkeypatch.setenv("MAILFLOW_MASTER_KEY", os.urandom(32).hex())  # another machine's key
+    other = run_cli(cfg, "cases", "show", number, check=False, process=True)
+    assert other.returncode != 0, other.stderr
