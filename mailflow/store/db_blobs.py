@@ -85,11 +85,12 @@ class DatabaseBlobStore:
             for (data,) in rows:
                 yield bytes(data)
 
-    def _sealed(self, digest: str) -> bytes | None:
+    def _sealed(self, digest: str) -> memoryview | None:
         buffer = bytearray()
         for chunk in self.sealed_chunks(digest):
             buffer += chunk
-        return bytes(buffer) if buffer else None
+        # a view, not a copy: AES-GCM reads any buffer (a 40 MB message is held once sealed)
+        return memoryview(buffer) if buffer else None
 
     def get(self, digest: str) -> bytes:
         sealed = self._sealed(digest)
