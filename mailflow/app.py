@@ -14,6 +14,7 @@ from mailflow.config import Config
 from mailflow.crypto.dkim import Signer as DkimSigner
 from mailflow.crypto.dkim import create_key as create_dkim_key
 from mailflow.crypto.keys import Keyring, create_master_key
+from mailflow.crypto.keyset import KeySet
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
@@ -21,7 +22,8 @@ from mailflow.sla.clock import SlaContext
 from mailflow.sla.clock import bind as bind_clock
 from mailflow.sla.policy import load_policies
 from mailflow.sla.roster import Roster, load_roster
-from mailflow.store.blobs import BlobStore
+from mailflow.store.blobs import Blobs, BlobStore
+from mailflow.store.db_blobs import DatabaseBlobStore
 from mailflow.store.tls import create_self_signed
 from mailflow.trust.passwords import set_cost as set_password_cost
 
@@ -32,7 +34,7 @@ log = logging.getLogger(__name__)
 class App:
     config: Config
     keys: Keyring
-    blobs: BlobStore
+    blobs: Blobs  # [storage] blobs: files, or the database (open_blobs)
     engine: Engine
     sessions: sessionmaker[Session]
     roster: Roster
@@ -59,7 +61,7 @@ class App:
         return cls(
             config=config,
             keys=keys,
-            blobs=BlobStore(config.storage_dir / "blobs", keys.sealing, keys.blob_name_key),
+            blobs=open_blobs(config, engine, keys.sealing, keys.blob_name_key),
             engine=engine,
             sessions=sessions,
             roster=load_roster(config.schedules_dir / "roster.toml"),
@@ -71,6 +73,14 @@ class App:
     def close(self) -> None:
         self.bus.close()
         self.engine.dispose()
+
+
+def open_blobs(config: Config, engine: Engine, keys: KeySet, name_key: bytes,
+               where: str = "") -> Blobs:
+    """The blob store `where` says ("files" or "database"; default: `[storage] blobs`)."""
+    if (where or config.storage.blobs) == "database":
+        return DatabaseBlobStore(engine, keys, name_key, config.storage.chunk_bytes)
+    return BlobStore(config.storage_dir / "blobs", keys, name_key)
 
 
 def _dkim_signer(config: Config) -> DkimSigner | None:
@@ -93,7 +103,8 @@ def initialise(config: Config) -> list[str]:
     if config.dkim.enabled and create_dkim_key(config.dkim_key_path, config.dkim.key_bits):
         done.append(f"created the DKIM signing key {config.dkim_key_path} (publish its DNS "
                     "record: mailflow dkim dns)")
-    (storage / "blobs").mkdir(exist_ok=True)
+    if config.storage.blobs == "files":
+        (storage / "blobs").mkdir(exist_ok=True)
     app = App.open(config)
     try:
         migrate(app.engine)

@@ -113,6 +113,11 @@ class DatabaseConfig(_Section):
 
 class StorageConfig(_Section):
     path: str = "var"
+    # where blobs (raw messages, photos, PDFs) live: "files" under <path>/blobs, or "database"
+    # (the blob tables, so machines sharing the database share them; docs/decisions.md)
+    blobs: Literal["files", "database"] = "files"
+    # each blob is kept in the database in rows of at most this many sealed bytes
+    chunk_bytes: int = Field(1024 * 1024, ge=4096, le=64 * 1024 * 1024)
 
 
 class WebConfig(_Section):

@@ -12,6 +12,7 @@ from mailflow.app import App, initialise
 from mailflow.bus import BusError
 from mailflow.cli import (
     backup,
+    blobs,
     cases,
     dkim,
     keys,
@@ -74,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     patients.register(sub)
     backup.register(sub)
     keys.register(sub)
+    blobs.register(sub)
     dkim.register(sub)
     aud = sub.add_parser("audit", help="the audit log")
     acmds = aud.add_subparsers(dest="action", required=True)

@@ -3,10 +3,15 @@
 A random 256-bit master key, created by `mailflow init`; each use (blobs, database columns,
 look-up hashes, reply addresses) gets its own derived key so that no two uses share one.
 `mailflow keys rotate` adds newer master keys for the encryption keys (crypto/keyset.py).
+
+The first master key may instead come from the environment (MAILFLOW_MASTER_KEY, base64 or
+hex), so a secret manager can provide it and a machine keeps no key on its disk; it then
+stands where var/keys/master.key would.
 """
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
@@ -29,6 +34,24 @@ NONCE_BYTES = 12
 
 class KeyError_(Exception):
     """The key is missing or unreadable: the service cannot read PHI without it."""
+
+
+MASTER_KEY_ENV = "MAILFLOW_MASTER_KEY"
+
+
+def env_master() -> bytes | None:
+    """The master key in MAILFLOW_MASTER_KEY (32 bytes, base64 or hex), if it is set."""
+    value = os.environ.get(MASTER_KEY_ENV, "").strip()
+    if not value:
+        return None
+    try:
+        master = bytes.fromhex(value) if len(value) == 2 * KEY_BYTES else base64.b64decode(
+            value, validate=True)
+    except ValueError as exc:
+        raise KeyError_(f"{MASTER_KEY_ENV} is neither base64 nor hex") from exc
+    if len(master) != KEY_BYTES:
+        raise KeyError_(f"{MASTER_KEY_ENV} holds {len(master)} bytes, not {KEY_BYTES}")
+    return master
 
 
 IDENTITY_NAME = "identity.key"
@@ -61,6 +84,8 @@ def create_master_key(storage_dir: Path) -> bool:
     folder = path.parent
     from mailflow.crypto.keyset import key_generation
 
+    if env_master() is not None:  # the key is the environment's: none on this disk
+        return False
     if folder.is_dir() and any(
         p.name == IDENTITY_NAME or key_generation(p.name) is not None for p in folder.rglob("*")
     ):
@@ -99,7 +124,8 @@ def load_identity(folder: Path) -> dict[str, bytes]:
 
     path = folder / IDENTITY_NAME
     if not path.exists():
-        return identity_from_master(read_master(_first_master(folder)))
+        master = env_master()
+        return identity_from_master(master or read_master(_first_master(folder)))
     try:
         stored = json.loads(path.read_text())
         keys = {name: bytes.fromhex(stored[name]) for name in IDENTITY_PURPOSES}
@@ -143,7 +169,7 @@ class Keyring:
         from mailflow.crypto.keyset import keyset_for
 
         folder = keys_dir(storage_dir)
-        if not folder.is_dir():
+        if not folder.is_dir() and env_master() is None:
             raise KeyError_(f"no key folder at {folder}: run `mailflow init` first")
         return cls(**load_identity(folder), sealing=keyset_for(folder))
 

@@ -29,7 +29,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 
-from mailflow.crypto.keys import KEY_BYTES, KeyError_, derive, seal, unseal
+from mailflow.crypto.keys import KEY_BYTES, KeyError_, derive, env_master, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -91,17 +91,24 @@ def key_files(folder: Path) -> list[tuple[Path, int, bool]]:
 def load_keys(folder: Path) -> tuple[SealingKey, ...]:
     """Every key, in the order to try them: the current key, other live keys, retired ones."""
     keys = []
-    for path, generation, retired in key_files(folder):
-        master = read_master(path)
-        keys.append(SealingKey(path.name, generation, retired,
-                               derive(master, "mailflow blobs v1"),
-                               derive(master, "mailflow columns v1")))
+    files = key_files(folder)
+    for path, generation, retired in files:
+        keys.append(_sealing_key(path.name, generation, retired, read_master(path)))
+    master = env_master()
+    if master is not None and not any(g == 0 for _, g, _ in files):
+        # the environment's key stands for master.key: newer keys in the folder seal first
+        keys.insert(sum(not k.retired for k in keys), _sealing_key(LEGACY_NAME, 0, False, master))
     if not keys:
         raise KeyError_(f"no key in {folder}: run `mailflow init` first")
     if keys[0].retired:
         raise KeyError_(f"every key in {folder} is retired: move the newest back out of "
                         f"{folder / RETIRED}")
     return tuple(keys)
+
+
+def _sealing_key(name: str, generation: int, retired: bool, master: bytes) -> SealingKey:
+    return SealingKey(name, generation, retired, derive(master, "mailflow blobs v1"),
+                      derive(master, "mailflow columns v1"))
 
 
 def _stamp(folder: Path) -> tuple[int, int]:

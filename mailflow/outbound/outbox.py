@@ -125,7 +125,7 @@ def queue(
         to_addr=one_line(email.to),
         from_addr=from_addr,
         message_id=message_id,
-        blob_sha=app.blobs.put(raw),
+        blob_sha=app.blobs.put(raw, session),
         size=len(raw),
     )
     session.add(row)

@@ -11,6 +11,9 @@ Blobs are sealed with the current key and open with any key of the set (crypto/k
 `put` (when it marks an existing file as used) and taken alone by `discard` and `reseal`
 keeps a rotation from bringing back a file the retention purge is deleting, or from losing
 the mark of use a `put` just made.
+
+`Blobs` is what every user of a store relies on; `[storage] blobs` picks this store or the
+one in the database (store/db_blobs.py), which seals and names blobs the same way.
 """
 
 from __future__ import annotations
@@ -21,15 +24,19 @@ import hmac
 import os
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
 
 from cryptography.exceptions import InvalidTag
 
 from mailflow.crypto.keys import seal
 from mailflow.crypto.keyset import KeySet, SealingKey
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
 
 RESEAL_PREFIX = ".reseal-"
 
@@ -48,6 +55,37 @@ def lock_path(root: Path) -> Path:
 
 class BlobError(Exception):
     pass
+
+
+def check_name(digest: str) -> None:
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise BlobError(f"not a blob name: {digest!r}")
+
+
+def blob_name(name_key: bytes, data: bytes) -> str:
+    """A blob's name: the keyed SHA-256 of its plaintext."""
+    return hmac.new(name_key, data, hashlib.sha256).hexdigest()
+
+
+class Blobs(Protocol):
+    """A blob store: files (below) or the database (store/db_blobs.py)."""
+
+    keys: KeySet
+
+    # `session`: the caller's open transaction, which a database store writes in
+    def put(self, data: bytes, session: Session | None = None) -> str: ...
+    def get(self, digest: str) -> bytes: ...
+    def exists(self, digest: str) -> bool: ...
+    def discard(self, digest: str, used_before: float) -> bool: ...
+    def opening_key(self, digest: str) -> SealingKey | None: ...
+    def reseal(self, digest: str) -> Resealed: ...
+    def files(self) -> Iterator[str]: ...
+    def remove_abandoned_reseals(self) -> int: ...
+    # for `mailflow blobs migrate`: sealed bytes as stored, copied without opening them
+    def sealed_chunks(self, digest: str) -> Iterator[bytes]: ...
+    def write_sealed(self, digest: str, chunks: Iterable[bytes], used_at: float) -> None: ...
+    def used_at(self, digest: str) -> float | None: ...
+    def remove(self, digest: str) -> None: ...
 
 
 class BlobStore:
@@ -71,12 +109,11 @@ class BlobStore:
             os.close(fd)
 
     def _path(self, digest: str) -> Path:
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise BlobError(f"not a blob name: {digest!r}")
+        check_name(digest)
         return self.root / digest[:2] / digest[2:4] / digest
 
-    def put(self, data: bytes) -> str:
-        digest = hmac.new(self._name_key, data, hashlib.sha256).hexdigest()
+    def put(self, data: bytes, session: Session | None = None) -> str:
+        digest = blob_name(self._name_key, data)
         path = self._path(digest)
         with self._locked(shared=True):
             if _touch(path):  # already there: marked as just used, so a purge leaves it alone
@@ -196,6 +233,44 @@ class BlobStore:
         os.replace(fresh, path)
         _fsync_dir(path.parent)
         return Resealed.RESEALED
+
+    def sealed_chunks(self, digest: str, size: int = 1024 * 1024) -> Iterator[bytes]:
+        try:
+            fh = self._path(digest).open("rb")
+        except FileNotFoundError:
+            return
+        with fh:
+            while chunk := fh.read(size):
+                yield chunk
+
+    def write_sealed(self, digest: str, chunks: Iterable[bytes], used_at: float) -> None:
+        """Write a blob's sealed bytes as given (a copy between stores), as `put` writes."""
+        path = self._path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                for chunk in chunks:
+                    fh.write(chunk)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.utime(tmp, (used_at, used_at))
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        _fsync_dir(path.parent)
+
+    def used_at(self, digest: str) -> float | None:
+        try:
+            return self._path(digest).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
+    def remove(self, digest: str) -> None:
+        """Delete a blob whatever its use (`mailflow blobs migrate --remove-source`)."""
+        with self._locked(shared=False):
+            self._path(digest).unlink(missing_ok=True)
 
     def files(self) -> Iterator[str]:
         """Every blob's name, folder by folder (a listing of one folder at a time)."""

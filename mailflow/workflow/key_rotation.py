@@ -22,7 +22,7 @@ from typing import Any
 
 from mailflow import audit
 from mailflow.app import App
-from mailflow.crypto.keys import save_identity
+from mailflow.crypto.keys import MASTER_KEY_ENV, env_master, save_identity
 from mailflow.crypto.keyset import SealingKey, add_key, retire
 from mailflow.db.session import transaction
 from mailflow.store.blobs import Resealed
@@ -76,6 +76,10 @@ def _live(app: App) -> list[SealingKey]:
 
 def rotate(app: App, progress: Progress) -> RotationReport:
     """Start a rotation, or resume one that stopped; returns what was done."""
+    if env_master() is not None:
+        raise RotationError(f"the key comes from {MASTER_KEY_ENV}: a rotation writes its new "
+                            f"key to {app.keys.folder}, which the other machines would not "
+                            f"see. Not supported yet with the key in the environment")
     with rotation_lock(app):
         keys = app.keys.sealing
         keys.reload()

@@ -16,12 +16,19 @@ from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Engine
 
 from mailflow.crypto.keyset import keyset_for
+from mailflow.db.session import make_engine
 from mailflow.parse.analyze import Analysis, Photo, StoredPhoto, analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
-from mailflow.store.blobs import BlobStore
+from mailflow.store.blobs import Blobs, BlobStore
+from mailflow.store.db_blobs import DatabaseBlobStore
+
+if TYPE_CHECKING:
+    from mailflow.app import App
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +44,9 @@ def _child_init(nice: int = 0) -> None:
     import mailflow.parse.analyze  # noqa: F401  (import cost paid at start, not on a case)
 
 
+_engines: dict[str, Engine] = {}
+
+
 @dataclass(frozen=True)
 class BlobAccess:
     """What a process needs to read and write the blob store itself."""
@@ -44,12 +54,26 @@ class BlobAccess:
     root: Path
     keys_folder: Path  # the process reads the keys itself, and sees a new one (keyset.py)
     name_key: bytes
+    database_url: str = ""  # set: the blobs are in this database ([storage] blobs)
+    chunk_bytes: int = 1024 * 1024
 
-    def open(self) -> BlobStore:
-        return BlobStore(self.root, keyset_for(self.keys_folder), self.name_key)
+    def open(self) -> Blobs:
+        keys = keyset_for(self.keys_folder)
+        if not self.database_url:
+            return BlobStore(self.root, keys, self.name_key)
+        if self.database_url not in _engines:  # one engine per process, as with the keys
+            _engines[self.database_url] = make_engine(self.database_url)
+        return DatabaseBlobStore(_engines[self.database_url], keys, self.name_key,
+                                 self.chunk_bytes)
 
 
-def _store(blobs: BlobStore, photo: Photo) -> StoredPhoto:
+def blob_access(app: App) -> BlobAccess:
+    in_db = app.config.storage.blobs == "database"
+    return BlobAccess(app.config.storage_dir / "blobs", app.keys.folder, app.keys.blob_name_key,
+                      app.config.database_url if in_db else "", app.config.storage.chunk_bytes)
+
+
+def _store(blobs: Blobs, photo: Photo) -> StoredPhoto:
     image = photo.image
     return StoredPhoto(
         filename=photo.filename,

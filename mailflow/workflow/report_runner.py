@@ -121,7 +121,7 @@ def _issue(app: App, session: Session, consult: Consult, issued: IssuedReport) -
     case = session.get(Case, consult.case_id)
     derm = session.get(Account, consult.dermatologist_id)
     assert case is not None and derm is not None
-    consult.pdf_sha = app.blobs.put(issued.data)
+    consult.pdf_sha = app.blobs.put(issued.data, session)
     consult.report_error = ""
     audit.case_event(session, case, "report.issued",
                      detail={"version": consult.version, "protected": issued.protected})

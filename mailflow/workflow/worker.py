@@ -29,7 +29,7 @@ from mailflow.trust.dns import DnsUnavailable, Lookup
 from mailflow.trust.inbound_auth import Checked, check
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.pool import AnalysisPool, BlobAccess, analyze_stored
+from mailflow.workflow.pool import AnalysisPool, analyze_stored, blob_access
 from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
 
@@ -104,8 +104,7 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
 
     def dispose(self, claim: MessageClaim) -> None:
         mime_limits, image_limits = limits(self.app)
-        keys = self.app.keys
-        access = BlobAccess(self.app.blobs.root, keys.folder, keys.blob_name_key)
+        access = blob_access(self.app)
         args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
         analysis = analyze_stored(*args) if self.pool is None else self.pool.analyze(*args)
         # DNS before the transaction: a slow answer must not hold database locks

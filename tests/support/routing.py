@@ -14,7 +14,7 @@ from mailflow.intake.spool import Arrival, spool
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.trust import replyaddr
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.pool import BlobAccess, analyze_stored
+from mailflow.workflow.pool import analyze_stored, blob_access
 from mailflow.workflow.router import route
 
 
@@ -24,7 +24,7 @@ def route_now(app: App, msg: EmailMessage, sender: str, rcpt: str | tuple[str, .
     rcpts = (rcpt,) if isinstance(rcpt, str) else rcpt
     row_id = spool(app, Arrival("smtp", msg.as_bytes(), mail_from=sender, rcpt_to=rcpts,
                                 auth_user=sender if auth else ""))
-    access = BlobAccess(app.blobs.root, app.keys.folder, app.keys.blob_name_key)
+    access = blob_access(app)
     with transaction(app.sessions) as session:
         row = session.get(InboundMessage, row_id)
         assert row is not None

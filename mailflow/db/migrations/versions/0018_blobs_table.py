@@ -1,0 +1,36 @@
+"""blobs: the blob tables for `[storage] blobs = "database"`
+
+Revision ID: 0018
+Revises: 0017
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0018"
+down_revision = "0017"
+branch_labels = None
+depends_on = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "blobs",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("size", sa.BigInteger(), nullable=False),
+        sa.Column("chunks", sa.Integer(), nullable=False),
+        sa.Column("used_at", sa.Float(), nullable=False),
+    )
+    op.create_table(
+        "blob_chunks",
+        sa.Column("name", sa.String(64), primary_key=True),
+        sa.Column("seq", sa.Integer(), primary_key=True),
+        sa.Column("data", sa.LargeBinary(), nullable=False),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("blob_chunks")
+    op.drop_table("blobs")
