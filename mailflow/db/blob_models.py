@@ -3,7 +3,7 @@
 A blob is stored exactly as the file store writes it (nonce || AES-GCM ciphertext, its keyed
 name bound in), cut into rows of at most `[storage] chunk_bytes`, so no single value is large.
 `blobs` has one row per whole blob, written in the same transaction after its chunks: a blob
-is there when its row is. Created by migration 0018. No PHI in clear.
+is there when its row is. Created by migration 0019. No PHI in clear.
 """
 
 from __future__ import annotations

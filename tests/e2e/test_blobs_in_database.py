@@ -22,10 +22,6 @@ from mailflow.db.models import CaseImage, InboundMessage
 from mailflow.db.session import transaction
 from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService, make_config
-from tests.e2e.test_retention import (  # noqa: F401  (collected again, on blobs in the database)
-    test_expired_messages_and_photos_go_newer_and_shared_ones_stay,
-    test_the_same_bytes_arriving_during_a_purge_are_not_lost,
-)
 from tests.support.backup import backup, kind_of, new_database, restore
 from tests.support.cases import send_case
 from tests.support.cli import cli_json, run_cli

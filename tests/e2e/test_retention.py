@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 
+import pytest
 import time_machine
 from sqlalchemy import func, select
 
-from mailflow.app import App
+from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import (
     AuditEvent,
@@ -24,10 +26,12 @@ from mailflow.db.models import (
     OutboundMessage,
 )
 from mailflow.outbound.delivery import deliver_due
+from tests.conftest import make_config
 from tests.support.cases import deliver
 from tests.support.cli import cli_json, run_cli
 from tests.support.closed import closed_case
 from tests.support.mail import case_email
+from tests.support.sink import RelaySink
 
 HELP = "help@derm.localhost"
 LONG_AGO = datetime(2019, 6, 4, 15, 0, tzinfo=UTC)  # closed > 6 years before today (2026)
@@ -68,6 +72,24 @@ def two_cases(app: App, provider: str, derm: str) -> tuple[str, str]:
     return old, new
 
 
+# the purge's two hard cases also run with the blobs in the database ([storage] blobs)
+BOTH_STORES = pytest.mark.parametrize("config", ["files", "database"], indirect=True)
+
+
+@pytest.fixture
+def config(request: pytest.FixtureRequest, tmp_path: Path, db_url: str,
+           sink: RelaySink) -> Config:
+    cfg = make_config(
+        tmp_path, db_url, storage={"blobs": getattr(request, "param", "files")},
+        outbound={"relay_host": "127.0.0.1", "relay_port": sink.port,
+                  "retry_schedule_seconds": [1, 1, 1]},
+        smtp={"rate_per_minute": 1000},
+    )
+    initialise(cfg)
+    return cfg
+
+
+@BOTH_STORES
 def test_expired_messages_and_photos_go_newer_and_shared_ones_stay(
     app: App, config: Config, provider: str, dermatologists: tuple[str, str],
 ) -> None:
@@ -133,6 +155,7 @@ def test_a_dry_run_says_what_would_go_and_changes_nothing(
     assert as_json["files_deleted"] > 0
 
 
+@BOTH_STORES
 def test_the_same_bytes_arriving_during_a_purge_are_not_lost(
     app: App, config: Config, provider: str, dermatologists: tuple[str, str],
 ) -> None:
