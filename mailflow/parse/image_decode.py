@@ -66,7 +66,7 @@ def decode_photo(data: bytes, name: str, limits: ImageLimits,
         size = im.size
         if review_px and im.format in ("JPEG", "MPO") and orientation(im) == 1:
             scale = _dct_scale(max(size), review_px)
-            if scale > 1:
+            if scale > 1 and min(size) >= scale:  # a sliver of a photo keeps a pixel a side
                 im.draft(im.mode, (size[0] // scale, size[1] // scale))
         _decode(im, name)
     return im, size

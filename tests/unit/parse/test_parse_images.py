@@ -459,3 +459,10 @@ def test_a_blurred_large_jpeg_is_still_flagged_when_decoded_at_a_smaller_scale()
     soft = textured(4000, 3000, seed=6).filter(ImageFilter.GaussianBlur(16))
     warnings = process_image(jpeg(soft), "IMG_4001.jpg").warnings
     assert any("blurred" in w for w in warnings)
+
+
+def test_a_sliver_too_thin_to_scale_down_is_decoded_in_full() -> None:
+    # 8000 x 3: the review copy's reduction (4) would leave no pixel of height at 1/4 scale
+    out = process_image(jpeg(Image.new("RGB", (8000, 3), (180, 120, 110))), "sliver.jpg")
+    assert (out.width, out.height) == (8000, 3)
+    assert any("pixels" in w for w in out.warnings)  # too small to judge, said as usual
