@@ -54,6 +54,23 @@ def env_master() -> bytes | None:
     return master
 
 
+def env_master_agreeing(folder: Path) -> bytes | None:
+    """MAILFLOW_MASTER_KEY, refused when a master.key on disk holds another key: data sealed
+    under one would be unreadable under the other (a command run without the variable, e.g.
+    under sudo, makes a fresh master.key), and blob names and patient look-ups would differ."""
+    master = env_master()
+    if master is None:
+        return None
+    from mailflow.crypto.keyset import read_master  # keyset builds on this module
+
+    for candidate in (folder / "master.key", folder / "retired" / "master.key"):
+        if candidate.exists() and read_master(candidate) != master:
+            raise KeyError_(
+                f"{MASTER_KEY_ENV} and {candidate} hold different keys; keep the one the data "
+                "was sealed with and remove the other")
+    return master
+
+
 IDENTITY_NAME = "identity.key"
 # The keys that name things rather than hide them: blob names, patient look-up hashes, the
 # reply addresses in providers' inboxes, password links. They are not rotated (a rotation
@@ -124,7 +141,7 @@ def load_identity(folder: Path) -> dict[str, bytes]:
 
     path = folder / IDENTITY_NAME
     if not path.exists():
-        master = env_master()
+        master = env_master_agreeing(folder)
         return identity_from_master(master or read_master(_first_master(folder)))
     try:
         stored = json.loads(path.read_text())

@@ -29,7 +29,7 @@ from typing import Literal
 
 from cryptography.exceptions import InvalidTag
 
-from mailflow.crypto.keys import KEY_BYTES, KeyError_, derive, env_master, seal, unseal
+from mailflow.crypto.keys import KEY_BYTES, KeyError_, derive, env_master_agreeing, seal, unseal
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +94,7 @@ def load_keys(folder: Path) -> tuple[SealingKey, ...]:
     files = key_files(folder)
     for path, generation, retired in files:
         keys.append(_sealing_key(path.name, generation, retired, read_master(path)))
-    master = env_master()
+    master = env_master_agreeing(folder)
     if master is not None and not any(g == 0 for _, g, _ in files):
         # the environment's key stands for master.key: newer keys in the folder seal first
         keys.insert(sum(not k.retired for k in keys), _sealing_key(LEGACY_NAME, 0, False, master))

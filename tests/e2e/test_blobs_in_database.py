@@ -225,3 +225,18 @@ def test_with_the_key_in_the_environment_a_machine_keeps_no_key_and_no_blob_on_d
     monkeypatch.setenv("MAILFLOW_MASTER_KEY", os.urandom(32).hex())  # another machine's key
     other = run_cli(cfg, "cases", "show", number, check=False, process=True)
     assert other.returncode != 0, other.stderr
+
+
+def test_a_key_in_the_environment_and_another_on_disk_are_refused(
+    tmp_path: Path, db_url: str, sink: RelaySink, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    cfg = blobs_config(tmp_path, db_url, sink, "database")
+    initialise(cfg)  # without the variable (as under sudo): a master.key of its own on disk
+    monkeypatch.setenv("MAILFLOW_MASTER_KEY", os.urandom(32).hex())
+    refused = run_cli(cfg, "cases", "list", check=False, process=True)
+    assert refused.returncode == 1 and "hold different keys" in refused.stderr
+    master = (cfg.storage_dir / "keys" / "master.key")
+    from mailflow.crypto.keyset import read_master
+
+    monkeypatch.setenv("MAILFLOW_MASTER_KEY", read_master(master).hex())  # the same key: fine
+    assert run_cli(cfg, "cases", "list", process=True).stdout.strip() == "no cases"
