@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from mailflow.app import App, open_blobs
+from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit_json
 from mailflow.store.blob_migrate import migrate
 from mailflow.store.blobs import Blobs
@@ -56,6 +57,11 @@ def _say(line: str) -> None:
 
 def cmd_migrate(app: App, args: argparse.Namespace) -> int:
     source = "database" if args.to == "files" else "files"
+    if args.remove_source and app.config.storage.blobs != args.to:
+        # the service still reads (and writes) the source: deleting it would lose messages
+        raise CliError(f'--remove-source deletes what mailflow reads now: first set [storage] '
+                       f'blobs = "{args.to}" in config.toml and restart every part, then '
+                       f'run it again')
     report = migrate(_store(app, source), _store(app, args.to), app.keys.sealing,
                      app.keys.blob_name_key, _say, args.remove_source, args.limit)
     print(f"{report.copied} copied, {report.skipped} already there and checked"

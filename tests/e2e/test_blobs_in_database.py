@@ -141,14 +141,20 @@ def test_migrate_to_the_database_and_back_resumes_and_refuses_a_damaged_blob(
         first = run_cli(on_files, "blobs", "migrate", "--to", "database", "--limit", "2").stdout
         assert [m.groups() for m in PROGRESS.finditer(first)][-1] == ("2", str(total))
         assert "2 copied" in first and "run the same command again" in first
-        again = run_cli(on_files, "blobs", "migrate", "--to", "database", "--remove-source")
+        again = run_cli(on_files, "blobs", "migrate", "--to", "database")
         assert f"blobs {total}/{total}" in again.stdout
         assert f"{total - 2} copied, 2 already there and checked" in again.stdout
         assert 'set [storage] blobs = "database"' in again.stdout
-        assert files_under(on_files.storage_dir / "blobs") == []
         assert "database: " + str(total) in run_cli(on_files, "blobs", "status").stdout
+        early = run_cli(on_files, "blobs", "migrate", "--to", "database", "--remove-source",
+                        check=False)  # the service still reads the files: nothing deleted
+        assert early.returncode == 1 and '[storage] blobs = "database"' in early.stderr
+        assert len(files_under(on_files.storage_dir / "blobs")) == total
 
-        on_db = blobs_config(tmp_path, db_url, sink, "database")
+        on_db = blobs_config(tmp_path, db_url, sink, "database")  # switched
+        removed = run_cli(on_db, "blobs", "migrate", "--to", "database", "--remove-source")
+        assert f"{total} removed from the files" in removed.stdout
+        assert files_under(on_files.storage_dir / "blobs") == []
         in_db = App.open(on_db)
         try:  # what the service reads once switched: every blob, from the table
             assert {sha: in_db.blobs.get(sha) for sha in in_db.blobs.files()} == before
