@@ -149,7 +149,10 @@ def _table_pieces(conn: Connection, table: Table) -> Iterator[tuple[bytes, int]]
     query = select(raw).order_by(*(raw.c[c.key] for c in table.primary_key.columns))
     columns = list(raw.columns)
     buffer, count = io.BytesIO(), 0
-    result = conn.execution_options(stream_results=True, yield_per=500).execute(query)
+    # a row of blob_chunks holds up to [storage] chunk_bytes (64 MiB at most): fetch those
+    # two at a time, other tables' small rows five hundred at a time
+    batch = 2 if table.name == "blob_chunks" else 500
+    result = conn.execution_options(stream_results=True, yield_per=batch).execute(query)
     for row in result:
         values = [encode_value(c, v) for c, v in zip(columns, row, strict=True)]
         buffer.write(json.dumps(values, ensure_ascii=False, separators=(",", ":")).encode())
