@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
 from typing import Any
@@ -81,7 +82,10 @@ def _domain(value: bytes | str) -> str:
     return text if _DOMAIN.match(text) and len(text) <= 253 else ""
 
 
-def check_dkim(raw: bytes, lookup: Lookup) -> list[DkimResult]:
+def check_dkim(raw: bytes, lookup: Lookup,
+               worth: Callable[[str], bool] = lambda _domain: True) -> list[DkimResult]:
+    """Each signature's result; a signature whose domain `worth` refuses is not checked (no
+    DNS asked: a forger's unanswering domain must not hold up the verdict on a forgery)."""
     reasons = _Reasons()
     try:
         verifier = dkim.DKIM(raw, logger=reasons, timeout=int(lookup.timeout) or 1)
@@ -96,6 +100,10 @@ def check_dkim(raw: bytes, lookup: Lookup) -> list[DkimResult]:
             results.append(DkimResult("", "", "permerror", "the signature cannot be read"))
             continue
         domain, selector = _domain(tags.get(b"d", b"")), _domain(tags.get(b"s", b""))
+        if not worth(domain):
+            results.append(DkimResult(domain, selector, "neutral",
+                                      "not the From: domain's, so not checked"))
+            continue
         reasons.last = ""
         try:
             ok = verifier.verify(idx=index, dnsfunc=lookup.dkim_key)
@@ -110,13 +118,15 @@ def check_dkim(raw: bytes, lookup: Lookup) -> list[DkimResult]:
     return results
 
 
-def check_spf(lookup: Lookup, peer: str, helo: str, mail_from: str) -> tuple[str, str]:
-    """(result, the domain it is about). "none" when the door did not see the sending server."""
+def check_spf(lookup: Lookup, peer: str, helo: str, mail_from: str,
+              worth: Callable[[str], bool] = lambda _domain: True) -> tuple[str, str]:
+    """(result, the domain it is about). "none" when the door did not see the sending server,
+    or when `worth` refuses the domain (it could not count for From:, so DNS is not asked)."""
     if not peer:
         return "none", ""
     domain = _domain(mail_from.rpartition("@")[2]) if mail_from else _domain(helo)
-    if not domain:
-        return "none", ""
+    if not domain or not worth(domain):
+        return "none", domain
     sender = mail_from or f"postmaster@{domain}"
     with _SPF_LOCK:
         saved = spf.DNSLookup
@@ -183,8 +193,12 @@ def check(raw: bytes, *, from_addr: str, peer: str, helo: str, mail_from: str,
           lookup: Lookup, authserv_id: str) -> Checked:
     """DKIM, SPF and DMARC alignment of one message whose From: is `from_addr`."""
     from_domain = _domain(from_addr.rpartition("@")[2])
-    dkims = check_dkim(raw, lookup)
-    spf_result, spf_domain = check_spf(lookup, peer, helo, mail_from)
+
+    def could_align(domain: str) -> bool:  # relaxed alignment: strict is a subset of it
+        return bool(from_domain) and _aligned(domain, from_domain, "r")
+
+    dkims = check_dkim(raw, lookup, could_align)
+    spf_result, spf_domain = check_spf(lookup, peer, helo, mail_from, could_align)
     record = dmarc_record(lookup, from_domain) if from_domain else None
     adkim = (record or {}).get("adkim", "r")
     aspf = (record or {}).get("aspf", "r")
