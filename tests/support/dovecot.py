@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import imaplib
 import ctypes
 import grp
 import os
@@ -243,7 +244,11 @@ class Dovecot:
     def append(self, user: str, password: str, raw: bytes, mailbox: str = "INBOX") -> int:
         """Deliver `raw` into `mailbox` as an MTA would leave it; its UID (from APPENDUID)."""
         with self.connect(user, password, security="none") as client:
-            response = client.append(mailbox, raw)
+            try:
+                response = client.append(mailbox, raw)
+            except imaplib.IMAP4.abort as exc:  # Dovecot hung up: say what it logged
+                raise DovecotError(f"APPEND of {len(raw)} bytes cut off ({exc}):\n"
+                                   f"{self._log_tail()}") from exc
         found = re.search(rb"\[APPENDUID \d+ (\d+)\]", response)
         if found is None:
             raise DovecotError(f"APPEND gave no UID: {response!r}")
