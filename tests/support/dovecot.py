@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import imaplib
 import ctypes
 import grp
+import imaplib
 import os
 import pwd
 import re
