@@ -104,6 +104,15 @@ def check_dkim(raw: bytes, lookup: Lookup,
             results.append(DkimResult(domain, selector, "neutral",
                                       "not the From: domain's, so not checked"))
             continue
+        signed = [h.strip().lower() for h in tags.get(b"h", b"").split(b":")]
+        if b"from" not in signed:  # RFC 6376 5.4: From: must be signed (dkimpy only checks
+            # when signing; its own signer cannot make such a signature, so no test makes one)
+            results.append(DkimResult(domain, selector, "fail", "From: is not signed"))
+            continue
+        if b"l" in tags:  # a body length: anything may be appended after the signed part
+            results.append(DkimResult(domain, selector, "policy",
+                                      "signs only part of the body, l="))
+            continue
         reasons.last = ""
         try:
             ok = verifier.verify(idx=index, dnsfunc=lookup.dkim_key)

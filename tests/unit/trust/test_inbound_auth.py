@@ -112,3 +112,17 @@ def test_a_signature_domain_that_is_no_domain_never_reaches_the_header() -> None
 def test_dns_that_does_not_answer_is_neither_pass_nor_fail() -> None:
     with pytest.raises(DnsUnavailable):
         run("dr@clinic.test", "clinic.test", down=True)
+
+
+def test_a_signature_of_part_of_the_body_does_not_count() -> None:
+    # l= lets anything be appended after the signed part: a forger's case under a real signature
+    raw = (b"From: Dr Family <dr@clinic.test>\r\nTo: cases@derm.test\r\nSubject: New case\r\n"
+           b"\r\nPatient name: Jane Testpatient\r\n")
+    signed = dkim.sign(raw, b"s1", b"clinic.test", _key()[0], include_headers=[b"from"],
+                       length=True) + raw
+    table = TableLookup(table={"s1._domainkey.clinic.test": [_key()[1]]})
+    result = check(signed + b"Patient name: Someone Else\r\n", from_addr="dr@clinic.test",
+                   peer="", helo="", mail_from="dr@clinic.test", lookup=table,
+                   authserv_id="mx.derm.test")
+    assert not result.aligned
+    assert "dkim=policy (signs only part of the body, l=)" in result.header
