@@ -14,7 +14,7 @@ import signal
 import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -53,8 +53,8 @@ class BlobAccess:
 
     root: Path
     keys_folder: Path  # the process reads the keys itself, and sees a new one (keyset.py)
-    name_key: bytes
-    database_url: str = ""  # set: the blobs are in this database ([storage] blobs)
+    name_key: bytes = field(repr=False)  # secrets stay out of any log line that shows this
+    database_url: str = field(default="", repr=False)  # set: the blobs are in this database
     chunk_bytes: int = 1024 * 1024
 
     def open(self) -> Blobs:
