@@ -12,6 +12,7 @@ same Message-ID), so the receiver can drop the copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import smtplib
@@ -141,14 +142,15 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
         _write_maildir(app.config.path(cfg.maildir_path), raw)
         return
     try:
-        with smtplib.SMTP(
-            cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds
-        ) as smtp:
+        smtp = smtplib.SMTP(cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds)
+        try:
             if cfg.relay_starttls:
                 _starttls(app, smtp)
             if cfg.relay_username:
                 smtp.login(cfg.relay_username, cfg.relay_password)
             smtp.sendmail(claim.from_addr, [claim.to_addr], raw)
+        finally:
+            _hang_up(smtp)
     except smtplib.SMTPRecipientsRefused as exc:
         code, text = next(iter(exc.recipients.values()))
         if 500 <= code < 600:
@@ -165,6 +167,15 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
             )
             raise PermanentFailure(f"{exc.smtp_code} {detail}") from exc
         raise
+
+
+def _hang_up(smtp: smtplib.SMTP) -> None:
+    """QUIT, whatever the answer. Not `with smtplib.SMTP(...)`: its exit raises on a QUIT
+    answered with anything but 221, so a delivered message was marked dead (a 5xx) or sent
+    again (a 4xx), and a TLS failure's reason was replaced by the QUIT's."""
+    with contextlib.suppress(smtplib.SMTPException, OSError):
+        smtp.quit()
+    smtp.close()
 
 
 def _starttls(app: App, smtp: smtplib.SMTP) -> None:
