@@ -48,25 +48,19 @@ def create_key(path: Path, bits: int) -> bool:
 def load_key(path: Path) -> rsa.RSAPrivateKey:
     try:
         stat = path.stat()
+        return _load_key(path, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
     except FileNotFoundError:
         raise DkimKeyError(f"no DKIM signing key at {path}: run `mailflow init` to make one "
                            "(or set [dkim] enabled = false)") from None
     except OSError as exc:
         raise DkimKeyError(f"the DKIM signing key {path} cannot be read: {exc}") from exc
-    return _load_key(path, (stat.st_ino, stat.st_size, stat.st_mtime_ns))
 
 
 @functools.lru_cache(maxsize=8)
 def _load_key(path: Path, version: tuple[int, int, int]) -> rsa.RSAPrivateKey:
     """Parsed once per file version: checking an RSA key as it loads takes tens of
     milliseconds, and every App.open (each command, each process) loads it."""
-    try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        raise DkimKeyError(f"no DKIM signing key at {path}: run `mailflow init` to make one "
-                           "(or set [dkim] enabled = false)") from None
-    except OSError as exc:
-        raise DkimKeyError(f"the DKIM signing key {path} cannot be read: {exc}") from exc
+    pem = path.read_bytes()
     try:
         key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as exc:

@@ -88,6 +88,19 @@ class Blobs(Protocol):
     def remove(self, digest: str) -> None: ...
 
 
+def sealed_anew(keys: KeySet, sealed: bytes, digest: str) -> bytes | Resealed:
+    """A stored blob sealed again under the current key, for either store to put in place; or
+    why nothing is to be done (it opens with no key, or is already under the current one)."""
+    current = keys.current()
+    try:
+        plain, key = keys.open("blob", sealed, digest.encode())
+    except InvalidTag:
+        return Resealed.UNREADABLE
+    if key.name == current.name:
+        return Resealed.CURRENT
+    return seal(current.blob_key, plain, digest.encode())
+
+
 class BlobStore:
     def __init__(self, root: Path, keys: KeySet, name_key: bytes) -> None:
         self.root = root
@@ -196,24 +209,20 @@ class BlobStore:
         try:
             with os.fdopen(fd, "rb", closefd=False) as fh:
                 sealed = fh.read()
-            current = self.keys.current()
-            try:
-                plain, key = self.keys.open("blob", sealed, digest.encode())
-            except InvalidTag:
-                return Resealed.UNREADABLE
-            if key.name == current.name:
-                return Resealed.CURRENT
-            fresh = self._write_reseal(path, current, plain, digest)
+            resealed = sealed_anew(self.keys, sealed, digest)
+            if isinstance(resealed, Resealed):
+                return resealed
+            fresh = self._write_reseal(path, resealed, digest)
             with self._locked(shared=False):
                 return self._replace(path, fd, fresh)
         finally:
             os.close(fd)
 
-    def _write_reseal(self, path: Path, key: SealingKey, plain: bytes, digest: str) -> Path:
+    def _write_reseal(self, path: Path, sealed: bytes, digest: str) -> Path:
         tmp = path.with_name(f"{RESEAL_PREFIX}{digest}")
         out = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
-            os.write(out, seal(key.blob_key, plain, digest.encode()))
+            os.write(out, sealed)
             os.fsync(out)
         finally:
             os.close(out)

@@ -21,11 +21,10 @@ from sqlalchemy import Connection, Engine, delete, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from mailflow.crypto.keys import seal
 from mailflow.crypto.keyset import KeySet, SealingKey
 from mailflow.db.blob_models import BlobChunk, BlobRow
 from mailflow.db.session import WRITE
-from mailflow.store.blobs import BlobError, Resealed, blob_name, check_name
+from mailflow.store.blobs import BlobError, Resealed, blob_name, check_name, sealed_anew
 
 
 class DatabaseBlobStore:
@@ -140,14 +139,10 @@ class DatabaseBlobStore:
         sealed = self._sealed(digest)
         if sealed is None:
             return Resealed.GONE
-        current = self.keys.current()
-        try:
-            plain, key = self.keys.open("blob", sealed, digest.encode())
-        except InvalidTag:
-            return Resealed.UNREADABLE
-        if key.name == current.name:
-            return Resealed.CURRENT
-        fresh = memoryview(seal(current.blob_key, plain, digest.encode()))
+        resealed = sealed_anew(self.keys, sealed, digest)
+        if isinstance(resealed, Resealed):
+            return resealed
+        fresh = memoryview(resealed)
         with self._writing() as conn:
             locked = conn.execute(select(BlobRow.name).where(BlobRow.name == digest)
                                   .with_for_update()).scalar()

@@ -8,7 +8,6 @@ worker runs in the test (drain), so the test decides when a retry is due (time-m
 
 from __future__ import annotations
 
-import base64
 import json
 from collections.abc import Iterator
 from datetime import timedelta
@@ -18,8 +17,6 @@ from pathlib import Path
 import dkim
 import pytest
 import time_machine
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailflow.app import App, initialise
 from mailflow.db.models import InboundMessage, MessageStatus
@@ -30,7 +27,7 @@ from tests.conftest import RunningService, make_config
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import run_cli
 from tests.support.db import accepted_id, case_count, message, outbox
-from tests.support.dns import TinyDns, txt_strings
+from tests.support.dns import TinyDns, signing_key, txt_strings
 from tests.support.mail import FULL_FORM, case_email, submit
 
 PROVIDER = "dr.family@clinic.test"
@@ -39,18 +36,9 @@ AUTHSERV = "derm.localhost"  # mailflow's own authserv-id: the mail domain
 FORGED = "no DKIM signature or SPF pass aligned with it, so From: may be forged"
 
 
-def _key() -> tuple[bytes, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, f"v=DKIM1; k=rsa; p={base64.b64encode(der).decode()}"
-
-
 @pytest.fixture(scope="module")
 def keys() -> dict[str, tuple[bytes, str]]:
-    return {"clinic.test": _key(), "mailer.test": _key()}
+    return {"clinic.test": signing_key(), "mailer.test": signing_key()}
 
 
 @pytest.fixture

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import threading
+from collections.abc import Iterator
 from datetime import datetime
 from email.policy import default as default_policy
 from pathlib import Path
@@ -13,17 +14,16 @@ import pytest
 import time_machine
 from sqlalchemy import select
 
-from mailflow.app import App, initialise
+from mailflow.app import App
 from mailflow.db.models import AuditEvent, Case, OutboundMessage, SlaEvent
-from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
-from mailflow.workflow import accounts
 from mailflow.workflow.enforcer import fire_due, recompute_open
 from mailflow.workflow.worker import drain
-from tests.conftest import DERMS, PASSWORD, make_config
+from tests.conftest import DERMS
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.mail import FULL_FORM, case_email
+from tests.support.provider_mail import provider_app
 from tests.support.review import ANSWER
 
 ET = ZoneInfo("America/New_York")
@@ -35,17 +35,9 @@ def et(*parts: int) -> datetime:
 
 
 @pytest.fixture
-def app(tmp_path: Path, db_url: str) -> App:
-    config = make_config(tmp_path, db_url)
-    initialise(config)
-    application = App.open(config)
-    with transaction(application.sessions) as session:
-        accounts.add(session, email=PROVIDER, name="Dr Doc", role="provider",
-                     password=PASSWORD, approved=True)
-        accounts.add(session, email=DERMS[0], name="Dr Derm One", role="dermatologist",
-                     password=PASSWORD, approved=True)
-    yield application
-    application.close()
+def app(tmp_path: Path, db_url: str) -> Iterator[App]:
+    with provider_app(tmp_path, db_url) as application:
+        yield application
 
 
 def deliver(app: App, raw: bytes, sender: str, rcpt: str) -> None:

@@ -11,6 +11,19 @@ import dns.message
 import dns.rcode
 import dns.rdatatype
 import dns.rrset
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from mailflow.crypto.dkim import dns_record
+
+
+def signing_key() -> tuple[bytes, str]:
+    """A sender's DKIM key (PEM, for dkimpy to sign with) and the TXT value its DNS publishes
+    for it, written as `mailflow dkim dns` writes ours."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                            serialization.NoEncryption())
+    return pem, dns_record(key, "s1", "unused.test").value
 
 
 def txt_strings(value: str) -> str:

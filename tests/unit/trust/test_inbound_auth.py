@@ -4,27 +4,21 @@ that does not answer. The whole path through the door is tests/e2e/test_inbound_
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass, field
 from functools import cache
 
 import dkim
 import pytest
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 
 from mailflow.trust.dns import DnsUnavailable, Lookup
 from mailflow.trust.inbound_auth import Checked, check, org_domain
+from tests.support.dns import signing_key
 
 
 @cache
 def _key() -> tuple[bytes, bytes]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                            serialization.NoEncryption())
-    der = key.public_key().public_bytes(serialization.Encoding.DER,
-                                        serialization.PublicFormat.SubjectPublicKeyInfo)
-    return pem, b"v=DKIM1; k=rsa; p=" + base64.b64encode(der)
+    pem, record = signing_key()
+    return pem, record.encode()
 
 
 @dataclass(frozen=True)
