@@ -6,6 +6,7 @@ workflow/accounts.py."""
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 
 from argon2 import PasswordHasher
@@ -15,9 +16,13 @@ from sqlalchemy.orm import Session
 
 from mailflow.db.models import Account
 
+log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
 MIN_PASSWORD_LENGTH = 10
+# OWASP's least argon2id cost holds memory x passes at about 36 MiB (19 MiB x 2, 12 MiB x 3,
+# 46 MiB x 1); below it a stolen hash table is cheap to guess through.
+WEAK_COST_KIB_PASSES = 36864
 
 
 class AccountError(Exception):
@@ -39,6 +44,10 @@ def set_cost(time_cost: int, memory_kib: int, parallelism: int) -> None:
         return
     _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
                              parallelism=parallelism)
+    if memory_kib * time_cost < WEAK_COST_KIB_PASSES:
+        log.warning("[signin] hash_memory_kib x hash_time_cost is %d KiB, below the least "
+                    "safe cost (%d): fine for tests, weak for real passwords",
+                    memory_kib * time_cost, WEAK_COST_KIB_PASSES)
     _dummy_hash.clear()  # the wasted check must cost what a real one costs
 
 
