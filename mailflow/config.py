@@ -50,6 +50,9 @@ class SmtpConfig(_Section):
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
     idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
     max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
+    # the MTA(s) in front of the door (Postfix) whose XFORWARD is believed: the client it
+    # names is the one MX mode's SPF check asks about (mailflow/intake/xforward.py)
+    xforward_hosts: tuple[str, ...] = ()
 
 
 class OutboundConfig(_Section):
