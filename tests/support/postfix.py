@@ -233,11 +233,19 @@ class Postfix:
 
     @staticmethod
     def _run(argv: list[str]) -> str:
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
+        # Files, not pipes: postfix-script leaves `postsuper &` running after start and
+        # reload, and a pipe would make us wait for it (seconds) to close its end.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            done = subprocess.run(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
+                                  timeout=60, check=False)
+            out.seek(0)
+            err.seek(0)
+            stdout, stderr = out.read().decode(errors="replace"), err.read().decode(
+                errors="replace")
         if done.returncode != 0:
             raise PostfixError(f"{' '.join(argv)} exited with {done.returncode}: "
-                               f"{(done.stderr or done.stdout).strip()}")
-        return done.stdout
+                               f"{(stderr or stdout).strip()}")
+        return stdout
 
     def _master_pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
