@@ -81,6 +81,7 @@ class Site:
     door_port: int
     pool: AnalysisPool
     keys: dict[str, tuple[bytes, str]]
+    tmp: Path  # config.toml and the acknowledgement as read over IMAP (for a person to check)
     service: RunningService | None = None
 
     def open_door(self) -> None:
@@ -172,7 +173,7 @@ def site(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactor
                          approved=True)
             accounts.add(s, email=ADMIN, name="Ada Admin", role="admin", password=PASSWORD,
                          approved=True)
-        built = Site(app, config, postfix, dovecot, door_port, process_pool, keys)
+        built = Site(app, config, postfix, dovecot, door_port, process_pool, keys, tmp)
         built.open_door()
         yield built
     finally:
@@ -312,6 +313,7 @@ def test_a_signed_case_through_postfix_becomes_a_case_and_its_ack_reaches_the_ma
     assert "TLS connection established from localhost[127.0.0.1]" in log, log
     assert f"relay=127.0.0.1[127.0.0.1]:{site.dovecot.lmtp_port}" in log and "status=sent" in log
 
+    (site.tmp / "acknowledgement.eml").write_bytes(raw)  # e.g. for dkimverify by hand
     name, value = printed_record(site.config)  # `mailflow dkim dns`, as published
     assert dkim.verify(raw, dnsfunc=dns_answering(name, value)), "the DKIM signature broke"
     assert not dkim.verify(raw.replace(b"Jane", b"Jone"), dnsfunc=dns_answering(name, value))
