@@ -34,3 +34,11 @@ def test_xtext_and_ipv6() -> None:
 def test_what_is_refused(arg: str) -> None:
     with pytest.raises(ValueError):
         update(None, arg)
+
+
+def test_xforward_hosts_are_ip_addresses() -> None:
+    from mailflow.config import SmtpConfig
+
+    assert SmtpConfig(xforward_hosts=["127.0.0.2", " ::1"]).xforward_hosts == ("127.0.0.2", "::1")
+    with pytest.raises(ValueError, match="xforward_hosts takes IP addresses"):
+        SmtpConfig(xforward_hosts=["mx.derm.example.org"])  # would never match a client
