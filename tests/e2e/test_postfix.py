@@ -254,8 +254,8 @@ def case_number(app: App, case_id: int | None) -> str:
         return case.number
 
 
-def mailbox(site: Site, user: str, number: str) -> list[EmailMessage]:
-    """What reached the user's Dovecot INBOX about this case, read over IMAP."""
+def mailbox(site: Site, user: str, number: str) -> list[tuple[bytes, EmailMessage]]:
+    """What reached the user's Dovecot INBOX about this case, read over IMAP: raw and parsed."""
     found = []
     for raw in site.dovecot.messages(user, MAILBOX_PASSWORD):
         msg = email.message_from_bytes(raw, policy=default_policy)
