@@ -5,7 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 RUN_PACKAGES := wkhtmltopdf
-SYSTEM_PACKAGES := $(RUN_PACKAGES) dovecot-imapd poppler-utils swaks chromium
+# Postfix and Dovecot's LMTP: the MTA the tests put in front of and behind mailflow (each test
+# module runs its own instance on 127.0.0.1; no system-wide mail server is set up or used).
+SYSTEM_PACKAGES := $(RUN_PACKAGES) dovecot-imapd dovecot-lmtpd postfix poppler-utils swaks chromium
 
 .PHONY: run test install run-packages system-packages lint bench clean fuzz
 
@@ -25,12 +27,14 @@ run: install run-packages
 run-packages:
 	@$(MAKE) --no-print-directory system-packages SYSTEM_PACKAGES="$(RUN_PACKAGES)"
 
-# As root (CI, a fresh machine), install the system packages the tests drive for real.
+# As root (CI, a fresh machine), install the system packages the tests drive for real. Postfix
+# is installed unconfigured ("No configuration"): Debian then starts no daemon on port 25.
 system-packages:
 	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
 	    echo "installing:$$missing"; \
+	    echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	  else echo "missing system packages (install as root):$$missing"; fi; \
 	fi

@@ -6,6 +6,7 @@ Relative paths are relative to the config file's folder.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -13,7 +14,14 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 ENV_PREFIX = "MAILFLOW_"
 DEFAULT_CONFIG_ENV = "MAILFLOW_CONFIG"
@@ -50,6 +58,18 @@ class SmtpConfig(_Section):
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
     idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
     max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
+    # the MTA(s) in front of the door (Postfix) whose XFORWARD is believed: the client it
+    # names is the one MX mode's SPF check asks about (mailflow/intake/xforward.py)
+    xforward_hosts: tuple[str, ...] = ()
+
+    @field_validator("xforward_hosts")
+    @classmethod
+    def _addresses(cls, hosts: tuple[str, ...]) -> tuple[str, ...]:
+        """IP addresses, as the door sees its clients: a host name would never match."""
+        try:
+            return tuple(str(ipaddress.ip_address(h.strip())) for h in hosts)
+        except ValueError as exc:
+            raise ValueError(f"xforward_hosts takes IP addresses ({exc})") from None
 
 
 class OutboundConfig(_Section):

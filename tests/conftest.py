@@ -252,8 +252,10 @@ def thread_stacks() -> str:
 class RunningService:
     """The real service on an ephemeral port, in a thread with its own event loop."""
 
-    def __init__(self, app: App, pool: AnalysisPool, parts: tuple[str, ...]) -> None:
+    def __init__(self, app: App, pool: AnalysisPool, parts: tuple[str, ...],
+                 smtp_port: int = 0) -> None:
         self.app = app
+        self._smtp_port = smtp_port  # 0: one the kernel picks; a fixed one to restart on it
         self.service: Service | None = None
         self._pool = pool
         self._parts = parts
@@ -265,7 +267,8 @@ class RunningService:
     def _run(self) -> None:
         async def main() -> None:
             self._loop = asyncio.get_running_loop()
-            self.service = Service(self.app, self._parts, smtp_port=0, pool=self._pool,
+            self.service = Service(self.app, self._parts, smtp_port=self._smtp_port,
+                                   pool=self._pool,
                                    web_port=0)
             runner = asyncio.create_task(self.service.run())
             await self.service.ready.wait()

@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mailflow.app import App
 from mailflow.db.models import AccountStatus
 from mailflow.db.session import transaction
+from mailflow.intake import xforward
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
@@ -74,7 +75,7 @@ class _PendingCheck:
     credentials: LoginPassword
 
 
-class MailflowSMTP(SMTP):
+class MailflowSMTP(xforward.XforwardCommand, SMTP):
     """aiosmtpd's SMTP, with enhanced status codes on the replies aiosmtpd words itself, and
     password checks (argon2, a database read) off the event loop."""
 
@@ -83,7 +84,9 @@ class MailflowSMTP(SMTP):
 
     def __init__(self, *args: Any, auth_executor: Executor | None = None,
                  connection_cap: ConnectionCap | None = None,
-                 slow_down: Callable[[Session], float] | None = None, **kwargs: Any) -> None:
+                 slow_down: Callable[[Session], float] | None = None,
+                 xforward_hosts: frozenset[str] = frozenset(), **kwargs: Any) -> None:
+        self.xforward_hosts = xforward_hosts  # before super(): it makes the first envelope
         super().__init__(*args, **kwargs)
         self._auth_executor = auth_executor
         self._slow_down = slow_down
@@ -275,6 +278,13 @@ class IntakeHandler:
     def _user(session: Session) -> str:
         return str(session.auth_data or "") if session.authenticated else ""
 
+    async def handle_EHLO(self, server: SMTP, session: Session, envelope: Envelope,
+                          hostname: str, responses: list[str]) -> list[str]:
+        session.host_name = hostname  # (aiosmtpd leaves it to this hook)
+        if isinstance(server, MailflowSMTP) and server.xforward_allowed:
+            responses.insert(len(responses) - 1, xforward.EHLO_LINE)  # before "250 HELP"
+        return responses
+
     async def handle_MAIL(
         self, server: SMTP, session: Session, envelope: Envelope, address: str, options: list[str]
     ) -> str:
@@ -307,18 +317,23 @@ class IntakeHandler:
             from_addrs = _header_from(raw)
             if from_addrs and from_addrs != [user]:
                 return Reply.FROM_MISMATCH.format(user=user)
-        who = user or f"{session.peer[0] if session.peer else 'unknown'}"
+        peer, helo = (str(session.peer[0]) if session.peer else ""), session.host_name or ""
+        forwarded = xforward.of(envelope)
+        if forwarded is not None:  # the client of the MTA in front: what SPF is about
+            log.info("xforward from %s: the client was %s", peer, forwarded.describe())
+            peer, helo = forwarded.addr, forwarded.helo
+        who = user or peer or "unknown"
         if not self.rate.allow(who):
             return Reply.RATE.format(user=who)
         arrival = Arrival(
             source="smtp",
             raw=raw,
-            peer=str(session.peer[0]) if session.peer else "",
+            peer=peer,
             mail_from=envelope.mail_from or "",
             rcpt_to=tuple(envelope.rcpt_tos),
             auth_user=user,
             tls=server._tls_protocol is not None,
-            helo=session.host_name or "",
+            helo=helo,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -365,6 +380,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             timeout=cfg.idle_timeout_seconds,
             ident=GREETING_WORDS,
             connection_cap=cap,
+            xforward_hosts=frozenset(cfg.xforward_hosts),
             command_call_limit={"AUTH": 3, "*": 100_000},
         )
 

@@ -5,7 +5,6 @@ that `mailflow dkim dns` printed, run as a real command."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from email import message_from_bytes
 from email.policy import SMTP as SMTP_POLICY
 from pathlib import Path
@@ -20,11 +19,10 @@ from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
 from tests.support.db import outbox
+from tests.support.dkim_dns import DnsFunc, dns_answering, printed_record
 from tests.support.mail import FULL_FORM, case_email, submit
 from tests.support.review import ANSWER, answer, open_case
 from tests.support.sink import Delivered, RelaySink
-
-DnsFunc = Callable[..., bytes | None]
 
 
 @pytest.fixture
@@ -39,25 +37,6 @@ def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
     )
     initialise(cfg)
     return cfg
-
-
-def printed_record(config: Config) -> tuple[str, str]:
-    """The record's name and value as `mailflow dkim dns` printed them (its zone-file line:
-    the value in quoted strings of at most 255 characters, joined as a resolver joins them)."""
-    out = run_cli(config, "dkim", "dns").stdout
-    [line] = [line for line in out.splitlines() if line and not line.startswith(";")]
-    strings = re.findall(r'"([^"]*)"', line)
-    assert all(len(s) <= 255 for s in strings) and " IN TXT " in line
-    return line.split()[0].rstrip("."), "".join(strings)
-
-
-def dns_answering(name: str, value: str) -> DnsFunc:
-    """A resolver that knows one TXT record, for dkimpy's verifier."""
-
-    def lookup(qname: bytes, timeout: float = 5) -> bytes | None:
-        return value.encode() if qname.decode().rstrip(".").lower() == name.lower() else None
-
-    return lookup
 
 
 def signature_tags(raw: bytes) -> dict[str, str]:

@@ -83,11 +83,14 @@ def _death_signal() -> Callable[[], None] | None:
 class Dovecot:
     """One Dovecot instance confined to `folder`; start() it, add users, point clients at it."""
 
-    def __init__(self, folder: Path | str) -> None:
+    def __init__(self, folder: Path | str, lmtp: bool = False) -> None:
         self.folder = Path(folder).resolve()
         self.host = HOST
         self.port = 0  # plain IMAP with STARTTLS; set by start()
         self.tls_port = 0  # implicit TLS; set by start()
+        # LMTP, as an MTA (Postfix) delivers into the mailboxes; set by start() when asked for
+        self.lmtp = lmtp
+        self.lmtp_port = 0
         self.config_path = self.folder / "dovecot.conf"
         # base_dir holds Unix sockets, whose paths may not pass 107 bytes: a test's folder
         # under xdist is too deep, so sockets live in a short folder of their own
@@ -123,6 +126,9 @@ class Dovecot:
             self.port = self.tls_port = free_port()
             while self.tls_port == self.port:
                 self.tls_port = free_port()
+            self.lmtp_port = self.port if self.lmtp else 0
+            while self.lmtp and self.lmtp_port in (self.port, self.tls_port):
+                self.lmtp_port = free_port()
             self.config_path.write_text(self._config())
             self.log_path.unlink(missing_ok=True)
             with self.stderr_path.open("wb") as stderr:
@@ -307,7 +313,7 @@ default_internal_group = {grp.getgrgid(self.mail_gid).gr_name}
 base_dir = {self.run_dir}
 state_dir = {self.state_dir}
 instance_name = mailflow-test-{self.port}
-protocols = imap
+protocols = imap{" lmtp" if self.lmtp else ""}
 listen = {self.host}
 log_path = {self.log_path}
 auth_verbose = yes
@@ -361,12 +367,27 @@ service imap-login {{
 }}
 service anvil {{
 {login_service_extra}}}
+{self._lmtp_config()}"""
+
+    def _lmtp_config(self) -> str:
+        if not self.lmtp:
+            return ""
+        # As root, LMTP delivers as the mail user inside the mail chroot, as IMAP reads.
+        return f"""
+service lmtp {{
+  inet_listener lmtp {{
+    address = {self.host}
+    port = {self.lmtp_port}
+  }}
+}}
 """
 
     def _wait_for_greeting(self, timeout: float) -> None:
         """Until both ports greet: a listening socket alone does not mean logins work yet."""
         deadline = time.monotonic() + timeout
         pending = {self.port: False, self.tls_port: True}
+        if self.lmtp:
+            pending[self.lmtp_port] = False
         last_error = "no answer yet"
         while pending:
             assert self._process is not None
@@ -382,7 +403,8 @@ service anvil {{
                 except (OSError, ssl.SSLError) as exc:
                     last_error = f"{type(exc).__name__}: {exc}"
                     continue
-                if greeting.startswith(b"* OK"):
+                if greeting.startswith(b"* OK") or (port == self.lmtp_port
+                                                    and greeting.startswith(b"220 ")):
                     del pending[port]
                 elif greeting:
                     raise DovecotError(f"unexpected greeting on port {port}: {greeting!r}\n"
