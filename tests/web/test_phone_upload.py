@@ -39,10 +39,11 @@ CSRF_META = re.compile(r'data-csrf="([^"]+)"')
 
 @pytest.fixture
 def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
-    """Pieces of 64 KiB: a test photo goes up in several."""
+    """Pieces of 64 KiB: a test photo goes up in several; pieces kept an hour (a sign-in
+    lasts longer, so the expiry test stays signed in)."""
     cfg = make_config(tmp_path, db_url, smtp={"rate_per_minute": 1000},
                       outbound={"relay_host": "127.0.0.1", "relay_port": sink.port},
-                      uploads={"chunk_bytes": PIECE})
+                      uploads={"chunk_bytes": PIECE, "partial_hours": 1})
     initialise(cfg)
     return cfg
 
@@ -199,3 +200,19 @@ def test_links_that_must_not_open(app: App, people: dict[str, str],
         why = [e.detail["why"] for e in refusals]
         assert why == ["invalid", "invalid", "other-account", "expired"]
         assert refusals[2].entity_id == number
+
+
+def test_pieces_never_sent_expire(app: App, people: dict[str, str],
+                                  web: Callable[[str | None], TestClient]) -> None:
+    provider = web(people["provider"])
+    csrf = CSRF_META.search(provider.get("/new-case").text).group(1)  # type: ignore[union-attr]
+    data = skin_photo(seed=5)
+    left = _upload(provider, csrf, "distribution", data, None, stop_after=1)
+    later = utcnow() + timedelta(hours=app.config.uploads.partial_hours, minutes=1)
+    with time_machine.travel(later):
+        gone = provider.get(f"/uploads/{left}", headers={"X-CSRF-Token": csrf})
+        assert gone.status_code == 409 and "no longer here" in gone.json()["detail"]
+        _upload(provider, csrf, "distribution", data, None, stop_after=0)  # sweeps as it starts
+    with app.sessions() as session:
+        assert session.get(Upload, left) is None
+        assert session.scalar(select(func.count()).select_from(UploadChunk)) == 0
