@@ -61,12 +61,18 @@ def start(app: App, session: Session, account: Account, case_id: int | None, fie
                             " Take the photo again, or choose a smaller one.")
     forget_expired(session)
     upload = Upload(id=secrets.token_hex(16), account_id=account.id, case_id=case_id,
-                    view=PHOTO_FIELD[field].name, filename=(filename or "photo.jpg")[:255],
+                    view=PHOTO_FIELD[field].name, filename=_filename(filename),
                     content_type=_content_type(content_type), size=size, received=0,
                     expires_at=utcnow() + timedelta(hours=cfg.partial_hours))
     session.add(upload)
     session.flush()
     return Progress(upload.id, size, 0)
+
+
+def _filename(value: str) -> str:
+    """The phone's name for the file, printable only: it becomes a MIME parameter."""
+    printable = "".join(c for c in value if c.isprintable()).strip()[:255]
+    return printable or "photo.jpg"
 
 
 def _content_type(value: str) -> str:

@@ -133,8 +133,9 @@ def test_from_the_link_three_photos_in_pieces_complete_the_case(
                     headers={"X-CSRF-Token": csrf, "Upload-Offset": str(3 * PIECE)})
     assert gap.status_code == 409
     _pieces(phone, csrf, first, tagged, kept)
-    others = [_upload(phone, csrf, field, skin_photo(seed=seed), number, f"IMG_{seed}.jpg")
-              for field, seed in (("close-up", 8), ("oblique", 9))]
+    others = [_upload(phone, csrf, field, skin_photo(seed=seed), number, name)
+              for field, seed, name in (("close-up", 8, "IMG_8.jpg"),
+                                        ("oblique", 9, "IMG_9\r\nBcc: x@y.test.jpg"))]
     # nobody else's page can send them
     intruder = web(people["other"])
     home = intruder.get("/")
@@ -157,6 +158,7 @@ def test_from_the_link_three_photos_in_pieces_complete_the_case(
         assert case.state in ("submitted", "assigned") and case.missing == []
         images = session.execute(select(CaseImage).order_by(CaseImage.position)).scalars().all()
         assert [i.view for i in images] == list(REQUIRED_VIEWS)
+        assert images[2].filename == "IMG_9Bcc: x@y.test.jpg"  # a name is no header
         row = session.get(InboundMessage, images[0].inbound_message_id)
         assert row is not None and row.source == "web" and row.route == "completion"
         assert session.scalar(select(func.count()).select_from(Upload)) == 0
