@@ -99,6 +99,7 @@ def test_three_photos_from_the_link_complete_the_case_on_a_phone(
     page.fill("input[name=password]", "not the password")
     page.click("button[type=submit]")
     expect(page.locator(".flash-error")).to_contain_text("That password did not work")
+    b.shot("09-photos-password")
     page.fill("input[name=password]", PASSWORD)
     page.click("button[type=submit]")
     expect(page.locator("h1")).to_have_text(re.compile(r"Photos for case DERM-"))
