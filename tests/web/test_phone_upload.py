@@ -165,6 +165,7 @@ def test_from_the_link_three_photos_in_pieces_complete_the_case(
         assert session.scalar(select(func.count()).select_from(UploadChunk)) == 0
         actions = session.execute(select(AuditEvent.action)).scalars().all()
     assert "upload.sent" in actions
+    assert "web.login_failed" in actions  # the wrong password counted in the sign-in lockout
     stored = Image.open(io.BytesIO(app.blobs.get(images[0].clean_sha)))
     assert Image.open(io.BytesIO(tagged)).getexif().get_ifd(0x8825)  # it had GPS ...
     assert not stored.getexif().get_ifd(0x8825) and 0x010F not in stored.getexif()  # ... gone
