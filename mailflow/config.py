@@ -333,6 +333,16 @@ class RegistrationConfig(_Section):
     form_replies_per_day: int = Field(1, ge=0)  # register@ answers an unusable one with the form
 
 
+class UploadsConfig(_Section):
+    """Photos from a phone: the acknowledgement's link, and uploads sent in pieces."""
+
+    link_days: float = Field(7, gt=0)  # the acknowledgement's "add photos" link works this long
+    chunk_bytes: int = Field(512 * 1024, ge=16 * 1024)  # one piece of a file, one request
+    max_file_bytes: int = Field(25 * 1024 * 1024, gt=0)  # one photo; a bigger one is refused
+    max_files: int = Field(10, gt=0)  # photos sent at once (one email's worth)
+    partial_hours: float = Field(24, gt=0)  # an upload not sent by then is deleted
+
+
 class LoggingConfig(_Section):
     level: str = "INFO"
 
@@ -355,6 +365,7 @@ class Config(_Section):
     workflow: WorkflowConfig = WorkflowConfig()
     recovery: RecoveryConfig = RecoveryConfig()
     registration: RegistrationConfig = RegistrationConfig()
+    uploads: UploadsConfig = UploadsConfig()
     retention: RetentionConfig = RetentionConfig()
     keys: KeysConfig = KeysConfig()
     logging: LoggingConfig = LoggingConfig()

@@ -85,8 +85,9 @@ class WebSession(Base):
 
 class WebRateEvent(Base):
     """One sign-up or forgot-password post, counted per client address and per email address
-    typed in (the rate limits). In the database, like the lockout, so a restart does not reset
-    them; rows older than the window are deleted as new ones come."""
+    typed in (the rate limits), or a photo link that did not open, per address. In the
+    database, like the lockout, so a restart does not reset them; rows older than the window
+    are deleted as new ones come."""
 
     __tablename__ = "web_rate_events"
 

@@ -375,7 +375,9 @@ class AuditHead(Base):
 
 
 # The sign-in and web tables are declared beside these (access_models.py), the blob tables in
-# blob_models.py. Imported here, every table is on Base.metadata for whoever reads it:
+# blob_models.py, photos on their way up from a phone in upload_models.py. Imported here, every
+# table is on Base.metadata for whoever reads it:
 # migrations, backup, restore, key rotation.
 from mailflow.db import access_models as _access_models  # noqa: E402, F401
 from mailflow.db import blob_models as _blob_models  # noqa: E402, F401
+from mailflow.db import upload_models as _upload_models  # noqa: E402, F401

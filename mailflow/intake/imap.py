@@ -31,7 +31,7 @@ from sqlalchemy.exc import IntegrityError
 from mailflow.app import App
 from mailflow.config import ImapConfig
 from mailflow.db.models import InboundMessage
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 
 log = logging.getLogger(__name__)
 

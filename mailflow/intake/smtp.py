@@ -33,7 +33,7 @@ from mailflow.intake.smtp_guard import (
     RedactReplyAddresses,
     peer_address,
 )
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.store.tls import server_context
 from mailflow.trust import passwords, replyaddr
 from mailflow.trust.lockout import Lockout

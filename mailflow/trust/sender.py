@@ -123,7 +123,9 @@ def verify(inbound: InboundMessage, message: ParsedMessage, trust: TrustConfig,
         return Verdict(False, "the message names more than one sender in From:")
     if inbound.auth_user:
         if inbound.auth_user.lower() == sender:
-            return Verdict(True, f"SMTP AUTH as {inbound.auth_user}")
+            # the web's photo page spools as the provider signed in there (password checked)
+            how = "signed in on the web as" if inbound.source == "web" else "SMTP AUTH as"
+            return Verdict(True, f"{how} {inbound.auth_user}")
         return Verdict(False, f"signed in as {inbound.auth_user} but From: is another address")
     if inbound.peer in trust.trusted_relays and trust.authserv_id:
         return _via_relay(message, sender, trust)

@@ -1,5 +1,6 @@
-"""Rate limits for the forms anyone may post (sign-up, forgot password): so many per client
-address and per email address in a sliding hour, counted in the database (web_rate_events)."""
+"""Rate limits for the forms anyone may post (sign-up, forgot password) and for photo links
+that do not open: so many per client address and per email address in a sliding hour,
+counted in the database (web_rate_events)."""
 
 from __future__ import annotations
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from mailflow.app import App
 from mailflow.crypto.keys import Keyring
-from mailflow.db.models import Account, Case, CaseImage
+from mailflow.db.models import Account, Case, CaseImage, utcnow
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.analyze import StoredPhoto
 from mailflow.parse.fields import REQUIRED_FIELDS, field_label, labelled_in_form_order
@@ -16,6 +18,7 @@ from mailflow.parse.form import parse_case_form, sex_of
 from mailflow.parse.keyvalue import normalize_label
 from mailflow.parse.types import CaseForm
 from mailflow.parse.views import REQUIRED_VIEWS, assign_views, missing_views, plain_view
+from mailflow.trust import photo_links
 from mailflow.workflow import cases
 from mailflow.workflow.assign import try_assign
 from mailflow.workflow.context import Inbound, Outcome
@@ -98,6 +101,18 @@ def store_photos(
     return stored
 
 
+def photo_link(app: App, case: Case, provider: Account) -> str:
+    """The acknowledgement's link to the phone page (web/photos.py) for this case and provider:
+    signed, and it expires; opening it still takes the provider's password or session."""
+    token = photo_links.make(app.keys.token_key, case.number, provider.id, utcnow(),
+                             timedelta(days=app.config.uploads.link_days))
+    return f"{app.config.web_url}/photos/{token}"
+
+
+def _days(days: float) -> str:
+    return f"{days:g} day" + ("" if days == 1 else "s")
+
+
 def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: bool,
          urgency: UrgencyResult | None = None) -> None:
     message = inbound.analysis.message
@@ -126,6 +141,8 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         "required_views": REQUIRED_VIEWS,
         "no_consent": case.form.get("consent") == "no",
         "urgency_kept": bool(urgency and urgency.refused),
+        "photos_url": photo_link(inbound.app, case, inbound.sender),
+        "photos_link_days": _days(inbound.app.config.uploads.link_days),
         **expected_review(inbound.app, case),
     }
     queue(

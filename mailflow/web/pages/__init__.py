@@ -2,7 +2,9 @@
 
 sign-in (`signin`), the overview (`overview`), a case (`case`), its photos and PDF
 (`case_files`), the actions on it (`case_actions`), the quarantine, the outbox, and the
-unauthenticated /healthz and /metrics (`health`). `base` holds what every screen uses.
+unauthenticated /healthz and /metrics (`health`); the phone page for a case's photos
+(`photos`, its uploads in `uploads`) and the portal's "Start a new case" (`new_case`).
+`base` holds what every screen uses.
 """
 
 from __future__ import annotations
@@ -14,10 +16,13 @@ from mailflow.web.pages import (
     case_actions,
     case_files,
     health,
+    new_case,
     outbox,
     overview,
+    photos,
     quarantine,
     signin,
+    uploads,
 )
 from mailflow.web.pages.base import back, denied, render_page
 from mailflow.web.pages.signin import login_url
@@ -26,7 +31,8 @@ from mailflow.web.pages.signin import login_url
 # split; new code imports them from `base` and `signin`.
 __all__ = ["back", "denied", "login_url", "render_page", "router"]
 
-SCREENS = (signin, overview, case, case_files, case_actions, quarantine, outbox, health)
+SCREENS = (signin, overview, case, case_files, case_actions, quarantine, outbox, health,
+           photos, uploads, new_case)
 
 router = APIRouter(include_in_schema=False)
 for screen in SCREENS:
