@@ -13,6 +13,7 @@ message that fails is held for an admin with that reason, and nothing in it is p
 from __future__ import annotations
 
 import re
+import subprocess
 from dataclasses import dataclass
 from datetime import datetime
 from email.headerregistry import Address
@@ -65,7 +66,20 @@ def is_smime(raw: bytes) -> bool:
 
 
 def unwrap(raw: bytes, identity: Identity, at: datetime) -> Unwrapped:
-    """Open every S/MIME layer of `raw`; a message without any comes back as it is."""
+    """Open every S/MIME layer of `raw`; a message without any comes back as it is.
+
+    Bad input is an answer, never an exception: only a missing or hung `openssl` raises (the
+    worker retries, then quarantines), since that is the machine's fault, not the sender's."""
+    try:
+        return _unwrap(raw, identity, at)
+    except (RuntimeError, subprocess.TimeoutExpired):
+        raise
+    except Exception as exc:  # a structure no check above foresaw: held, with its kind
+        return Unwrapped(b"", problem_code="smime-unreadable",
+                         problem=f"its S/MIME structure cannot be read ({type(exc).__name__})")
+
+
+def _unwrap(raw: bytes, identity: Identity, at: datetime) -> Unwrapped:
     outer = _headers(raw)
     kept, entity = split_content(raw)
     layers: list[str] = []
@@ -203,5 +217,5 @@ def _from(headers: Message) -> str:
     addr = found[0][1] if found else ""
     try:
         return str(Address(addr_spec=addr).addr_spec).lower() if addr else ""
-    except (ValueError, IndexError):
-        return addr.lower()
+    except Exception:  # an address the header registry refuses: compared as written
+        return addr.strip().lower()

@@ -8,9 +8,8 @@ read back by whoever holds mailflow's key."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
-from email.message import EmailMessage
-from email.policy import SMTP
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.ciphers import algorithms
@@ -31,8 +30,8 @@ def sign(entity: bytes, identity: Identity) -> bytes:
             .sign(serialization.Encoding.SMIME, [pkcs7.PKCS7Options.DetachedSignature]))
 
 
-def encrypt(entity: bytes, identity: Identity, recipients: Sequence[bytes]) -> EmailMessage:
-    """The application/pkcs7-mime part that carries `entity` encrypted to each recipient's
+def encrypt(entity: bytes, identity: Identity, recipients: Sequence[bytes]) -> bytes:
+    """The application/pkcs7-mime entity that carries `entity` encrypted to each recipient's
     certificate (PEM) and to mailflow's own."""
     certs = [load_one(pem) for pem in recipients] + [identity.cert]
     if identity.encryption == "aes-256-gcm":
@@ -45,14 +44,21 @@ def encrypt(entity: bytes, identity: Identity, recipients: Sequence[bytes]) -> E
         der = (builder.set_content_encryption_algorithm(algorithms.AES256)
                .encrypt(serialization.Encoding.DER, [pkcs7.PKCS7Options.Binary]))
         smime_type = "enveloped-data"
-    part = EmailMessage()
-    part.set_content(der, maintype="application", subtype="pkcs7-mime",
-                     params={"smime-type": smime_type, "name": "smime.p7m"},
-                     disposition="attachment", filename="smime.p7m")
-    return part
+    return _pkcs7_mime(der, smime_type)
 
 
-def protect(entity: bytes, identity: Identity, recipients: Sequence[bytes]) -> EmailMessage:
+def _pkcs7_mime(der: bytes, smime_type: str) -> bytes:
+    """The part as RFC 8551 3.2.2 writes it (unquoted smime-type: some clients match it
+    literally), base64 in 76-character lines."""
+    body = base64.encodebytes(der).replace(b"\n", b"\r\n")
+    return (b"MIME-Version: 1.0\r\n"
+            b"Content-Type: application/pkcs7-mime; smime-type=" + smime_type.encode()
+            + b'; name="smime.p7m"\r\n'
+            b"Content-Transfer-Encoding: base64\r\n"
+            b'Content-Disposition: attachment; filename="smime.p7m"\r\n\r\n' + body)
+
+
+def protect(entity: bytes, identity: Identity, recipients: Sequence[bytes]) -> bytes:
     """Signed, then encrypted: the signature (and who signed) is inside, hidden too."""
     return encrypt(sign(entity, identity), identity, recipients)
 
@@ -61,4 +67,4 @@ def protect_message(raw: bytes, identity: Identity, recipients: Sequence[bytes])
     """A whole message (CRLF) with its content signed and encrypted: its own headers (From,
     To, Subject... which carry no PHI) over the application/pkcs7-mime part."""
     kept, entity = split_content(raw)
-    return kept + protect(entity, identity, recipients).as_bytes(policy=SMTP)
+    return kept + protect(entity, identity, recipients)
