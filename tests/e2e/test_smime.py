@@ -10,11 +10,13 @@ from email.policy import default as default_policy
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import InboundMessage, MessageStatus
+from mailflow.web.app import create_web_app
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
@@ -24,6 +26,7 @@ from tests.support.review import ANSWER, answer, pdf_text
 from tests.support.sink import Delivered, RelaySink
 from tests.support.smime import Pki, entity, outer
 from tests.support.tls_ca import TestCA
+from tests.support.web import sign_in
 
 CIPHER = {"test_a_signed_encrypted_case_and_its_encrypted_report": "aes-256-gcm",
           "test_bad_smime_is_held_with_a_reason": "aes-256-cbc"}
@@ -78,6 +81,10 @@ def test_a_signed_encrypted_case_and_its_encrypted_report(
     assert f"S/MIME signed by {provider} (mailflow test CA), encrypted" in shown
     detail = cli_json(config, "cases", "show", number)
     assert len(detail["images"]) == 3 and detail["patient"]["name"] == "Jane Testpatient"
+    with TestClient(create_web_app(app)) as browser:  # the case page says it too
+        assert sign_in(browser, dermatologists[0]).status_code == 303
+        page = browser.get(f"/cases/{number}").text
+        assert f"S/MIME signed by {provider} (mailflow test CA), encrypted" in page
 
     # the certificate the message carried is offered; until approved, mail is not encrypted
     [offered] = cli_json(config, "users", "cert", provider)
