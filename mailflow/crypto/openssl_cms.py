@@ -72,7 +72,9 @@ def verify(entity: bytes, anchors: Path, at: datetime) -> Verified:
     email signing at `at`; the content as signed, and the signer's certificate."""
     with tempfile.TemporaryDirectory(prefix="mailflow-cms-") as folder:
         signer = Path(folder) / "signer.pem"
-        done = _run(["-verify", "-inform", "SMIME", "-CAfile", str(anchors),
+        # -no-CApath/-no-CAstore: the configured anchors only, never the system's public CAs
+        done = _run(["-verify", "-inform", "SMIME", "-CAfile", str(anchors), "-no-CApath",
+                     "-no-CAstore",
                      "-purpose", "smimesign", "-attime", str(int(at.timestamp())),
                      "-signer", str(signer)], entity)
         if done.returncode == 0 and signer.exists():
@@ -121,7 +123,8 @@ def encrypt_gcm(content: bytes, recipients: list[bytes]) -> bytes:
 def check_chain(cert_pem: bytes, anchors: Path, at: datetime) -> None:
     """A certificate mail will be encrypted to chains to `anchors`, for email, at `at`."""
     try:
-        done = subprocess.run([OPENSSL, "verify", "-CAfile", str(anchors), "-purpose",
+        done = subprocess.run([OPENSSL, "verify", "-CAfile", str(anchors), "-no-CApath",
+                               "-no-CAstore", "-purpose",
                                "smimeencrypt", "-attime", str(int(at.timestamp()))],
                               input=cert_pem, capture_output=True, timeout=TIMEOUT_SECONDS,
                               check=False)

@@ -43,6 +43,7 @@ class Unwrapped:
     raw: bytes  # the message to parse; b"" when a check failed
     layers: tuple[str, ...] = ()  # "encrypted" / "signed", outermost first
     signer: CertFacts | None = None
+    signed_as: str = ""  # the From: address the signer's certificate was found to name
     problem_code: str = ""  # smime-bad-signature, smime-untrusted, smime-expired, ...
     problem: str = ""  # for the admin: what failed, in plain words, no message content
 
@@ -53,8 +54,8 @@ class Unwrapped:
             return ""
         words = []
         if self.signer is not None:
-            words.append(f"S/MIME signed by {', '.join(self.signer.emails) or self.signer.subject}"
-                         f" ({self.signer.issuer_cn})")
+            who = self.signed_as or ", ".join(self.signer.emails) or self.signer.subject
+            words.append(f"S/MIME signed by {who} ({self.signer.issuer_cn})")
         if "encrypted" in self.layers:
             words.append("encrypted" if words else "S/MIME encrypted, not signed")
         return ", ".join(words)
@@ -102,19 +103,21 @@ def _unwrap(raw: bytes, identity: Identity, at: datetime) -> Unwrapped:
             entity = _crlf(entity)
             headers = _headers(entity)
     except CmsFailure as failure:
-        return Unwrapped(b"", tuple(layers), signer, failure.code, str(failure))
-    if signer is not None:
-        sender = _from(outer)
-        if sender not in signer.emails:
-            return Unwrapped(b"", tuple(layers), signer, "smime-signer-mismatch",
-                             f"the message was signed by {', '.join(signer.emails) or 'nobody'}"
-                             f" but is from {sender or 'no address'}")
+        return Unwrapped(b"", tuple(layers), signer, problem_code=failure.code,
+                         problem=str(failure))
+    sender = _from(outer)
+    if signer is not None and sender not in signer.emails:
+        return Unwrapped(b"", tuple(layers), signer, problem_code="smime-signer-mismatch",
+                         problem=f"the message was signed by "
+                         f"{', '.join(signer.emails) or 'nobody'} but is from "
+                         f"{sender or 'no address'}")
     if not layers:
         return Unwrapped(raw)
     # From, To, Subject are the outer message's (From: is what the signer was checked
     # against); copies a client put on the inner entity are dropped, not doubled
     _, content = split_content(entity)
-    return Unwrapped(kept + b"MIME-Version: 1.0\r\n" + content, tuple(layers), signer)
+    return Unwrapped(kept + b"MIME-Version: 1.0\r\n" + content, tuple(layers), signer,
+                     signed_as=sender if signer is not None else "")
 
 
 def split_content(raw: bytes) -> tuple[bytes, bytes]:

@@ -16,7 +16,9 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import InboundMessage, MessageStatus
+from mailflow.db.session import transaction
 from mailflow.web.app import create_web_app
+from mailflow.workflow import accounts
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.cases import CASES, three_photos
 from tests.support.cli import cli_json, run_cli
@@ -158,6 +160,14 @@ def test_bad_smime_is_held_with_a_reason(
     assert {m.reason_code for m in held} == set(messages)
     listed = run_cli(config, "messages", "list", "--status", "quarantined").stdout
     assert "has expired" in listed and "encrypted for someone else" in listed
+    with transaction(app.sessions) as session:
+        accounts.add(session, email="admin@derm.localhost", name="Ada Admin", role="admin",
+                     password=PASSWORD, approved=True)
+    with TestClient(create_web_app(app)) as browser:  # the admin's quarantine page
+        assert sign_in(browser, "admin@derm.localhost").status_code == 303
+        page = browser.get("/quarantine").text
+        assert "smime-signer-mismatch" in page and "does not chain to a trusted" in page
+        assert "/attach" not in page and "/release" not in page  # neither can make it good
 
     # the signed-in provider is told, in a reply encrypted to their approved certificate
     replies = sink.wait_for(provider, count=len(messages))
