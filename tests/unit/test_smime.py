@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from mailflow.crypto.smime_certs import (
 )
 from mailflow.crypto.smime_out import protect_message
 from tests.support.smime import MAILFLOW, Pki, outer
+from tests.support.tls_ca import TestCA
 
 DOC = "doc@clinic.test"
 NOW = dt.datetime.now(dt.UTC)
@@ -158,3 +160,17 @@ def test_identity_checks_key_and_certificate_belong_together(pki: Pki, tmp_path:
         Identity.load(pki.folder / "doc.key", pki.mailflow_cert, pki.anchors, "aes-256-cbc")
     with pytest.raises(SmimeKeyError, match="trust anchors"):
         Identity.load(pki.mailflow_key, pki.mailflow_cert, tmp_path / "none.pem", "aes-256-cbc")
+
+
+def test_only_the_configured_anchors_are_trusted(pki: Pki, identity: Identity,
+                                                 tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A CA the machine trusts (openssl's default folder, here SSL_CERT_DIR) is no anchor."""
+    public = TestCA("a public CA")
+    (tmp_path / "public.pem").write_bytes(public.cert_pem)
+    subprocess.run(["openssl", "rehash", str(tmp_path)], check=True, capture_output=True)
+    monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "public.pem"))
+    cert, key = pki.issue("public-doc", DOC, ca=public)
+    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
+    assert opened.problem_code == "smime-untrusted" and not opened.raw
