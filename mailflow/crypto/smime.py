@@ -93,8 +93,11 @@ def _unwrap(raw: bytes, identity: Identity, at: datetime) -> Unwrapped:
                 break
             if len(layers) == MAX_LAYERS:
                 raise CmsFailure("smime-unreadable", f"more than {MAX_LAYERS} S/MIME layers")
+            der = _payload(entity) if kind == "encrypted" else b""
+            if _SIGNED in der[:32]:  # pkcs7-mime without smime-type: its DER says signed
+                kind = "signed"
             if kind == "encrypted":
-                entity = _decrypt(_payload(entity), identity)
+                entity = _decrypt(der, identity)
             else:
                 verified = openssl_cms.verify(entity, identity.anchors_path, at)
                 signer = signer or _signer(verified.signer_pem)
@@ -182,8 +185,6 @@ def _payload(entity: bytes) -> bytes:
     data = part.get_payload(decode=True)
     if not isinstance(data, bytes) or not data:
         raise CmsFailure("smime-unreadable", "the S/MIME part is empty")
-    if _SIGNED in data[:32]:
-        raise CmsFailure("smime-unreadable", "signed data marked as encrypted")
     return data
 
 

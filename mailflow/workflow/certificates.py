@@ -63,7 +63,9 @@ def offer(session: Session, account: Account, cert: CertFacts,
     waits for an admin's approval. None when known (approved, pending or revoked)."""
     if any(c.fingerprint == cert.fingerprint for c in listed(session, account)):
         return None
-    if account.email not in cert.emails:
+    try:  # one mail could not be encrypted to (an EC key, not for email) is not offered
+        usable_for(load_one(cert.pem.encode()), account.email)
+    except CertificateError:
         return None
     return _record(session, account, cert, CertSource.MESSAGE, f"message {message_id}",
                    CertStatus.PENDING)
