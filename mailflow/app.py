@@ -11,11 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.bus import Publisher, attach
 from mailflow.config import Config
+from mailflow.crypto import openssl_cms
 from mailflow.crypto.dkim import Signer as DkimSigner
 from mailflow.crypto.dkim import create_key as create_dkim_key
 from mailflow.crypto.keys import Keyring, create_master_key
 from mailflow.crypto.keyset import KeySet
 from mailflow.crypto.smime_certs import Identity as SmimeIdentity
+from mailflow.crypto.smime_certs import SmimeKeyError
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
@@ -97,6 +99,8 @@ def _dkim_signer(config: Config) -> DkimSigner | None:
 def _smime_identity(config: Config) -> SmimeIdentity | None:
     if not config.smime.enabled:
         return None
+    if not openssl_cms.available():  # verification and AES-GCM need it: stop at start-up
+        raise SmimeKeyError("[smime] enabled needs the openssl command (Debian: openssl)")
     return SmimeIdentity.load(config.smime_path("key_file"), config.smime_path("cert_file"),
                               config.smime_path("trust_anchors"), config.smime.encryption)
 

@@ -10,6 +10,7 @@ message content) follow the reason."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -49,6 +50,11 @@ _VERIFY_ERRORS = (
     ("signer certificate not found", "smime-bad-signature",
      "the message does not carry its signer's certificate"),
 )
+
+
+def available() -> bool:
+    """Is the openssl command there? Checked at start-up when S/MIME is on."""
+    return shutil.which(OPENSSL) is not None
 
 
 def _run(args: list[str], data: bytes) -> subprocess.CompletedProcess[bytes]:
