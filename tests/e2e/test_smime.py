@@ -9,12 +9,14 @@ import email
 from email.policy import default as default_policy
 from pathlib import Path
 
+import dkim
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from mailflow.app import App, initialise
 from mailflow.config import Config
+from mailflow.crypto.dkim import dns_record, load_key
 from mailflow.db.models import InboundMessage, MessageStatus
 from mailflow.db.session import transaction
 from mailflow.web.app import create_web_app
@@ -98,10 +100,13 @@ def test_a_signed_encrypted_case_and_its_encrypted_report(
     notification = sink.wait_for(dermatologists[0])[0]
     answer(service, app, dermatologists[0], notification, ANSWER)
     report = sink.wait_for(provider, count=2)[1]
-    assert is_smime(report) and "DKIM-Signature" in report.message
+    assert is_smime(report)
+    record = dns_record(load_key(config.dkim_key_path), config.dkim.selector, config.mail.domain)
+    assert dkim.verify(report.raw, dnsfunc=lambda _name, timeout=5: record.value.encode())
     assert report.message.get_param("smime-type") == "authEnveloped-data"
     assert b"Nummular" not in report.raw and number in str(report.message["Subject"])
 
+    pki.write("report.eml", report.raw)  # as delivered, for checking by hand (--basetemp)
     content = pki.decrypt_and_verify(report.raw, cert, key)
     inner = email.message_from_bytes(content, policy=default_policy)
     [pdf] = [p for p in inner.walk() if p.get_content_type() == "application/pdf"]
