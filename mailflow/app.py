@@ -11,10 +11,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from mailflow.bus import Publisher, attach
 from mailflow.config import Config
+from mailflow.crypto import openssl_cms
 from mailflow.crypto.dkim import Signer as DkimSigner
 from mailflow.crypto.dkim import create_key as create_dkim_key
 from mailflow.crypto.keys import Keyring, create_master_key
 from mailflow.crypto.keyset import KeySet
+from mailflow.crypto.smime_certs import Identity as SmimeIdentity
+from mailflow.crypto.smime_certs import SmimeKeyError
 from mailflow.db.session import make_engine, make_sessionmaker, migrate
 from mailflow.db.types import install_keys
 from mailflow.sla.calendar import load_calendar
@@ -41,11 +44,13 @@ class App:
     sla: SlaContext
     bus: Publisher
     dkim: DkimSigner | None  # None: [dkim] enabled = false, mail leaves unsigned
+    smime: SmimeIdentity | None = None  # None: [smime] enabled = false
 
     @classmethod
     def open(cls, config: Config) -> App:
         keys = Keyring.load(config.storage_dir)
         signer = _dkim_signer(config)  # before anything opens: a missing key stops start-up
+        smime = _smime_identity(config)
         install_keys(keys.sealing)
         signin = config.signin
         set_password_cost(signin.hash_time_cost, signin.hash_memory_kib, signin.hash_parallelism)
@@ -68,6 +73,7 @@ class App:
             sla=sla,
             bus=bus,
             dkim=signer,
+            smime=smime,
         )
 
     def close(self) -> None:
@@ -88,6 +94,15 @@ def _dkim_signer(config: Config) -> DkimSigner | None:
         return None
     return DkimSigner.load(config.dkim_key_path, config.mail.domain, config.dkim.selector,
                            config.dkim.headers)
+
+
+def _smime_identity(config: Config) -> SmimeIdentity | None:
+    if not config.smime.enabled:
+        return None
+    if not openssl_cms.available():  # verification and AES-GCM need it: stop at start-up
+        raise SmimeKeyError("[smime] enabled needs the openssl command (Debian: openssl)")
+    return SmimeIdentity.load(config.smime_path("key_file"), config.smime_path("cert_file"),
+                              config.smime_path("trust_anchors"), config.smime.encryption)
 
 
 def initialise(config: Config) -> list[str]:

@@ -126,6 +126,22 @@ class DkimConfig(_Section):
         return self
 
 
+class SmimeConfig(_Section):
+    """S/MIME (Direct): inbound signed/encrypted mail opened, outbound mail to providers with
+    an approved certificate signed and encrypted (crypto/smime*.py, README "Secure email")."""
+
+    enabled: bool = False
+    # mailflow's RSA key and its certificate (issued for the cases@ address by a CA that
+    # providers trust); empty: <storage>/smime/mailflow.key and mailflow.pem
+    key_file: str = ""
+    cert_file: str = ""
+    # the CAs a sender's certificate must chain to (PEM bundle); empty: <storage>/smime/anchors.pem
+    trust_anchors: str = ""
+    # RFC 8551: AES-256-GCM (AuthEnvelopedData) or AES-256-CBC (EnvelopedData, what Direct's
+    # Applicability Statement requires every HISP to read)
+    encryption: Literal["aes-256-cbc", "aes-256-gcm"] = "aes-256-cbc"
+
+
 class DatabaseConfig(_Section):
     url: str = "sqlite:///var/mailflow.db"
     echo: bool = False
@@ -353,6 +369,7 @@ class Config(_Section):
     imap: ImapConfig = ImapConfig()
     outbound: OutboundConfig = OutboundConfig()
     dkim: DkimConfig = DkimConfig()
+    smime: SmimeConfig = SmimeConfig()
     database: DatabaseConfig = DatabaseConfig()
     storage: StorageConfig = StorageConfig()
     web: WebConfig = WebConfig()
@@ -385,6 +402,12 @@ class Config(_Section):
         if self.dkim.key_file:
             return self.path(self.dkim.key_file)
         return self.storage_dir / "dkim" / f"{self.dkim.selector}.key"
+
+    def smime_path(self, which: Literal["key_file", "cert_file", "trust_anchors"]) -> Path:
+        value = getattr(self.smime, which)
+        default = {"key_file": "mailflow.key", "cert_file": "mailflow.pem",
+                   "trust_anchors": "anchors.pem"}[which]
+        return self.path(value) if value else self.storage_dir / "smime" / default
 
     @property
     def schedules_dir(self) -> Path:

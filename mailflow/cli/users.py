@@ -1,4 +1,4 @@
-"""mailflow users add|list|approve|reject|resend-link|pdf-password|totp"""
+"""mailflow users add|list|approve|reject|resend-link|pdf-password|totp|cert"""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ import argparse
 import sys
 
 from mailflow.app import App
+from mailflow.cli.cases import CliError
 from mailflow.cli.output import emit
 from mailflow.db.models import Account, Role
 from mailflow.db.session import transaction
+from mailflow.db.smime_models import CertSource, ProviderCertificate
 from mailflow.trust import totp
-from mailflow.workflow import accounts, registration
+from mailflow.workflow import accounts, certificates, registration
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -58,6 +60,15 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     resend.add_argument("email", metavar="EMAIL")
     resend.add_argument("--json", action="store_true")
     resend.set_defaults(handler=cmd_resend_link)
+    cert = cmds.add_parser(
+        "cert", help="S/MIME certificates: list, add (approved), approve or revoke one")
+    cert.add_argument("email", metavar="EMAIL")
+    what = cert.add_mutually_exclusive_group()
+    what.add_argument("--file", help="add this certificate (PEM or DER), approved")
+    what.add_argument("--approve", metavar="FINGERPRINT", help="approve an offered certificate")
+    what.add_argument("--revoke", metavar="FINGERPRINT", help="never encrypt to it again")
+    cert.add_argument("--json", action="store_true")
+    cert.set_defaults(handler=cmd_cert)
 
 
 def as_dict(a: Account) -> dict[str, object]:
@@ -156,4 +167,30 @@ def cmd_totp(app: App, args: argparse.Namespace) -> int:
     print(f"  key: {totp.grouped(secret)}")
     print(f"  or open: {totp.provisioning_uri(secret, args.email, app.config.mail.domain)}")
     print("(or let them set it up themselves, signed in, on the Your account page)")
+    return 0
+
+
+def cert_dict(c: ProviderCertificate) -> dict[str, object]:
+    return {"fingerprint": c.fingerprint, "email": c.email, "status": c.status,
+            "source": c.source, "issuer": c.issuer, "not_after": c.not_after,
+            "added_at": c.added_at, "decided_by": c.decided_by}
+
+
+def cmd_cert(app: App, args: argparse.Namespace) -> int:
+    with transaction(app.sessions) as session:
+        account = accounts.find(session, args.email)
+        if account is None:
+            raise CliError(f"no account for {args.email}")
+        try:
+            if args.file:
+                with open(args.file, "rb") as f:
+                    certificates.add(app, session, account, f.read(), CertSource.ADMIN, "cli")
+            elif args.approve or args.revoke:
+                certificates.decide(session, account, args.approve or args.revoke,
+                                    approve=bool(args.approve), actor="cli")
+        except (certificates.CertError, OSError) as exc:
+            raise CliError(str(exc)) from None
+        rows = [cert_dict(c) for c in certificates.listed(session, account)]
+    emit(rows, args.json, ["fingerprint", "status", "source", "issuer", "not_after"],
+         f"{args.email} has no S/MIME certificate")
     return 0

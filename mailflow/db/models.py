@@ -256,6 +256,8 @@ class InboundMessage(Base):
     helo: Mapped[str] = mapped_column(String(255), default="", server_default="")  # SMTP door
     # MX mode: mailflow's own DKIM/SPF/DMARC results (an RFC 8601 Authentication-Results value)
     auth_results: Mapped[str] = mapped_column(Text, default="", server_default="")
+    # S/MIME: "S/MIME signed by <email> (<issuer>), encrypted", "" for a plain message
+    smime: Mapped[str] = mapped_column(String(500), default="", server_default="")
     blob_sha: Mapped[str] = mapped_column(String(64))
     size: Mapped[int] = mapped_column(Integer)
     fingerprint: Mapped[str] = mapped_column(String(64), index=True)
@@ -375,9 +377,10 @@ class AuditHead(Base):
 
 
 # The sign-in and web tables are declared beside these (access_models.py), the blob tables in
-# blob_models.py, photos on their way up from a phone in upload_models.py. Imported here, every
-# table is on Base.metadata for whoever reads it:
-# migrations, backup, restore, key rotation.
+# blob_models.py, photos on their way up from a phone in upload_models.py, providers' S/MIME
+# certificates in smime_models.py. Imported here, every table is on Base.metadata for whoever
+# reads it: migrations, backup, restore, key rotation.
 from mailflow.db import access_models as _access_models  # noqa: E402, F401
 from mailflow.db import blob_models as _blob_models  # noqa: E402, F401
+from mailflow.db import smime_models as _smime_models  # noqa: E402, F401
 from mailflow.db import upload_models as _upload_models  # noqa: E402, F401

@@ -19,8 +19,10 @@ from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.app import App
+from mailflow.crypto.smime_out import protect_message
 from mailflow.db.models import Account, Case, OutboundMessage, utcnow
 from mailflow.outbound.render import render_email
+from mailflow.outbound.secure import recipient_certificate
 from mailflow.sla.words import working_hours_in_words
 from mailflow.trust import replyaddr
 
@@ -63,7 +65,8 @@ def queue(
     app: App, session: Session, email: Email, cause_message_id: int | None = None
 ) -> OutboundMessage:
     mail = app.config.mail
-    phi = mail.phi_in_email
+    certificate = recipient_certificate(app, session, email.recipient, email.to)
+    phi = mail.phi_in_email or certificate is not None  # S/MIME: only they can open it
     context = {
         "config": app.config,
         "case": email.case,
@@ -115,6 +118,8 @@ def queue(
         msg.add_attachment(att.data, maintype=maintype, subtype=subtype, filename=att.filename)
 
     raw = msg.as_bytes(policy=SMTP_POLICY)  # CRLF line ends, as on the wire
+    if certificate is not None and app.smime is not None:  # signed, then encrypted to them
+        raw = protect_message(raw, app.smime, [certificate])
     if app.dkim is not None:  # signed once, here: every retry sends these very bytes
         raw = app.dkim.sign(raw)
     row = OutboundMessage(

@@ -15,6 +15,7 @@ from fastapi.responses import Response
 from markupsafe import Markup
 
 from mailflow.trust import totp
+from mailflow.web.certificates import own
 from mailflow.web.deps import page_user, posted_by, web_app, web_auth
 from mailflow.web.pages.base import back, render_page
 from mailflow.web.security import WebUser
@@ -24,8 +25,15 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/account")
 def account_page(request: Request, user: Annotated[WebUser, Depends(page_user)]) -> Response:
+    app = web_app(request)
     context: dict[str, object] = {"has_totp": user.has_totp, "nav": "account",
-                                  "required": _required(request, user)}
+                                  "required": _required(request, user),
+                                  "smime": app.smime is not None}
+    if app.smime is not None:
+        with app.sessions() as session:
+            context["certificates"] = [
+                {"fingerprint": c.fingerprint, "status": c.status, "issuer": c.issuer,
+                 "not_after": c.not_after, "source": c.source} for c in own(session, user)]
     if not user.has_totp:
         secret = totp.new_secret()
         uri = totp.provisioning_uri(secret, user.email, web_app(request).config.mail.domain)

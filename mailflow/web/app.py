@@ -25,7 +25,17 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailflow.app import App
-from mailflow.web import account, api, charts, live, pages, registration, signup, urgency
+from mailflow.web import (
+    account,
+    api,
+    certificates,
+    charts,
+    live,
+    pages,
+    registration,
+    signup,
+    urgency,
+)
 from mailflow.web.deps import NeedsAuthenticator, NotSignedIn
 from mailflow.web.metrics import make_registry
 from mailflow.web.security import WebAuth, load_secret
@@ -165,6 +175,7 @@ def create_web_app(app: App) -> FastAPI:
     web.include_router(api.router)
     web.include_router(live.router)
     web.include_router(account.router)
+    web.include_router(certificates.router)
     web.include_router(urgency.router)
     return web
 

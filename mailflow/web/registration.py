@@ -16,6 +16,7 @@ from mailflow import audit
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
 from mailflow.db.session import transaction
 from mailflow.trust import tokens
+from mailflow.web.certificates import waiting as waiting_certificates
 from mailflow.web.deps import admin_page, admin_post, web_app, web_auth
 from mailflow.web.pages.base import back, render_page
 from mailflow.web.security import PRE_COOKIE, WebUser
@@ -39,8 +40,11 @@ def registrations(request: Request, user: Annotated[WebUser, Depends(admin_page)
                                   Account.role == Role.PROVIDER)
             .order_by(Account.approved_at)
         ).scalars().all()
+        certs = [{"id": c.id, "email": c.email, "issuer": c.issuer, "not_after": c.not_after,
+                  "fingerprint": c.fingerprint, "source": c.source, "added_at": c.added_at}
+                 for c in waiting_certificates(session)]
     return render_page(request, "registrations.html.j2", user, nav="registrations",
-                       pending=pending, waiting=waiting)
+                       pending=pending, waiting=waiting, certificates=certs)
 
 
 def _account(session: Session, account_id: int) -> Account:

@@ -33,9 +33,9 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         .where(CaseNote.case_id == case.id)
         .order_by(CaseNote.id)
     ).all()
-    inbound = session.execute(
+    inbound = list(session.execute(
         select(InboundMessage).where(InboundMessage.case_id == case.id).order_by(InboundMessage.id)
-    ).scalars()
+    ).scalars())
     outbound = session.execute(
         select(OutboundMessage)
         .where(OutboundMessage.case_id == case.id)
@@ -58,6 +58,8 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         }
         if patient
         else None,
+        # what each message's S/MIME layers proved: "S/MIME signed by a@b (Issuer)", once each
+        "smime": list(dict.fromkeys(m.smime for m in inbound if m.smime)),
         "fields": dict(case.form),
         "labels": {k: field_label(k) for k in case.form},
         "problems": [{"field": k, "why": why} for k, why in case.form_problems],
@@ -85,7 +87,8 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
             for c, email in consults
         ],
         "messages": [
-            {"id": m.id, "received_at": m.received_at, "status": m.status, "outcome": m.outcome}
+            {"id": m.id, "received_at": m.received_at, "status": m.status, "outcome": m.outcome,
+             "smime": m.smime}
             for m in inbound
         ],
         "outbox": [

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from mailflow.app import App
+from mailflow.crypto.smime import Unwrapped
 from mailflow.db.models import Account, InboundMessage, MessageStatus
 from mailflow.parse.analyze import Analysis
 from mailflow.trust.inbound_auth import Checked
@@ -33,6 +34,7 @@ class Inbound:
     row: InboundMessage
     analysis: Analysis
     checked: Checked | None = None  # MX mode: mailflow's own DKIM/SPF/DMARC check (worker)
+    smime: Unwrapped | None = None  # its S/MIME layers, opened before parsing (crypto/smime.py)
     trust: Trust | None = None  # set once, by router.trust_step, before the first rule
 
     @property

@@ -64,6 +64,18 @@ PLAIN: dict[str, tuple[str, str]] = {
         "Send new cases to {cases}, and reply to our emails to add to a case.",
     ),
 }
+_SMIME_TODO = ("Please sign it with your current certificate and send it again, encrypted "
+               "to us. If your certificate has changed, please tell us.")
+PLAIN.update({
+    "smime-bad-signature": ("its signature does not match the message", _SMIME_TODO),
+    "smime-untrusted": ("it is signed with a certificate we do not trust", _SMIME_TODO),
+    "smime-expired": ("it is signed with a certificate that has run out", _SMIME_TODO),
+    "smime-signer-mismatch": ("it is signed with a certificate for another address",
+                              _SMIME_TODO),
+    "smime-not-for-us": ("it was locked for someone else, so we cannot open it", _SMIME_TODO),
+    "smime-unreadable": ("we could not open its secure email", _SMIME_TODO),
+    "smime-revoked": ("it is signed with a certificate we no longer take", _SMIME_TODO),
+})
 DEFAULT = ("we could not tell where it belongs", "Our team will look at it and put it right.")
 
 

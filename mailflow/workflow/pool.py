@@ -12,17 +12,22 @@ import multiprocessing
 import os
 import signal
 import threading
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from sqlalchemy import Engine
 
 from mailflow.crypto.keyset import keyset_for
+from mailflow.crypto.smime import Unwrapped, headers_only, is_smime, unwrap
+from mailflow.crypto.smime_certs import Identity
 from mailflow.db.session import make_engine
 from mailflow.parse.analyze import Analysis, Photo, StoredPhoto, analyze
+from mailflow.parse.fingerprint import fingerprint
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.store.blobs import Blobs, BlobStore
 from mailflow.store.db_blobs import DatabaseBlobStore
@@ -31,6 +36,7 @@ if TYPE_CHECKING:
     from mailflow.app import App
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def _child_init(nice: int = 0) -> None:
@@ -98,9 +104,38 @@ def analyze_stored(access: BlobAccess, raw_sha: str, envelope_from: str,
     here, never pickled to the worker or held by it.
     """
     blobs = access.open()
-    analysis = analyze(blobs.get(raw_sha), envelope_from, mime_limits, image_limits)
+    return _analyze(blobs, blobs.get(raw_sha), envelope_from, mime_limits, image_limits)
+
+
+def _analyze(blobs: Blobs, raw: bytes, envelope_from: str, mime_limits: MimeLimits,
+             image_limits: ImageLimits) -> Analysis:
+    analysis = analyze(raw, envelope_from, mime_limits, image_limits)
     photos = tuple(_store(blobs, p) for p in analysis.photos if isinstance(p, Photo))
     return replace(analysis, photos=photos)
+
+
+@dataclass(frozen=True)
+class Opened:
+    analysis: Analysis
+    smime: Unwrapped | None = None  # None: no S/MIME layer (or S/MIME is off); raw left out
+
+
+def open_stored(access: BlobAccess, raw_sha: str, envelope_from: str, mime_limits: MimeLimits,
+                image_limits: ImageLimits, smime: Identity | None, at: datetime) -> Opened:
+    """`analyze_stored`, after opening the message's S/MIME layers (crypto/smime.py).
+
+    A message whose S/MIME check fails is analysed by its headers alone (who sent it, to
+    whom, its subject): nothing it carries is read, so no case can come of it."""
+    blobs = access.open()
+    raw = blobs.get(raw_sha)
+    if smime is None or not is_smime(raw):
+        return Opened(_analyze(blobs, raw, envelope_from, mime_limits, image_limits))
+    opened = unwrap(raw, smime, at)
+    if opened.problem_code:
+        analysis = analyze(headers_only(raw), envelope_from, mime_limits, image_limits)
+        return Opened(replace(analysis, fingerprint=fingerprint(raw)), opened)
+    analysis = _analyze(blobs, opened.raw, envelope_from, mime_limits, image_limits)
+    return Opened(analysis, replace(opened, raw=b""))
 
 
 class AnalysisPool:
@@ -122,10 +157,14 @@ class AnalysisPool:
 
     def analyze(self, *args: Any) -> Analysis:
         """`analyze_stored(*args)` in a pool process."""
+        return self.run(analyze_stored, *args)
+
+    def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """`fn(*args)` in a pool process."""
         for attempt in (1, 2):
             executor = self._executor
             try:
-                return executor.submit(analyze_stored, *args).result()
+                return executor.submit(fn, *args).result()
             except BrokenProcessPool:
                 if attempt == 2:
                     raise

@@ -13,7 +13,9 @@ from mailflow.workflow.numbers import find_case
 # account is not approved yet. Anything else (forgeries, unreadable mail) cannot be released.
 RELEASABLE = ("unverified", "not-approved")
 # Held for what the message is, not for where it was going: attaching cannot fix these.
-NOT_ATTACHABLE = ("automatic", "unreadable", "unregistered")
+NOT_ATTACHABLE = ("automatic", "unreadable", "unregistered", "smime-bad-signature",
+                  "smime-untrusted", "smime-expired", "smime-signer-mismatch",
+                  "smime-not-for-us", "smime-unreadable", "smime-revoked")
 
 
 class QuarantineError(Exception):

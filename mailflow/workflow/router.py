@@ -13,11 +13,12 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from mailflow.db.models import AccountStatus, Case, MessageStatus, Role
+from mailflow.db.smime_models import CertStatus
 from mailflow.outbound.outbox import Email, queue
 from mailflow.parse.form import parse_case_form
 from mailflow.trust import replyaddr, sender
 from mailflow.trust.sender import Verdict
-from mailflow.workflow import accounts
+from mailflow.workflow import accounts, certificates
 from mailflow.workflow.chains import Row, otherwise, run
 from mailflow.workflow.context import Inbound, Outcome, Trust
 from mailflow.workflow.held import tell_held
@@ -37,6 +38,11 @@ def trust_step(m: Inbound) -> Trust:
         return Trust(sender=None, verdict=UNREAD, released=bool(m.row.released_by))
     account = accounts.find(m.session, message.from_addr) if message.from_addr else None
     verdict = sender.verify(m.row, message, m.app.config.trust, m.checked)
+    signed = m.smime.signer if m.smime is not None and not m.smime.problem_code else None
+    if not verdict.verified and signed is not None:
+        # a signature that chains to the trust anchors, by a certificate naming From: (checked
+        # in crypto/smime.py): Direct's proof of the sender, without SMTP AUTH
+        verdict = Verdict(True, f"S/MIME signature (certificate from {signed.issuer_cn})")
     return Trust(sender=account, verdict=verdict, released=bool(m.row.released_by))
 
 
@@ -46,6 +52,43 @@ def trust_step(m: Inbound) -> Trust:
 def unreadable(m: Inbound) -> str | None:
     if m.analysis.message is None:
         return m.analysis.rejected_reason or "the message could not be read"
+    return None
+
+
+def smime_failed(m: Inbound) -> str | None:
+    """An S/MIME layer failed its check (crypto/smime.py), or an admin revoked the signer's
+    certificate: nothing in the message was read."""
+    if m.smime is None:
+        return None
+    if m.smime.problem_code:
+        return m.smime.problem
+    signer = m.smime.signer
+    if signer is not None and m.sender is not None and any(
+            c.fingerprint == signer.fingerprint and c.status == CertStatus.REVOKED
+            for c in certificates.listed(m.session, m.sender)):
+        return "the message was signed with a certificate an admin revoked"
+    return None
+
+
+def hold_smime(m: Inbound, why: str) -> Outcome:
+    assert m.smime is not None
+    return Outcome.hold("smime", m.smime.problem_code or "smime-revoked", why)
+
+
+def new_certificate(m: Inbound) -> str | None:
+    signer = m.smime.signer if m.smime is not None else None
+    if signer is None or m.sender is None:
+        return None
+    if any(c.fingerprint == signer.fingerprint
+           for c in certificates.listed(m.session, m.sender)):
+        return None
+    return "a signed message carried a certificate not seen before"
+
+
+def offer_certificate(m: Inbound, why: str) -> Outcome | None:
+    """Records, passes on: the certificate waits for an admin's approval."""
+    assert m.smime is not None and m.smime.signer is not None and m.sender is not None
+    certificates.offer(m.session, m.sender, m.smime.signer, m.row.id)
     return None
 
 
@@ -237,6 +280,8 @@ def answer_not_provider(m: Inbound, why: str) -> Outcome:
 
 
 CHAIN: tuple[Row[Inbound], ...] = (
+    Row("smime", smime_failed, hold_smime,
+        "an S/MIME signature or encryption that fails its check: nothing in it is read"),
     Row("automatic", automatic, hold("automatic"),
         "auto-replies and bounces are never answered (no mail loops)"),
     Row("unreadable", unreadable, answer_unreadable,
@@ -251,6 +296,8 @@ CHAIN: tuple[Row[Inbound], ...] = (
         "an account not approved (unless an admin released the message)"),
     Row("unverified", unverified, hold("unverified"),
         "the sender did not prove it sent it (unless an admin released the message)"),
+    Row("smime-certificate", new_certificate, offer_certificate,
+        "records, passes on: a new certificate from a signed message waits for an admin"),
     Row("another-patient", another_patient, hold("another-patient"),
         "a reply-all plus cases@ whose form names another patient"),
     Row("case-reply", to_reply_address, case_reply, "jump: the case-thread chain"),

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.app import App
+from mailflow.crypto.smime import Unwrapped
 from mailflow.db.models import InboundMessage, MessageFingerprint, MessageStatus, utcnow
 from mailflow.db.session import transaction
 from mailflow.parse.analyze import Analysis
@@ -29,7 +30,7 @@ from mailflow.trust.dns import DnsUnavailable, Lookup
 from mailflow.trust.inbound_auth import Checked, check
 from mailflow.workflow.assign import assign_waiting
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.pool import AnalysisPool, analyze_stored, blob_access
+from mailflow.workflow.pool import AnalysisPool, blob_access, open_stored
 from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
 
@@ -105,16 +106,18 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
     def dispose(self, claim: MessageClaim) -> None:
         mime_limits, image_limits = limits(self.app)
         access = blob_access(self.app)
-        args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits)
-        analysis = analyze_stored(*args) if self.pool is None else self.pool.analyze(*args)
+        args = (access, claim.blob_sha, claim.mail_from, mime_limits, image_limits,
+                self.app.smime, utcnow())
+        opened = open_stored(*args) if self.pool is None else self.pool.run(open_stored, *args)
+        analysis = opened.analysis
         # DNS before the transaction: a slow answer must not hold database locks
         checked = own_check(self.app, claim, analysis)
-        outcome = self.apply(claim, analysis, checked)
+        outcome = self.apply(claim, analysis, checked, opened.smime)
         if outcome is not None:
             log.info("message %d: %s (%s)", claim.id, outcome.status, outcome.route)
 
     def apply(self, claim: MessageClaim, analysis: Analysis,
-              checked: Checked | None = None) -> Outcome | None:
+              checked: Checked | None = None, smime: Unwrapped | None = None) -> Outcome | None:
         """Route and act in one transaction; None when the claim was lost to another worker."""
         with transaction(self.app.sessions) as session:
             row = self.held(session, claim)
@@ -136,8 +139,9 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
                                                inbound_message_id=row.id))
                 session.flush()
             row.auth_results = checked.header if checked is not None else ""
+            row.smime = smime.summary[:500] if smime is not None else ""
             inbound = Inbound(app=self.app, session=session, row=row, analysis=analysis,
-                              checked=checked)
+                              checked=checked, smime=smime)
             outcome = route(inbound)
             row.sender_id = inbound.sender.id if inbound.sender is not None else None
             _finish(session, row, outcome)

@@ -23,7 +23,9 @@ def quarantine_page(request: Request,
                     user: Annotated[WebUser, Depends(admin_page)]) -> Response:
     with web_app(request).sessions() as session:
         held = views.quarantine(session)
-    return render_page(request, "quarantine.html.j2", user, held=held, nav="quarantine")
+    return render_page(request, "quarantine.html.j2", user, held=held, nav="quarantine",
+                       releasable=quarantine.RELEASABLE,
+                       not_attachable=quarantine.NOT_ATTACHABLE)
 
 
 def _quarantine_action(request: Request, message_id: int, user: WebUser,
