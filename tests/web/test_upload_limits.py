@@ -6,16 +6,19 @@ kept so fewer can be sent."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import time_machine
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from mailflow.app import App, initialise
 from mailflow.config import Config
-from mailflow.db.models import InboundMessage
-from mailflow.db.upload_models import Upload
+from mailflow.db.models import InboundMessage, utcnow
+from mailflow.db.upload_models import Upload, UploadChunk
+from mailflow.workflow.worker import sweep
 from tests.conftest import make_config
 from tests.support.sink import RelaySink
 from tests.web.test_phone_upload import CSRF_META, PIECE, _upload
@@ -66,3 +69,17 @@ def test_photos_waiting_and_one_send_are_bounded(
         row = session.execute(select(InboundMessage)).scalar_one()
         assert row.source == "web" and row.size <= app.config.smtp.max_message_bytes
         assert session.scalar(select(func.count()).select_from(Upload)) == 1
+
+
+def test_pieces_never_sent_are_deleted_without_another_upload(
+        app: App, people: dict[str, str], web: Callable[[str | None], TestClient]) -> None:
+    """README: pieces never sent are deleted after [uploads] partial_hours, also when nobody
+    starts another upload (the worker's housekeeping)."""
+    provider = web(people["provider"])
+    _upload(provider, _csrf(provider), "distribution", PHOTO, None, stop_after=1)
+    with time_machine.travel(utcnow() + timedelta(hours=app.config.uploads.partial_hours,
+                                                  minutes=1)):
+        sweep(app)
+    with app.sessions() as session:
+        assert session.scalar(select(func.count()).select_from(Upload)) == 0
+        assert session.scalar(select(func.count()).select_from(UploadChunk)) == 0
