@@ -357,6 +357,9 @@ class UploadsConfig(_Section):
     max_file_bytes: int = Field(25 * 1024 * 1024, gt=0)  # one photo; a bigger one is refused
     max_files: int = Field(10, gt=0)  # photos sent at once (one email's worth)
     partial_hours: float = Field(24, gt=0)  # an upload not sent by then is deleted
+    # one provider's photos announced and not yet sent (each counted as at least one piece):
+    # what a client may make the server keep, so none can fill the disk
+    max_pending_bytes: int = Field(256 * 1024 * 1024, gt=0)
 
 
 class LoggingConfig(_Section):

@@ -318,11 +318,16 @@ class IntakeHandler:
             if from_addrs and from_addrs != [user]:
                 return Reply.FROM_MISMATCH.format(user=user)
         peer, helo = (str(session.peer[0]) if session.peer else ""), session.host_name or ""
+        client = peer
         forwarded = xforward.of(envelope)
         if forwarded is not None:  # the client of the MTA in front: what SPF is about
             log.info("xforward from %s: the client was %s", peer, forwarded.describe())
-            peer, helo = forwarded.addr, forwarded.helo
-        who = user or peer or "unknown"
+            client = forwarded.addr
+            trust = self.app.config.trust
+            # a trusted relay stays the peer: its own Authentication-Results are what count
+            if not (peer in trust.trusted_relays and trust.authserv_id):
+                peer, helo = forwarded.addr, forwarded.helo
+        who = user or client or "unknown"
         if not self.rate.allow(who):
             return Reply.RATE.format(user=who)
         arrival = Arrival(

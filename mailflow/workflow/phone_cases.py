@@ -29,7 +29,7 @@ from mailflow.parse.views import plain_view
 from mailflow.spool import Arrival, record
 from mailflow.trust import replyaddr
 from mailflow.workflow.intake_cases import VIEW_PREFIX
-from mailflow.workflow.uploads import Photo, UploadRefused, take
+from mailflow.workflow.uploads import TOO_BIG, Photo, UploadRefused, take
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +90,8 @@ def send(app: App, provider_id: int, upload_ids: list[str], case_number: str | N
             to = app.config.address(mail.cases_local)
             subject, body = "New case", form_text(fields or {})
         raw = compose(app, provider, to, subject, body, photos)
+        if len(raw) > app.config.smtp.max_message_bytes:  # as the SMTP door would refuse it
+            raise UploadRefused(TOO_BIG)
         digest = app.blobs.put(raw, session)
         arrival = Arrival(source="web", raw=raw, peer=peer, mail_from=provider.email,
                           rcpt_to=(to,), auth_user=provider.email, tls=tls)

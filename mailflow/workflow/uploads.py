@@ -23,6 +23,10 @@ class UploadRefused(Exception):
     """Said to the provider as it is: plain words, no internals."""
 
 
+# one send is one email, no larger than the SMTP door takes ([smtp] max_message_bytes)
+TOO_BIG = "These photos are too large to send together. Send fewer at a time."
+
+
 @dataclass(frozen=True)
 class Progress:
     id: str
@@ -60,6 +64,12 @@ def start(app: App, session: Session, account: Account, case_id: int | None, fie
         raise UploadRefused(f"That file is larger than {cfg.max_file_bytes // (1024 * 1024)} MB."
                             " Take the photo again, or choose a smaller one.")
     forget_expired(session)
+    pending = session.execute(select(Upload.size).where(Upload.account_id == account.id)
+                              ).scalars().all()
+    # a row costs at least a piece: many tiny uploads are bounded too
+    if sum(max(n, cfg.chunk_bytes) for n in [*pending, size]) > cfg.max_pending_bytes:
+        raise UploadRefused("Too many photos from your account are waiting to be sent. Send "
+                            "the ones you chose, or try again later.")
     upload = Upload(id=secrets.token_hex(16), account_id=account.id, case_id=case_id,
                     view=PHOTO_FIELD[field].name, filename=_filename(filename),
                     content_type=_content_type(content_type), size=size, received=0,
@@ -130,8 +140,11 @@ def take(app: App, session: Session, account: Account, upload_ids: list[str],
     """The finished uploads, joined, and deleted with their pieces in the caller's transaction
     (the one that spools them): sent once, never twice."""
     photos = []
-    for upload_id in dict.fromkeys(upload_ids):
-        upload = find(session, account, upload_id, lock=True)
+    chosen = [find(session, account, i, lock=True) for i in dict.fromkeys(upload_ids)]
+    # base64 makes 4 bytes of 3: what can never fit in one email is not even joined
+    if sum(u.size for u in chosen) * 4 // 3 > app.config.smtp.max_message_bytes:
+        raise UploadRefused(TOO_BIG)
+    for upload in chosen:
         if upload.case_id != case_id:
             raise UploadRefused("That photo was chosen for another case. Choose it again here.")
         if upload.received < upload.size:

@@ -33,6 +33,7 @@ from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.pool import AnalysisPool, blob_access, open_stored
 from mailflow.workflow.review import close_idle
 from mailflow.workflow.router import route
+from mailflow.workflow.uploads import forget_expired
 
 log = logging.getLogger(__name__)
 
@@ -228,6 +229,7 @@ def drain(app: App, pool: AnalysisPool | None = None, limit: int | None = None,
 
 
 def sweep(app: App) -> int:
-    """Assign cases waiting for someone on duty; close cases idle past the configured time."""
+    """Assign cases waiting for someone on duty; close cases idle past the configured time;
+    delete photo pieces from a phone never sent in time (not only when the next one starts)."""
     with transaction(app.sessions) as session:
-        return assign_waiting(app, session) + close_idle(app, session)
+        return assign_waiting(app, session) + close_idle(app, session) + forget_expired(session)

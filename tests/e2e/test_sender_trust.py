@@ -28,11 +28,15 @@ RECEIVED = "Received: from mail.evil.test by mx.derm.test; Mon, 2 Nov 2026 10:00
 
 
 @pytest.fixture
-def relayed(tmp_path: Path, db_url: str, sink: RelaySink,
+def relayed(request: pytest.FixtureRequest, tmp_path: Path, db_url: str, sink: RelaySink,
             process_pool) -> Iterator[RunningService]:  # type: ignore[no-untyped-def]
+    """The relay at 127.0.0.1; parametrized True, it is also the MTA whose XFORWARD the door
+    believes ([smtp] xforward_hosts)."""
     from mailflow.app import initialise
 
-    config = make_config(tmp_path, db_url, smtp={"require_auth": False},
+    xforward = ["127.0.0.1"] if getattr(request, "param", False) else []
+    config = make_config(tmp_path, db_url, smtp={"require_auth": False,
+                                                 "xforward_hosts": xforward},
                          trust={"trusted_relays": ["127.0.0.1"], "authserv_id": AUTHSERV},
                          outbound={"relay_host": "127.0.0.1", "relay_port": sink.port})
     initialise(config)
@@ -47,11 +51,12 @@ def relayed(tmp_path: Path, db_url: str, sink: RelaySink,
         app.close()
 
 
-def through_relay(service: RunningService, results: str, mail_from: str) -> InboundMessage:
+def through_relay(service: RunningService, results: str, mail_from: str,
+                  xforward: str | None = None) -> InboundMessage:
     """A case as the relay hands it on: its Authentication-Results on top, no SMTP AUTH."""
     msg = case_email(PROVIDER, CASES, FULL_FORM, three_photos())
     raw = f"Authentication-Results: {results}\r\n{RECEIVED}".encode() + msg.as_bytes()
-    code, text = submit(service.port, None, None, raw, mail_from, [CASES])
+    code, text = submit(service.port, None, None, raw, mail_from, [CASES], xforward)
     assert code == 250, text
     return wait_final(service.app, accepted_id(text))
 
@@ -90,4 +95,18 @@ def test_the_relays_real_pass_still_opens_the_case(
     row = through_relay(relayed, results, PROVIDER)
     assert row.status == MessageStatus.PROCESSED and row.route == "new-case", row.outcome
     assert case_count(relayed.app) == 1
+    assert sink.wait_for(PROVIDER)  # the acknowledgement
+
+
+@pytest.mark.parametrize("relayed", [True], indirect=True, ids=["xforward"])
+def test_a_relay_that_also_says_xforward_is_still_believed(
+    relayed: RunningService, sink: RelaySink
+) -> None:
+    """Postfix with a DMARC milter, in both [trust] trusted_relays and [smtp] xforward_hosts:
+    its own results count, though it names the client it had (whose headers are below)."""
+    results = (f"{AUTHSERV}; dkim=pass header.d=clinic.test header.s=sel1; "
+               "dmarc=pass (p=reject) header.from=clinic.test")
+    row = through_relay(relayed, results, PROVIDER, "ADDR=192.0.2.7 HELO=mail.evil.test")
+    assert row.status == MessageStatus.PROCESSED and row.route == "new-case", row.outcome
+    assert row.peer == "127.0.0.1"  # the relay whose results were believed
     assert sink.wait_for(PROVIDER)  # the acknowledgement

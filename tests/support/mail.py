@@ -64,12 +64,16 @@ def submit(
     msg: EmailMessage | bytes,
     mail_from: str | None = None,
     rcpt: Sequence[str] | None = None,
+    xforward: str | None = None,
 ) -> tuple[int, bytes]:
-    """Send one message; returns the final reply (code, text) to DATA."""
+    """Send one message; returns the final reply (code, text) to DATA. `xforward`: the
+    attributes an MTA in front would name first (`ADDR=... HELO=...`)."""
     with smtplib.SMTP("127.0.0.1", port, timeout=60) as smtp:
         smtp.ehlo("client.test")
         smtp.starttls(context=client_context())
         smtp.ehlo("client.test")
+        if xforward is not None:
+            assert smtp.docmd("XFORWARD", xforward)[0] == 250
         if user is not None and password is not None:
             smtp.login(user, password)
         if isinstance(msg, EmailMessage):
