@@ -35,6 +35,7 @@ PLAIN_STATE = {
 
 @dataclass(frozen=True)
 class EarlierConsult:
+    case_id: int
     number: str
     received_at: datetime
     answered_at: datetime | None  # None: not answered yet
@@ -45,7 +46,8 @@ class EarlierConsult:
 
 @dataclass(frozen=True)
 class EarlierPhoto:
-    number: str  # the earlier case's
+    case_id: int  # the earlier case's
+    number: str
     position: int
     view: str
     taken_at: datetime  # when that case's photos came (the case's date)
@@ -97,7 +99,7 @@ def consults(session: Session, case: Case, visible: Visible, limit: int
     out = []
     for each in earlier_cases(session, case, visible)[:limit]:
         answered, diagnosis, plan = _answer(session, each)
-        out.append(EarlierConsult(each.number, each.created_at, answered, each.state,
+        out.append(EarlierConsult(each.id, each.number, each.created_at, answered, each.state,
                                   diagnosis, plan))
     return out
 
@@ -125,7 +127,7 @@ def photo_rows(session: Session, case: Case, visible: Visible, max_cases: int
     for view in views:
         mine = tuple(i.position for i in case.images if i.view == view)
         theirs = tuple(
-            EarlierPhoto(by_case[i.case_id].number, i.position, i.view,
+            EarlierPhoto(i.case_id, by_case[i.case_id].number, i.position, i.view,
                          by_case[i.case_id].created_at, i.id)
             for c in same_place for i in earlier if i.case_id == c.id and i.view == view)
         if theirs:
