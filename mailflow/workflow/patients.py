@@ -151,9 +151,11 @@ def merge(session: Session, keep: Patient, others: list[Patient], actor: str) ->
             case.patient = keep
         session.execute(update(Patient).where(Patient.merged_into_id == target.id)
                         .values(merged_into_id=keep.id))  # no chains to walk later
-        for attr in ("sex", "mrn", "date_of_birth", "mrn_lookup"):
+        for attr in ("sex", "mrn", "date_of_birth"):
             if not getattr(keep, attr) and getattr(target, attr):
                 setattr(keep, attr, getattr(target, attr))  # fill what the kept one lacks
+                if attr == "mrn":
+                    keep.mrn_lookup = target.mrn_lookup
         target.merged_into_id, target.merged_at, target.merged_by = keep.id, now, actor
         session.flush()
         numbers = [c.number for c in moved]
