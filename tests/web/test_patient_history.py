@@ -1,0 +1,43 @@
+"""The patient's earlier cases on a case page follow the rule for opening them: a dermatologist
+who may not open the earlier case does not see it summarised beside the new one (nor is a read
+of it audited); the admin and the provider do. Cases by the real intake (spool + worker)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi.testclient import TestClient
+from sqlalchemy import select
+
+from mailflow.app import App
+from mailflow.db.models import Account, AuditEvent, Case
+from tests.support.cases import send_case
+
+
+def assignee(app: App, number: str) -> str:
+    with app.sessions() as session:
+        return session.execute(
+            select(Account.email).join(Case, Case.assignee_id == Account.id)
+            .where(Case.number == number)).scalar_one()
+
+
+def test_earlier_cases_are_shown_only_to_whoever_may_open_them(
+    app: App, people: dict[str, str], web: Callable[[str | None], TestClient],
+) -> None:
+    earlier = send_case(app, people["provider"])
+    later = send_case(app, people["provider"])  # the same patient: one record
+    reviewer = assignee(app, later)
+    assert assignee(app, earlier) != reviewer  # least open work: the other dermatologist
+
+    page = web(reviewer).get(f"/cases/{later}")
+    assert page.status_code == 200 and earlier not in page.text
+    assert 'id="over-time"' not in page.text
+    for who in ("admin", "provider"):
+        page = web(people[who]).get(f"/cases/{later}")
+        over_time = page.text.split('id="over-time"', 1)[1].split("</section>", 1)[0]
+        assert f'href="/cases/{earlier}"' in over_time, who
+        assert over_time.count('class="compare"') == 3  # same place: every view side by side
+    with app.sessions() as session:
+        readers = session.execute(select(AuditEvent.actor).where(
+            AuditEvent.action == "case.viewed", AuditEvent.entity_id == earlier)).scalars().all()
+    assert sorted(readers) == sorted([people["admin"], people["provider"]])
