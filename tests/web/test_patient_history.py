@@ -1,6 +1,7 @@
-"""The patient's earlier cases on a case page follow the rule for opening them: a dermatologist
-who may not open the earlier case does not see it summarised beside the new one (nor is a read
-of it audited); the admin and the provider do. Cases by the real intake (spool + worker)."""
+"""The patient's earlier cases on a case page (and in the API's case) follow the rule for
+opening them: a dermatologist who may not open the earlier case does not see it summarised
+beside the new one (nor is a read of it audited); the admin and the provider do, and each such
+read is audited on the earlier case. Cases by the real intake (spool + worker)."""
 
 from __future__ import annotations
 
@@ -37,7 +38,12 @@ def test_earlier_cases_are_shown_only_to_whoever_may_open_them(
         over_time = page.text.split('id="over-time"', 1)[1].split("</section>", 1)[0]
         assert f'href="/cases/{earlier}"' in over_time, who
         assert over_time.count('class="compare"') == 3  # same place: every view side by side
+    api = web(people["admin"]).get(f"/api/cases/{later}")
+    assert api.status_code == 200
+    assert [c["number"] for c in api.json()["earlier"]] == [earlier]
     with app.sessions() as session:
-        readers = session.execute(select(AuditEvent.actor).where(
+        readers = session.execute(select(AuditEvent).where(
             AuditEvent.action == "case.viewed", AuditEvent.entity_id == earlier)).scalars().all()
-    assert sorted(readers) == sorted([people["admin"], people["provider"]])
+    assert sorted((e.actor, e.detail["via"], e.detail["beside"]) for e in readers) == sorted([
+        (people["admin"], "web", later), (people["provider"], "web", later),
+        (people["admin"], "api", later)])
