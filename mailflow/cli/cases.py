@@ -91,6 +91,8 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
         emit_json(data)
         return 0
     print(f"{data['number']}  {data['state']}  {data['urgency']}  provider {data['provider']}")
+    if data["patient_record"] is not None:
+        print(f"patient record P{data['patient_record']}")
     if data["missing"]:
         print("missing: " + ", ".join(data["missing"]))
     for key, value in data["fields"].items():

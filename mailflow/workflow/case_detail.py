@@ -58,6 +58,7 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         }
         if patient
         else None,
+        "patient_record": case.patient_id,  # P<n>: what `mailflow patients merge` takes
         "fields": dict(case.form),
         "labels": {k: field_label(k) for k in case.form},
         "problems": [{"field": k, "why": why} for k, why in case.form_problems],

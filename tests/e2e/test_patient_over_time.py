@@ -193,7 +193,9 @@ def test_the_patient_over_time(app: App, config: Config, sink: RelaySink,
     assert patient_of(app, typo_cli) == kept
     again = run_cli(config, "patients", "merge", first, typo_cli).stdout
     assert "already on" in again  # idempotent: nothing changes, nothing more is audited
-    refused = run_cli(config, "patients", "merge", first, theirs, check=False)
+    assert f"patient record P{kept}" in run_cli(config, "cases", "show", typo_cli).stdout
+    refused = run_cli(config, "patients", "merge", f"P{kept}", f"P{patient_of(app, theirs)}",
+                      check=False)
     assert refused.returncode == 1 and "different providers" in refused.stderr
     assert patient_of(app, theirs) != kept
 
