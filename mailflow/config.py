@@ -286,6 +286,15 @@ class WorkflowConfig(_Section):
     idle_close_days: float = Field(30, gt=0)  # a reviewed case with no message for this long
 
 
+class PatientsConfig(_Section):
+    """The patient over time (workflow/patient_history.py, README "The patient over time")."""
+
+    earlier_consults: int = Field(10, ge=0)  # earlier cases summarised on a case (newest first)
+    earlier_photo_cases: int = Field(2, ge=0)  # earlier cases whose photos sit beside the new
+    email_earlier_photos: bool = True  # the dermatologist's case email attaches them too
+    portal_patients: int = Field(200, gt=0)  # patients on a provider's portal home
+
+
 class RetentionConfig(_Section):
     """How long raw messages and photos are kept (workflow/retention.py, README "Retention").
 
@@ -387,6 +396,7 @@ class Config(_Section):
     registration: RegistrationConfig = RegistrationConfig()
     uploads: UploadsConfig = UploadsConfig()
     retention: RetentionConfig = RetentionConfig()
+    patients: PatientsConfig = PatientsConfig()
     keys: KeysConfig = KeysConfig()
     logging: LoggingConfig = LoggingConfig()
     base_dir: Path = Path(".")

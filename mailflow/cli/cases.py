@@ -93,6 +93,8 @@ def cmd_show(app: App, args: argparse.Namespace) -> int:
     print(f"{data['number']}  {data['state']}  {data['urgency']}  provider {data['provider']}")
     for secure in data["smime"]:
         print(f"  {secure}")
+    if data["patient_record"] is not None:
+        print(f"patient record P{data['patient_record']}")
     if data["missing"]:
         print("missing: " + ", ".join(data["missing"]))
     for key, value in data["fields"].items():

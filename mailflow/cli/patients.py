@@ -1,4 +1,4 @@
-"""mailflow patients export --case CASE --out FILE.zip"""
+"""mailflow patients export --case CASE --out FILE.zip; mailflow patients merge KEEP OTHER..."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ from pathlib import Path
 
 from mailflow.app import App
 from mailflow.cli.cases import CliError
+from mailflow.db.session import transaction
 from mailflow.workflow.export import ExportError, export_patient_of_case
+from mailflow.workflow.patients import MergeError, merge, record_named
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
@@ -19,6 +21,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="a case of the patient: all of that patient's cases are included")
     export.add_argument("--out", required=True, metavar="FILE.zip")
     export.set_defaults(handler=cmd_export)
+    merge = cmds.add_parser(
+        "merge", help="two patient records that are the same person become one (audited)",
+        description="Move the cases of each OTHER patient record to KEEP and mark OTHER merged "
+        "into it (kept, never deleted). Name a record by one of its cases (DERM-...) or by its "
+        "number (P12). Running it again changes nothing; records of different providers are "
+        "never merged.")
+    merge.add_argument("keep", metavar="KEEP", help="the record to keep: a case number or P<n>")
+    merge.add_argument("others", metavar="OTHER", nargs="+",
+                       help="the records that are the same person: case numbers or P<n>")
+    merge.set_defaults(handler=cmd_merge)
 
 
 def cmd_export(app: App, args: argparse.Namespace) -> int:
@@ -28,4 +40,16 @@ def cmd_export(app: App, args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from exc
     print(f"wrote {args.out}: {len(done.cases)} cases ({', '.join(done.cases)}), "
           f"{done.reports} consult reports, {done.photos} photos")
+    return 0
+
+
+def cmd_merge(app: App, args: argparse.Namespace) -> int:
+    try:
+        with transaction(app.sessions) as session:
+            keep = record_named(session, args.keep)
+            others = [record_named(session, ref) for ref in args.others]
+            done = merge(session, keep, others, actor="cli")
+    except MergeError as exc:
+        raise CliError(str(exc)) from exc
+    print(done.words())
     return 0

@@ -64,7 +64,15 @@ class Patient(Base):
     sex: Mapped[str] = mapped_column(String(10), default="")
     mrn: Mapped[str | None] = mapped_column(EncryptedText)
     lookup: Mapped[str] = mapped_column(String(64), index=True)  # keyed hash: provider+name+dob
+    # keyed hash of provider+MRN (None: no MRN): two MRNs that differ are two patients
+    mrn_lookup: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # An admin merged this record into another (workflow/patients.py): kept, never deleted,
+    # so a case naming it later finds the kept record; its cases moved there.
+    merged_into_id: Mapped[int | None] = mapped_column(
+        ForeignKey("patients.id", name="fk_patients_merged_into"))
+    merged_at: Mapped[datetime | None]
+    merged_by: Mapped[str] = mapped_column(String(320), default="", server_default="")
 
 
 class CaseState:

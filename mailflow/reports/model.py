@@ -35,6 +35,17 @@ class ReportAddendum:
 
 
 @dataclass(frozen=True)
+class ReportEarlier:
+    """One of the patient's earlier cases (workflow/patient_history.py)."""
+
+    case_number: str
+    received_at: datetime
+    answered_at: datetime | None  # None: not answered yet
+    diagnosis: str
+    plan: str
+
+
+@dataclass(frozen=True)
 class ConsultReport:
     case_number: str
     issued_at: datetime  # aware
@@ -69,6 +80,7 @@ class ConsultReport:
     follow_up: str
     image_quality: str  # "adequate" | "adequate with suggestions" | "not diagnostic" | ""
     addenda: tuple[ReportAddendum, ...] = ()
+    earlier: tuple[ReportEarlier, ...] = ()  # the patient's earlier cases, newest first
     # the whole thread in time order: before the answer, and after it when re-issued
     comments: tuple[ReportComment, ...] = ()
     limitation: str = (

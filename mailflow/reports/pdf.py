@@ -134,6 +134,8 @@ def _context(report: ConsultReport, photos: list[PhotoView]) -> dict[str, object
             {"a": a, "at": format_time(a.at, zone), "lines": addendum_lines(a)}
             for a in report.addenda
         ],
+        "earlier": [{"e": e, "at": format_time(e.answered_at or e.received_at, zone)}
+                    for e in report.earlier],
         "before": [{"e": e, "at": format_time(e.at, zone)} for e in before],
         "after": [{"e": e, "at": format_time(e.at, zone)} for e in after],
     }

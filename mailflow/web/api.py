@@ -14,7 +14,7 @@ from mailflow import audit
 from mailflow.db.session import transaction
 from mailflow.web import views
 from mailflow.web.deps import admin_api, api_user, web_app
-from mailflow.web.pages.base import denied
+from mailflow.web.pages.base import denied, earlier_read
 from mailflow.web.security import WebUser
 from mailflow.workflow import fhir
 
@@ -111,6 +111,7 @@ def get_case(request: Request, number: str,
         else:
             data = views.case_view(app, session, case, user)
             audit.case_event(session, case, "case.viewed", actor=user.email, detail={"via": "api"})
+            earlier_read(user, session, case.number, data, "api")
     if refused:
         raise HTTPException(403, "not one of your cases")
     return jsonable_encoder(data)

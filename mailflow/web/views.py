@@ -31,7 +31,7 @@ from mailflow.sla.calendar import BusinessCalendar
 from mailflow.sla.explanation import explain_case
 from mailflow.sla.words import deadline_in_words
 from mailflow.web.security import WebUser
-from mailflow.workflow import numbers
+from mailflow.workflow import access, numbers, patient_history
 from mailflow.workflow.case_detail import detail
 from mailflow.workflow.eligibility import declines_of
 from mailflow.workflow.waiting import in_one_line, waiting_reasons
@@ -236,20 +236,8 @@ def on_call_lead(app: App, user: WebUser) -> bool:
 
 def may_view(session: Session, user: WebUser, case: Case, lead: bool = False) -> bool:
     """`lead`: the user is an on-call lead (on_call_lead), who is paged about open cases and
-    so may read any open one."""
-    if user.role == Role.ADMIN:
-        return True
-    if user.role == Role.PROVIDER:
-        return case.provider_id == user.id
-    if user.role == Role.DERMATOLOGIST:
-        if case.assignee_id == user.id or (lead and case.state in CaseState.UNANSWERED):
-            return True
-        answered = session.execute(  # a case they answered stays theirs to read
-            select(func.count()).select_from(Consult)
-            .where(Consult.case_id == case.id, Consult.dermatologist_id == user.id)
-        ).scalar_one()
-        return bool(answered)
-    return False
+    so may read any open one (workflow/access.py holds the rule)."""
+    return access.may_read(session, user.role, user.id, case, lead)
 
 
 def sla_explanation(app: App, session: Session, case: Case) -> dict[str, Any]:
@@ -348,7 +336,27 @@ def case_view(app: App, session: Session, case: Case, user: WebUser) -> dict[str
     if not internal:
         data["messages"], data["outbox"] = [], []
         data["notes"] = [n for n in data["notes"] if n["kind"] != "decline"]
+    data.update(over_time(app, session, case, user))
     return data
+
+
+def over_time(app: App, session: Session, case: Case, user: WebUser) -> dict[str, Any]:
+    """The patient's earlier cases this user may see (date, diagnosis, plan) and, per view,
+    the earlier photos of the same place beside this case's (workflow/patient_history.py)."""
+    lead = on_call_lead(app, user)
+
+    def visible(other: Case) -> bool:
+        return may_view(session, user, other, lead)
+
+    settings = app.config.patients
+    earlier = patient_history.consults(session, case, visible, settings.earlier_consults)
+    rows = patient_history.photo_rows(session, case, visible, settings.earlier_photo_cases)
+    return {
+        "patient_record": case.patient_id,
+        "earlier": [asdict(c) for c in earlier],
+        "photo_rows": [{"view": r.view, "positions": list(r.positions),
+                        "earlier": [asdict(p) for p in r.earlier]} for r in rows],
+    }
 
 
 def dermatologists(session: Session) -> list[tuple[str, str]]:

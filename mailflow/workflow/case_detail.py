@@ -60,6 +60,7 @@ def detail(session: Session, case: Case) -> dict[str, Any]:
         else None,
         # what each message's S/MIME layers proved: "S/MIME signed by a@b (Issuer)", once each
         "smime": list(dict.fromkeys(m.smime for m in inbound if m.smime)),
+        "patient_record": case.patient_id,  # P<n>: what `mailflow patients merge` takes
         "fields": dict(case.form),
         "labels": {k: field_label(k) for k in case.form},
         "problems": [{"field": k, "why": why} for k, why in case.form_problems],

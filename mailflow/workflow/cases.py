@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.crypto.keys import Keyring
 from mailflow.db.models import Account, Case, CaseNote, CaseState, Patient, utcnow
 from mailflow.sla import clock
+from mailflow.workflow import patients
 from mailflow.workflow.numbers import next_case_number
 
 S = CaseState
@@ -61,51 +61,50 @@ def record_patient(
 ) -> Patient | None:
     """The case's patient from the form's patient fields, whenever they arrive.
 
-    The patient is found by the keyed lookup of provider, name and date of birth. A patient row
-    only this case uses is corrected in place; one shared with the provider's other cases is
-    left as it is and the case moves to the row that matches (found or new). `fields` holds
-    only values fit to keep (a date of birth we could not read is not one); `sex` is the
-    recognised word. Changes to a patient already recorded are audited by field name.
+    The patient is the provider's record found by the keyed look-ups (workflow/patients.py:
+    name and date of birth, and the MRN where given). A record only this case uses is
+    corrected in place; one shared with the provider's other cases is never edited from one
+    case (only what it lacks is filled in) and the case moves to the record that matches
+    (found or new). `fields` holds only values fit to keep (a date of birth we could not read
+    is not one); `sex` is the recognised word. Changes to a patient already recorded are
+    audited by field name.
     """
     name = fields.get("patient_name", "").strip()
     if not name:
         return case.patient  # no patient without a name (the case is incomplete)
     dob = fields.get("date_of_birth", "").strip() or None
-    lookup = keys.lookup_hash(str(case.provider_id), name, dob or "")
+    mrn = fields.get("mrn", "").strip() or None
+    who = patients.identity(keys, case.provider_id, name, dob, mrn)
     current = case.patient
-    target = session.execute(
-        select(Patient).where(Patient.provider_id == case.provider_id, Patient.lookup == lookup)
-    ).scalars().first()
+    target = patients.find_record(session, keys, case.provider_id, who)
     if target is None:
-        if current is not None and not _shared(session, current, case):
+        if current is not None and not patients.in_use(session, current, but=case):
             target = current
         else:
-            target = Patient(provider_id=case.provider_id, name=name, sex="", lookup=lookup)
+            target = Patient(provider_id=case.provider_id, name=name, sex="", lookup=who.lookup)
             session.add(target)
-    wanted = {"name": name, "date_of_birth": dob, "sex": sex or None,
-              "mrn": fields.get("mrn", "").strip() or None}
+    shared = target.id is not None and patients.in_use(session, target, but=case)
+    wanted = {"name": name, "date_of_birth": dob, "sex": sex or None, "mrn": mrn}
     changed = [attr for attr, value in wanted.items()
-               if value is not None and getattr(target, attr) != value]
+               if value is not None and getattr(target, attr) != value
+               and not (shared and getattr(target, attr))]
     for attr in changed:
         setattr(target, attr, wanted[attr])
-    target.lookup = lookup
+    if not shared:
+        target.lookup = who.lookup
+    if "mrn" in changed or target.mrn_lookup is None:
+        target.mrn_lookup = patients.identity(keys, case.provider_id, "", None,
+                                              target.mrn).mrn_lookup
     session.flush()
     case.patient_id = target.id
     case.patient = target
-    if current is not None and current is not target and not _shared(session, current, case):
+    if current is not None and current is not target and not patients.in_use(session, current):
         session.delete(current)  # a row no case names any more: no PHI left lying about
     if current is not None and (changed or current is not target):
         audit.record(session, "patient.updated", actor=actor, case_id=case.id,
                      entity="patient", entity_id=target.id,
                      detail={"fields": changed, "moved": current is not target})
     return target
-
-
-def _shared(session: Session, patient: Patient, case: Case) -> bool:
-    others = session.execute(
-        select(Case.id).where(Case.patient_id == patient.id, Case.id != case.id).limit(1)
-    ).first()
-    return others is not None
 
 
 def open_case(

@@ -21,7 +21,14 @@ from mailflow.parse.answer import NAMES
 from mailflow.parse.fields import consult_title, field_label
 from mailflow.parse.form import LABELS as FORM_LABELS
 from mailflow.reports import record
-from mailflow.reports.model import ConsultReport, ReportAddendum, ReportComment, ReportPhoto
+from mailflow.reports.model import (
+    ConsultReport,
+    ReportAddendum,
+    ReportComment,
+    ReportEarlier,
+    ReportPhoto,
+)
+from mailflow.workflow import patient_history
 from mailflow.workflow.notify import send
 
 NEXT_STEP = {
@@ -108,7 +115,20 @@ def build(app: App, session: Session, case: Case) -> ConsultReport:
             ReportComment(note.created_at, author.name, author.role, note.body, note.kind)
             for note, author in notes
         ),
+        earlier=earlier(app, session, case),
     )
+
+
+def earlier(app: App, session: Session, case: Case) -> tuple[ReportEarlier, ...]:
+    """The patient's earlier cases for the report's reader, the provider: all of them are
+    theirs (a patient record is one provider's)."""
+    def visible(other: Case) -> bool:
+        return other.provider_id == case.provider_id
+
+    return tuple(
+        ReportEarlier(c.number, c.received_at, c.answered_at, c.diagnosis, c.plan)
+        for c in patient_history.consults(session, case, visible,
+                                          app.config.patients.earlier_consults))
 
 
 def history(form: dict[str, str]) -> tuple[tuple[str, str], ...]:

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from mailflow.app import App
@@ -114,7 +115,7 @@ def _days(days: float) -> str:
 
 
 def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: bool,
-         urgency: UrgencyResult | None = None) -> None:
+         urgency: UrgencyResult | None = None, fresh_thread: bool = False) -> None:
     message = inbound.analysis.message
     assert message is not None and inbound.sender is not None
     missing = case.missing
@@ -143,6 +144,7 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         "urgency_kept": bool(urgency and urgency.refused),
         "photos_url": photo_link(inbound.app, case, inbound.sender),
         "photos_link_days": _days(inbound.app.config.uploads.link_days),
+        "same_patient": _same_patient(inbound.session, case),
         **expected_review(inbound.app, case),
     }
     queue(
@@ -156,17 +158,36 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
             case=case,
             recipient=inbound.sender,
             in_reply_to=message.message_id,
-            references=message.references,
+            references=[message.message_id] if fresh_thread else message.references,
         ),
         cause_message_id=inbound.row.id,
     )
 
 
+def _same_patient(session: Session, case: Case) -> list[str]:
+    """The provider's other cases on this case's patient record, newest first: the
+    acknowledgement names them (case numbers only, no more than the provider sent)."""
+    if case.patient_id is None:
+        return []
+    return list(session.execute(
+        select(Case.number).where(Case.patient_id == case.patient_id, Case.id != case.id)
+        .order_by(Case.id.desc())
+    ).scalars())
+
+
 def create_case(inbound: Inbound, _why: str) -> Outcome:
+    return open_from(inbound, _best_form(inbound), route="new-case")
+
+
+def open_from(inbound: Inbound, form: CaseForm, route: str, fresh_thread: bool = False
+              ) -> Outcome:
+    """A new case from this form and the message's photos: the patient's record found (or
+    made), the photos kept, the provider acknowledged, the case offered for review.
+    `fresh_thread`: the acknowledgement does not carry the message's References (a reply
+    on another case's thread starting this one must not tie the new thread to the old)."""
     provider = inbound.sender
     message = inbound.analysis.message
     assert provider is not None and message is not None
-    form = _best_form(inbound)
     blocking = _blocking_problems(form)
     form_missing = list(dict.fromkeys([*form.missing, *blocking]))
     views_needed = _views_after(inbound.analysis.photos, form)
@@ -184,12 +205,12 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
     )
     _record_patient(inbound, case)
     store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
-    _ack(inbound, case, form, completed_now=False)
+    _ack(inbound, case, form, completed_now=False, fresh_thread=fresh_thread)
     if case.state == cases.S.SUBMITTED:
         page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)
     log.info("case %s opened (%s)", case.number, case.state)
-    return Outcome.done("new-case", f"new case {case.number} ({case.state})", case.id)
+    return Outcome.done(route, f"new case {case.number} ({case.state})", case.id)
 
 
 def _record_patient(inbound: Inbound, case: Case) -> None:

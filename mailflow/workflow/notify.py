@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select
@@ -14,6 +15,7 @@ from mailflow.db.models import Account, Case, CaseImage, OutboundMessage, utcnow
 from mailflow.outbound.outbox import Email, FileAttachment, queue
 from mailflow.parse.fields import field_label
 from mailflow.sla.words import deadline_in_words
+from mailflow.workflow import access, patient_history
 
 
 def photo_attachments(app: App, images: Sequence[CaseImage]) -> list[FileAttachment]:
@@ -84,6 +86,15 @@ def history(case: Case) -> list[tuple[str, str]]:
 
 def notify_dermatologist(app: App, session: Session, case: Case, derm: Account) -> None:
     images = list(case.images)
+    settings = app.config.patients
+
+    def visible(other: Case) -> bool:
+        return access.may_read(session, derm.role, derm.id, other)
+
+    earlier = patient_history.consults(session, case, visible, settings.earlier_consults)
+    rows = patient_history.photo_rows(session, case, visible, settings.earlier_photo_cases)
+    beside = [p for row in rows for p in row.earlier] if settings.email_earlier_photos else []
+    files = [*photo_attachments(app, images), *_earlier_attachments(app, session, beside)]
     send(
         app,
         session,
@@ -104,6 +115,37 @@ def notify_dermatologist(app: App, session: Session, case: Case, derm: Account) 
             "due_words": deadline_in_words(case.sla_deadline, utcnow(), app.sla.calendar.timezone)
             if case.sla_deadline
             else "",
+            "earlier": [
+                {"number": c.number, "date": _day(app, c.answered_at or c.received_at),
+                 "answered": c.answered_at is not None, "diagnosis": c.diagnosis,
+                 "plan": c.plan} for c in earlier],
+            "earlier_photos": [
+                {"number": p.number, "date": _day(app, p.taken_at), "view": p.view,
+                 "file": _earlier_name(app, p)} for p in beside],
         },
-        photo_attachments(app, images),
+        files,
     )
+
+
+def _day(app: App, at: datetime) -> str:
+    """A date as the service's people read it (the calendar's time zone)."""
+    return f"{at.astimezone(app.sla.calendar.timezone):%Y-%m-%d}"
+
+
+def _earlier_name(app: App, photo: patient_history.EarlierPhoto) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", photo.view.lower()).strip("-")
+    return f"earlier-{_day(app, photo.taken_at)}-{photo.number}-{photo.position}-{slug}.jpg"
+
+
+def _earlier_attachments(app: App, session: Session,
+                         photos: Sequence[patient_history.EarlierPhoto]) -> list[FileAttachment]:
+    """The earlier photos of the same place, named by date and case so they sort beside the
+    new ones in a mail client (JPEG review copies only: what the report shows)."""
+    out = []
+    for photo in photos:
+        image = session.get(CaseImage, photo.image_id)
+        if image is None or not image.review_sha:
+            continue
+        out.append(FileAttachment(_earlier_name(app, photo), "image/jpeg",
+                                  app.blobs.get(image.review_sha)))
+    return out

@@ -10,11 +10,14 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from mailflow.db.models import Case, CaseState, OutboundMessage, Role
+from mailflow.parse.follow_up import asks_new_case
 from mailflow.trust import replyaddr
 from mailflow.workflow import cases, transitions
 from mailflow.workflow.answer_chain import answer
 from mailflow.workflow.chains import Row, otherwise, run
 from mailflow.workflow.context import Inbound, Outcome
+from mailflow.workflow.follow_up import ROUTE as FOLLOW_UP
+from mailflow.workflow.follow_up import open_follow_up
 from mailflow.workflow.intake_cases import complete_case, patient_fields_from_reply
 from mailflow.workflow.replies import (
     Thread,
@@ -171,6 +174,12 @@ def _tell_empty(t: Thread, _why: str) -> Outcome:
                        "empty-reply")
 
 
+def _asks_new_case(t: Thread) -> str | None:
+    if asks_new_case(t.body):
+        return f"a reply on {t.case.number} asking for a new case of the same patient"
+    return None
+
+
 def _patient_details(t: Thread, _why: str) -> None:
     cases.touch(t.case)  # the idle-close clock starts again
     patient_fields_from_reply(t.m.session, t.m.app.keys, t.case, t.sender, t.body.strip())
@@ -226,6 +235,8 @@ CASE_THREAD: tuple[Row[Thread], ...] = (
 PROVIDER_REPLY: tuple[Row[Thread], ...] = (
     Row("empty-reply", _empty, _tell_empty,
         "a reply with only the quoted email adds nothing: the sender is told"),
+    Row(FOLLOW_UP, _asks_new_case, open_follow_up,
+        "\"New case: yes\": a new case of the same patient; the old case is left as it was"),
     Row("patient-details", _any, _patient_details,
         "the patient's details in a reply are kept; the idle clock restarts; next row"),
     Row("urgency", _urgency, _set_urgency,

@@ -31,6 +31,11 @@ Follow-up: 4 weeks
 In-person visit: not needed
 Biopsy: no
 """
+FOLLOW_UP = """New case: yes
+Reason for referral: the rash came back
+Duration: 1 week
+Patient consent to photos: yes
+"""
 QUOTED_ONLY = "\n\nOn Mon, 2 Nov 2026 at 10:00, mailflow wrote:\n> Case received.\n"
 
 
@@ -211,6 +216,9 @@ TABLE: dict[str, tuple[str, Send, str, Expect]] = {
     "provider-info": ("needs_info", reply("provider", "Three months, getting worse."), DONE,
                       Expect("provider-info", "assigned", "case.assigned",
                              (("info_forward", "derm"),))),
+    "follow-up-case": ("reviewed", reply("provider", FOLLOW_UP, files=photos(3)), DONE,
+                       Expect("follow-up-case", "reviewed", "case.submitted",
+                              (("ack", "provider"), ("derm_case", "derm")))),
     "provider/close": ("reviewed", reply("provider", "Close"), DONE,
                        Expect("close", "closed", "case.closed", (("case_closed", "derm"),))),
     "provider/comment": ("assigned", reply("provider", "The itch is worse at night."), DONE,

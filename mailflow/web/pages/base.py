@@ -47,3 +47,14 @@ def denied(app_user: WebUser, session: Any, case: Case, what: str) -> None:
                      detail={"role": app_user.role, "what": what, "via": "web"})
     log.warning("web: account %d (%s) refused %s of case %d", app_user.id, app_user.role,
                 what, case.id)
+
+
+def earlier_read(app_user: WebUser, session: Any, number: str, shown: dict[str, Any],
+                 via: str) -> None:
+    """The patient's earlier cases shown with case `number` (views.over_time) are read too:
+    one `case.viewed` each, naming the case they were shown beside."""
+    cases = {(c["case_id"], c["number"]) for c in shown["earlier"]} | {
+        (p["case_id"], p["number"]) for row in shown["photo_rows"] for p in row["earlier"]}
+    for case_id, earlier in sorted(cases):
+        audit.record(session, "case.viewed", actor=app_user.email, case_id=case_id,
+                     entity="case", entity_id=earlier, detail={"via": via, "beside": number})

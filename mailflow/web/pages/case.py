@@ -12,7 +12,7 @@ from mailflow.db.models import CaseState
 from mailflow.db.session import transaction
 from mailflow.web import views
 from mailflow.web.deps import page_user, web_app
-from mailflow.web.pages.base import denied, render_page
+from mailflow.web.pages.base import denied, earlier_read, render_page
 from mailflow.web.security import WebUser
 
 router = APIRouter(include_in_schema=False)
@@ -38,6 +38,7 @@ def case_page(request: Request, number: str,
             derms = views.dermatologists(session) if user.is_admin else []
             can_comment = user.id in (case.provider_id, case.assignee_id)
             audit.case_event(session, case, "case.viewed", actor=user.email, detail={"via": "web"})
+            earlier_read(user, session, case.number, data, "web")
     if refused:
         raise HTTPException(403, "This case is not one of yours.")
     return render_page(request, "case.html.j2", user, case=data, derms=derms,

@@ -1,7 +1,7 @@
 """uploads: photos sent in pieces from the phone page
 
 Revision ID: 0022
-revises: 0020
+revises: 0021
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from alembic import op
 from mailflow.db.types import UTCDateTime
 
 revision = "0022"
-down_revision = "0020"
+down_revision = "0021"
 branch_labels = None
 depends_on = None
 
