@@ -22,6 +22,8 @@ from mailflow.crypto.smime_certs import (
     usable_for,
 )
 from mailflow.crypto.smime_out import protect_message
+from mailflow.parse.analyze import analyze
+from mailflow.parse.types import ImageLimits, MimeLimits
 from tests.support.smime import MAILFLOW, Pki, outer
 from tests.support.tls_ca import TestCA
 
@@ -178,3 +180,19 @@ def test_only_the_configured_anchors_are_trusted(pki: Pki, identity: Identity,
     cert, key = pki.issue("public-doc", DOC, ca=public)
     opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
     assert opened.problem_code == "smime-untrusted" and not opened.raw
+
+
+def test_unsigned_lines_in_the_outer_headers_never_reach_the_signed_body(
+        pki: Pki, identity: Identity) -> None:
+    """Review: a line that is not a header field ends the headers for the parser. Copied into
+    the opened message, it and the lines after it became the body of a message counted as
+    signed: anyone holding one entity a provider signed could write the case form around it."""
+    signed = pki.sign(INNER, pki.folder / "doc.pem", pki.folder / "doc.key")
+    head, _, body = outer(signed, DOC).partition(b"\r\n\r\n")
+    forged = (head + b"\r\nSee below\r\nPatient name: Someone Injected\r\nDate of birth: "
+              b"1970-01-01\r\n\r\n" + body)
+    opened = unwrap(forged, identity, NOW)
+    assert opened.problem_code == "" and opened.signer is not None
+    analysis = analyze(opened.raw, DOC, MimeLimits(), ImageLimits())
+    assert "Injected" not in analysis.body and "Jane Testpatient" in analysis.body
+    assert b"Injected" not in headers_only(forged)
