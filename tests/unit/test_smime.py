@@ -13,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mailflow.crypto import openssl_cms
+from mailflow.crypto.openssl_cms import CmsFailure
 from mailflow.crypto.smime import headers_only, is_smime, unwrap
 from mailflow.crypto.smime_certs import (
     CertificateError,
@@ -196,3 +198,15 @@ def test_unsigned_lines_in_the_outer_headers_never_reach_the_signed_body(
     analysis = analyze(opened.raw, DOC, MimeLimits(), ImageLimits())
     assert "Injected" not in analysis.body and "Jane Testpatient" in analysis.body
     assert b"Injected" not in headers_only(forged)
+
+
+def test_a_weak_rsa_key_is_not_trusted_for_signing_or_encrypting_to(
+        pki: Pki, identity: Identity) -> None:
+    """Review: openssl checks no key size unless told (-auth_level): a 1024-bit certificate
+    from a trusted CA proved the sender, and PHI could be encrypted to one."""
+    cert, key = pki.issue("weak-doc", DOC, key_bits=1024)
+    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
+    assert opened.problem_code == "smime-untrusted" and "too weak" in opened.problem
+    with pytest.raises(CmsFailure, match="too weak"):
+        openssl_cms.check_chain(cert.read_bytes(), pki.anchors, NOW)
+    openssl_cms.check_chain((pki.folder / "doc.pem").read_bytes(), pki.anchors, NOW)
