@@ -45,7 +45,7 @@ _VERIFY_ERRORS = (
     ("certificate has expired", "smime-expired", "the signer's certificate has expired"),
     ("certificate is not yet valid", "smime-expired", "the signer's certificate is not valid yet"),
     ("certificate revoked", "smime-untrusted", "the signer's certificate is revoked"),
-    ("unsupported certificate purpose", "smime-untrusted",
+    ("certificate purpose", "smime-untrusted",  # 1.1: unsupported, 3: unsuitable
      "the signer's certificate is not for signing email"),
     ("certificate verify error", "smime-untrusted",
      "the signer's certificate does not chain to a trusted authority"),

@@ -210,3 +210,14 @@ def test_a_weak_rsa_key_is_not_trusted_for_signing_or_encrypting_to(
     with pytest.raises(CmsFailure, match="too weak"):
         openssl_cms.check_chain(cert.read_bytes(), pki.anchors, NOW)
     openssl_cms.check_chain((pki.folder / "doc.pem").read_bytes(), pki.anchors, NOW)
+
+
+def test_a_certificate_for_another_purpose_is_named_so(pki: Pki, identity: Identity) -> None:
+    """Review: OpenSSL 3 says 'unsuitable certificate purpose' (1.1 said 'unsupported'), so a
+    web server's certificate was reported as not chaining to a trusted authority, which
+    points the admin at the anchors instead."""
+    cert, key = pki.ca.issue("clinic.test")
+    signed = pki.sign(INNER, pki.write("server.pem", cert), pki.write("server.key", key))
+    opened = unwrap(outer(signed, DOC), identity, NOW)
+    assert opened.problem_code == "smime-untrusted"
+    assert "not for signing email" in opened.problem
