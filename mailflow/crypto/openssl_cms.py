@@ -19,6 +19,9 @@ from pathlib import Path
 
 OPENSSL = os.environ.get("MAILFLOW_OPENSSL", "openssl")
 TIMEOUT_SECONDS = 60  # a 40 MB message verifies in well under a second
+# openssl checks no key size or certificate signature hash unless told: level 2 (112 bits)
+# refuses RSA under 2048 bits and SHA-1/MD5-signed certificates in the chain (Direct's floor)
+AUTH_LEVEL = "2"
 
 
 class CmsFailure(Exception):
@@ -37,10 +40,12 @@ class Verified:
 
 # openssl's words -> (code, plain reason); the first that appears decides
 _VERIFY_ERRORS = (
+    ("too weak", "smime-untrusted",
+     "the signer's certificate uses a key or hash too weak to trust"),
     ("certificate has expired", "smime-expired", "the signer's certificate has expired"),
     ("certificate is not yet valid", "smime-expired", "the signer's certificate is not valid yet"),
     ("certificate revoked", "smime-untrusted", "the signer's certificate is revoked"),
-    ("unsupported certificate purpose", "smime-untrusted",
+    ("certificate purpose", "smime-untrusted",  # 1.1: unsupported, 3: unsuitable
      "the signer's certificate is not for signing email"),
     ("certificate verify error", "smime-untrusted",
      "the signer's certificate does not chain to a trusted authority"),
@@ -80,7 +85,7 @@ def verify(entity: bytes, anchors: Path, at: datetime) -> Verified:
         signer = Path(folder) / "signer.pem"
         # -no-CApath/-no-CAstore: the configured anchors only, never the system's public CAs
         done = _run(["-verify", "-inform", "SMIME", "-CAfile", str(anchors), "-no-CApath",
-                     "-no-CAstore",
+                     "-no-CAstore", "-auth_level", AUTH_LEVEL,
                      "-purpose", "smimesign", "-attime", str(int(at.timestamp())),
                      "-signer", str(signer)], entity)
         if done.returncode == 0 and signer.exists():
@@ -130,7 +135,7 @@ def check_chain(cert_pem: bytes, anchors: Path, at: datetime) -> None:
     """A certificate mail will be encrypted to chains to `anchors`, for email, at `at`."""
     try:
         done = subprocess.run([OPENSSL, "verify", "-CAfile", str(anchors), "-no-CApath",
-                               "-no-CAstore", "-purpose",
+                               "-no-CAstore", "-auth_level", AUTH_LEVEL, "-purpose",
                                "smimeencrypt", "-attime", str(int(at.timestamp()))],
                               input=cert_pem, capture_output=True, timeout=TIMEOUT_SECONDS,
                               check=False)
@@ -142,5 +147,6 @@ def check_chain(cert_pem: bytes, anchors: Path, at: datetime) -> None:
         expired = "expired" in said or "not yet valid" in said
         code = "smime-expired" if expired else "smime-untrusted"
         what = ("the certificate has expired or is not valid yet" if expired
+                else "its key or hash is too weak" if "too weak" in said
                 else "the certificate does not chain to a trusted authority")
         raise CmsFailure(code, f"{what} (openssl: {(why or ['verification failed'])[0]})")

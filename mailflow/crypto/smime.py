@@ -36,6 +36,9 @@ _ENVELOPED = bytes.fromhex("06092a864886f70d010703")  # 1.2.840.113549.1.7.3
 _AUTH_ENVELOPED = bytes.fromhex("060b2a864886f70d0109100117")  # 1.2.840.113549.1.9.16.1.23
 _SIGNED = bytes.fromhex("06092a864886f70d010702")  # 1.2.840.113549.1.7.2
 _CONTENT_HEADER = re.compile(rb"^(content-|mime-version\s*:)", re.IGNORECASE)
+# a header field's first line (RFC 5322 2.2: printable name, colon); any other line ends the
+# headers for the parser, so one copied into the opened message would start its body
+_FIELD = re.compile(rb"^[\x21-\x39\x3b-\x7e]+:")
 
 
 @dataclass(frozen=True)
@@ -202,12 +205,12 @@ def _split(raw: bytes) -> tuple[bytes, bytes]:
 
 
 def _fields(head: bytes) -> list[bytes]:
-    """Header fields, each with its folded lines."""
+    """Header fields, each with its folded lines; lines that are neither are dropped."""
     fields: list[bytes] = []
     for line in _crlf(head).splitlines(keepends=True):
         if line[:1] in (b" ", b"\t") and fields:
             fields[-1] += line
-        elif line.strip():
+        elif _FIELD.match(line):
             fields.append(line)
     return fields
 

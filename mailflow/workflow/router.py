@@ -39,9 +39,10 @@ def trust_step(m: Inbound) -> Trust:
     account = accounts.find(m.session, message.from_addr) if message.from_addr else None
     verdict = sender.verify(m.row, message, m.app.config.trust, m.checked)
     signed = m.smime.signer if m.smime is not None and not m.smime.problem_code else None
-    if not verdict.verified and signed is not None:
+    if not verdict.verified and signed is not None and message.from_addr in signed.emails:
         # a signature that chains to the trust anchors, by a certificate naming From: (checked
-        # in crypto/smime.py): Direct's proof of the sender, without SMTP AUTH
+        # in crypto/smime.py, and here against the From: the account was found by, which
+        # the parser may read differently): Direct's proof of the sender, without SMTP AUTH
         verdict = Verdict(True, f"S/MIME signature (certificate from {signed.issuer_cn})")
     return Trust(sender=account, verdict=verdict, released=bool(m.row.released_by))
 
@@ -63,6 +64,10 @@ def smime_failed(m: Inbound) -> str | None:
     if m.smime.problem_code:
         return m.smime.problem
     signer = m.smime.signer
+    if _signer_not_from(m):
+        assert signer is not None and m.analysis.message is not None
+        return (f"the message was signed by {', '.join(signer.emails) or 'nobody'} but is "
+                f"from {m.analysis.message.from_addr or 'no address'}")
     if signer is not None and m.sender is not None and any(
             c.fingerprint == signer.fingerprint and c.status == CertStatus.REVOKED
             for c in certificates.listed(m.session, m.sender)):
@@ -70,9 +75,18 @@ def smime_failed(m: Inbound) -> str | None:
     return None
 
 
+def _signer_not_from(m: Inbound) -> bool:
+    """crypto/smime.py compared the signer with its own reading of From:; the account is the
+    parser's (the first address it finds clean), which odd headers can make another one."""
+    signer, message = m.smime.signer if m.smime is not None else None, m.analysis.message
+    return signer is not None and message is not None and message.from_addr not in signer.emails
+
+
 def hold_smime(m: Inbound, why: str) -> Outcome:
     assert m.smime is not None
-    return Outcome.hold("smime", m.smime.problem_code or "smime-revoked", why)
+    code = m.smime.problem_code or (
+        "smime-signer-mismatch" if _signer_not_from(m) else "smime-revoked")
+    return Outcome.hold("smime", code, why)
 
 
 def new_certificate(m: Inbound) -> str | None:

@@ -17,7 +17,7 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.crypto.dkim import dns_record, load_key
-from mailflow.db.models import InboundMessage, MessageStatus
+from mailflow.db.models import InboundMessage, MessageStatus, OutboundMessage
 from mailflow.db.session import transaction
 from mailflow.web.app import create_web_app
 from mailflow.workflow import accounts
@@ -27,13 +27,15 @@ from tests.support.cli import cli_json, run_cli
 from tests.support.db import accepted_id, case_count, wait_final
 from tests.support.mail import FULL_FORM, case_email, submit
 from tests.support.review import ANSWER, answer, pdf_text
+from tests.support.routing import route_now
 from tests.support.sink import Delivered, RelaySink
 from tests.support.smime import Pki, entity, outer
 from tests.support.tls_ca import TestCA
 from tests.support.web import sign_in
 
 CIPHER = {"test_a_signed_encrypted_case_and_its_encrypted_report": "aes-256-gcm",
-          "test_bad_smime_is_held_with_a_reason": "aes-256-cbc"}
+          "test_bad_smime_is_held_with_a_reason": "aes-256-cbc",
+          "test_a_signer_cannot_name_another_provider_in_from": "aes-256-cbc"}
 
 
 @pytest.fixture
@@ -187,3 +189,20 @@ def test_bad_smime_is_held_with_a_reason(
         texts.append(body.get_content())
     assert any("its signature does not match the message" in t for t in texts)
     assert any("it was locked for someone else" in t for t in texts)
+
+
+def test_a_signer_cannot_name_another_provider_in_from(app: App, provider: str,
+                                                        pki: Pki) -> None:
+    """Review: crypto/smime.py read the first From: address as written ("dr.other"@...,
+    unquoted to dr.other@), the parser the first one it finds clean (the provider). So a
+    stranger with any certificate from a trusted CA was verified as the provider, without
+    SMTP AUTH. The signer must name the From: the parser reads, or nothing is read."""
+    cert, key = pki.issue("other", "dr.other@clinic.test")
+    case = entity(case_email(provider, CASES, FULL_FORM, three_photos()[:1]))
+    forged = outer(pki.sign(case, cert, key), f'"dr.other"@clinic.test, {provider}')
+    _, outcome = route_now(app, forged, "dr.other@clinic.test", CASES, auth=False)
+    assert (outcome.status, outcome.route, outcome.reason_code) == (
+        MessageStatus.QUARANTINED, "smime", "smime-signer-mismatch")
+    assert case_count(app) == 0
+    with app.sessions() as session:  # nor is the provider it named told anything
+        assert not session.execute(select(OutboundMessage)).scalars().all()

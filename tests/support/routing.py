@@ -8,29 +8,32 @@ from email.message import EmailMessage
 from sqlalchemy import select
 
 from mailflow.app import App
-from mailflow.db.models import Account, Case, InboundMessage
+from mailflow.db.models import Account, Case, InboundMessage, utcnow
 from mailflow.db.session import transaction
 from mailflow.intake.spool import Arrival, spool
 from mailflow.parse.types import ImageLimits, MimeLimits
 from mailflow.trust import replyaddr
 from mailflow.workflow.context import Inbound, Outcome
-from mailflow.workflow.pool import analyze_stored, blob_access
+from mailflow.workflow.pool import blob_access, open_stored
 from mailflow.workflow.router import route
 
 
-def route_now(app: App, msg: EmailMessage, sender: str, rcpt: str | tuple[str, ...],
+def route_now(app: App, msg: EmailMessage | bytes, sender: str, rcpt: str | tuple[str, ...],
               auth: bool = True) -> tuple[int, Outcome]:
-    """Spool `msg` and route it; returns the inbound message's id and the chain's outcome."""
+    """Spool `msg` and route it; returns the inbound message's id and the chain's outcome.
+    Its S/MIME layers are opened first, as the worker does, when `[smime]` is on."""
     rcpts = (rcpt,) if isinstance(rcpt, str) else rcpt
-    row_id = spool(app, Arrival("smtp", msg.as_bytes(), mail_from=sender, rcpt_to=rcpts,
+    raw = msg if isinstance(msg, bytes) else msg.as_bytes()
+    row_id = spool(app, Arrival("smtp", raw, mail_from=sender, rcpt_to=rcpts,
                                 auth_user=sender if auth else ""))
     access = blob_access(app)
     with transaction(app.sessions) as session:
         row = session.get(InboundMessage, row_id)
         assert row is not None
-        analysis = analyze_stored(access, row.blob_sha, row.mail_from,
-                                  MimeLimits(), ImageLimits())
-        outcome = route(Inbound(app=app, session=session, row=row, analysis=analysis))
+        opened = open_stored(access, row.blob_sha, row.mail_from, MimeLimits(), ImageLimits(),
+                             app.smime, utcnow())
+        outcome = route(Inbound(app=app, session=session, row=row, analysis=opened.analysis,
+                                smime=opened.smime))
     return row_id, outcome
 
 

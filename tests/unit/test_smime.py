@@ -13,6 +13,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from mailflow.crypto import openssl_cms
+from mailflow.crypto.openssl_cms import CmsFailure
 from mailflow.crypto.smime import headers_only, is_smime, unwrap
 from mailflow.crypto.smime_certs import (
     CertificateError,
@@ -22,6 +24,8 @@ from mailflow.crypto.smime_certs import (
     usable_for,
 )
 from mailflow.crypto.smime_out import protect_message
+from mailflow.parse.analyze import analyze
+from mailflow.parse.types import ImageLimits, MimeLimits
 from tests.support.smime import MAILFLOW, Pki, outer
 from tests.support.tls_ca import TestCA
 
@@ -178,3 +182,42 @@ def test_only_the_configured_anchors_are_trusted(pki: Pki, identity: Identity,
     cert, key = pki.issue("public-doc", DOC, ca=public)
     opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
     assert opened.problem_code == "smime-untrusted" and not opened.raw
+
+
+def test_unsigned_lines_in_the_outer_headers_never_reach_the_signed_body(
+        pki: Pki, identity: Identity) -> None:
+    """Review: a line that is not a header field ends the headers for the parser. Copied into
+    the opened message, it and the lines after it became the body of a message counted as
+    signed: anyone holding one entity a provider signed could write the case form around it."""
+    signed = pki.sign(INNER, pki.folder / "doc.pem", pki.folder / "doc.key")
+    head, _, body = outer(signed, DOC).partition(b"\r\n\r\n")
+    forged = (head + b"\r\nSee below\r\nPatient name: Someone Injected\r\nDate of birth: "
+              b"1970-01-01\r\n\r\n" + body)
+    opened = unwrap(forged, identity, NOW)
+    assert opened.problem_code == "" and opened.signer is not None
+    analysis = analyze(opened.raw, DOC, MimeLimits(), ImageLimits())
+    assert "Injected" not in analysis.body and "Jane Testpatient" in analysis.body
+    assert b"Injected" not in headers_only(forged)
+
+
+def test_a_weak_rsa_key_is_not_trusted_for_signing_or_encrypting_to(
+        pki: Pki, identity: Identity) -> None:
+    """Review: openssl checks no key size unless told (-auth_level): a 1024-bit certificate
+    from a trusted CA proved the sender, and PHI could be encrypted to one."""
+    cert, key = pki.issue("weak-doc", DOC, key_bits=1024)
+    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
+    assert opened.problem_code == "smime-untrusted" and "too weak" in opened.problem
+    with pytest.raises(CmsFailure, match="too weak"):
+        openssl_cms.check_chain(cert.read_bytes(), pki.anchors, NOW)
+    openssl_cms.check_chain((pki.folder / "doc.pem").read_bytes(), pki.anchors, NOW)
+
+
+def test_a_certificate_for_another_purpose_is_named_so(pki: Pki, identity: Identity) -> None:
+    """Review: OpenSSL 3 says 'unsuitable certificate purpose' (1.1 said 'unsupported'), so a
+    web server's certificate was reported as not chaining to a trusted authority, which
+    points the admin at the anchors instead."""
+    cert, key = pki.ca.issue("clinic.test")
+    signed = pki.sign(INNER, pki.write("server.pem", cert), pki.write("server.key", key))
+    opened = unwrap(outer(signed, DOC), identity, NOW)
+    assert opened.problem_code == "smime-untrusted"
+    assert "not for signing email" in opened.problem
