@@ -24,6 +24,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from mailflow.app import App
 from mailflow.db.models import AccountStatus
 from mailflow.db.session import transaction
+from mailflow.intake.smtp_data import smtp_data
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
@@ -158,6 +159,13 @@ class MailflowSMTP(SMTP):
                 self.transport.close()
             return
         await super()._handle_client()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # read in large pieces, not aiosmtpd's line by line (intake/smtp_data.py)
+        if self._decode_data or "DATA" not in self._handle_hooks:
+            await super().smtp_DATA(arg)
+        else:
+            await smtp_data(self, arg)
 
     def data_received(self, data: bytes) -> None:
         # Idle means nothing received: a large message arriving slowly keeps its connection
