@@ -50,6 +50,9 @@ class SmtpConfig(_Section):
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
     idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
     max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
+    # SO_REUSEPORT: more than one `mailflow smtpd` (or serve) may listen on the port, and the
+    # kernel shares the connections out (each process decodes on its own cores)
+    reuse_port: bool = False
 
 
 class OutboundConfig(_Section):

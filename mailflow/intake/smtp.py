@@ -385,5 +385,6 @@ async def start_smtp(
     loop = asyncio.get_running_loop()
     cfg = app.config.smtp
     return await loop.create_server(
-        make_smtp_factory(app, handler), host or cfg.host, cfg.port if port is None else port
+        make_smtp_factory(app, handler), host or cfg.host, cfg.port if port is None else port,
+        reuse_port=cfg.reuse_port or None,
     )
