@@ -9,7 +9,9 @@ delivers the acknowledgement to a relay sink.
 Two runs of the same cases:
 1. unprofiled: the CPU of the service's threads (time.thread_time of every thread the service
    starts; the client and the relay sink run on threads started before and are not counted),
-   per case. This is the figure judged: at most 0.3 s to the acknowledgement queued (issue #13).
+   per case. This is the figure judged: at most 0.3 s to the acknowledgement queued (issue #13),
+   and, so that the target travels between machines, as a ratio to Pillow's bare draft decode
+   of the same three photos in the same run (the issue's 0.3 s was 6.7x that on its machine).
 2. profiled: cProfile on each of those threads with thread_time as its clock, every function's
    own time put in a stage by its module (receive, MIME, base64, photo decode, encode, hashing,
    encryption, disk, database, workflow, delivery); a function of no stage (bytes.replace, a
@@ -40,6 +42,11 @@ from mailflow.config import Config
 from tests.support.sink import RelaySink
 
 CPU_TARGET_S = 0.3  # issue #13: CPU per complete case, to the acknowledgement queued
+# The issue's machine draft-decoded a 12 MP JPEG at the review scale in 15 ms: its 0.3 s is
+# 0.3 / (3 x 0.015) = 6.7 times the bare draft decode of a case's three photos, a target that
+# travels between machines (this one's decode is measured in the same run).
+ISSUE_DRAFT_S = 0.015
+RATIO_TARGET = CPU_TARGET_S / (3 * ISSUE_DRAFT_S)
 DELIVERY = "profile-delivery"
 LOOP = "profile-door-loop"
 
@@ -176,7 +183,8 @@ def _cases(config: Config, raw: Callable[[], bytes], count: int, profile: bool) 
 
 
 def _database(label: str, url_cm: contextlib.AbstractContextManager[str], tmp: Path,
-              raw: Callable[[], bytes], relay: RelaySink, count: int) -> None:
+              raw: Callable[[], bytes], relay: RelaySink, count: int,
+              photos: list[bytes]) -> None:
     with url_cm as url:
         base = tmp / label.split()[0].lower()
         config = make_config(base, url, relay.port)
@@ -184,10 +192,26 @@ def _database(label: str, url_cm: contextlib.AbstractContextManager[str], tmp: P
         plain = _cases(config, raw, count, profile=False)
         profiled = _cases(config, raw, count, profile=True)
     print(f"\n== {label}: {count} cases ==")
-    _report(plain, profiled, count)
+    _report(plain, profiled, count, draft_decodes(photos))
 
 
-def _report(plain: ThreadCpu, profiled: ThreadCpu, count: int) -> None:
+def draft_decodes(photos: list[bytes], rounds: int = 5) -> float:
+    """CPU seconds of Pillow alone decoding the photos at half scale (the review copy's DCT
+    scale for 4000x3000), the least any case path can do with them."""
+    import io
+
+    from PIL import Image
+
+    started = time.process_time()
+    for _ in range(rounds):
+        for data in photos:
+            im = Image.open(io.BytesIO(data))
+            im.draft(im.mode, (im.width // 2, im.height // 2))
+            im.load()
+    return (time.process_time() - started) / rounds
+
+
+def _report(plain: ThreadCpu, profiled: ThreadCpu, count: int, baseline: float) -> None:
     """CPU by thread role (unprofiled: the figures), then by stage: each role's profiled
     stages scaled to its unprofiled CPU, so one role's profiling cost does not skew another."""
     per_case = {role: plain.seconds.get(role, 0.0) / count for role in ROLES}
@@ -195,6 +219,10 @@ def _report(plain: ThreadCpu, profiled: ThreadCpu, count: int) -> None:
     print(f"CPU per complete case, to the acknowledgement queued: {queued:.3f} s "
           f"(target <= {CPU_TARGET_S} s: {verdict(queued <= CPU_TARGET_S)}); without the door's "
           f"receive (event loop) {queued - per_case[ROLES[0]]:.3f} s")
+    ratio = queued / baseline
+    print(f"beside Pillow's bare draft decode of the case's 3 photos in this run ({baseline:.3f} "
+          f"s): {ratio:.1f}x (the issue's 0.3 s on its machine is {RATIO_TARGET:.1f}x: "
+          f"{verdict(ratio <= RATIO_TARGET)})")
     print(f"{'thread role (unprofiled CPU)':<40}{'s/case':>8}")
     for role in ROLES:
         print(f"{role:<40}{per_case[role]:>8.3f}")
@@ -229,9 +257,9 @@ def run(quick: bool = False) -> None:
             tmp = Path(tmp_name)
             raw = lambda: messages.make(template)  # noqa: E731
             _database("SQLite", contextlib.nullcontext(f"sqlite:///{tmp}/mailflow.db"),
-                      tmp, raw, relay, count)
+                      tmp, raw, relay, count, photos)
             if PG_URL:
-                _database("PostgreSQL", postgres_schema(), tmp, raw, relay, count)
+                _database("PostgreSQL", postgres_schema(), tmp, raw, relay, count, photos)
     finally:
         relay.stop()
         watch.stop()
