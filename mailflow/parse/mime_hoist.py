@@ -37,11 +37,12 @@ def hoist(raw: bytes) -> Hoisted | None:
     pieces: list[bytes] = []
     runs: dict[str, str] = {}
     at = 0
+    view = memoryview(raw)  # decoded from the message's own buffer: no copy of the bytes first
     for i, match in enumerate(found):
         end = match.end() - (2 if raw[match.end() - 2 : match.end()] == b"\r\n" else 1)
-        run = raw[match.start() : end]
         token = f"{prefix}{i:08d}"
-        runs[token] = run.decode("ascii")  # as the parser's own str (surrogate-escaped ASCII)
+        # as the parser's own str (ASCII; the parser surrogate-escapes only other bytes)
+        runs[token] = str(view[match.start() : end], "ascii")
         pieces += [raw[at : match.start()], token.encode("ascii")]
         at = end  # the run's last line ending stays in the skeleton
     pieces.append(raw[at:])
