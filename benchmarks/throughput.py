@@ -77,6 +77,9 @@ def run(quick: bool = False) -> None:
     messages = Messages()
     print(machine.describe(f"clients send {per_client} cases each, back to back; the case email "
                            f"is {len(template) / 1e6:.1f} MB (3 photos of ~3 MB)"))
+    print("note: the analysis pool runs at nice +10 ([intake] worker_nice), so any other work on "
+          "the machine at nice 0 comes before it: read cases/min and the ack's p95 with the "
+          "CPU the machine's other processes took (below)")
     watch = machine.CpuWatch()
     relay = RelaySink()
     relay.start()
