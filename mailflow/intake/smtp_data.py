@@ -32,8 +32,14 @@ class _Lines:
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.current = 0
+        self.ended_in_cr = False  # the last piece ended with "\r": a CRLF may be split
 
     def too_long(self, piece: bytes) -> bool:
+        if self.ended_in_cr and piece[:1] == b"\n":  # the CRLF across two pieces ends a line
+            if self.current + 1 > self.limit:
+                return True
+            self.current, piece = 0, piece[1:]
+        self.ended_in_cr = piece[-1:] == b"\r"
         first = piece.find(b"\r\n")
         if first < 0:
             self.current += len(piece)

@@ -74,3 +74,13 @@ def test_an_empty_message_and_a_long_one() -> None:
     assert read(body + b".\r\n", [], 100_000)[1] is Overrun.TOO_MUCH
     one_line = b"z" * 1000 + b"\r\n.\r\n"
     assert read(one_line, [], 10**6)[1] is Overrun.TOO_LONG
+
+
+def test_a_line_end_split_between_two_pieces_ends_the_line() -> None:
+    # The stream's limit cuts a piece two bytes before the end of what has arrived: arriving up
+    # to just after a CRLF, the piece ends with its "\r" and the next starts with "\n". Two
+    # lines each within the limit, together over it, are still two lines.
+    head, first, second = b"ab\r\n" * 20, b"x" * 150, b"y" * 150
+    stream = head + first + b"\r\n" + second + b"\r\n.\r\n"
+    cut = len(head + first) + 3  # just after the CRLF and one more byte
+    assert read(stream, [cut], 10**6) == (stream[:-3], Overrun.NONE, b"")
