@@ -70,6 +70,9 @@ class SmtpConfig(_Section):
             return tuple(str(ipaddress.ip_address(h.strip())) for h in hosts)
         except ValueError as exc:
             raise ValueError(f"xforward_hosts takes IP addresses ({exc})") from None
+    # SO_REUSEPORT: more than one `mailflow smtpd` (or serve) may listen on the port, and the
+    # kernel shares the connections out (each process decodes on its own cores)
+    reuse_port: bool = False
 
 
 class OutboundConfig(_Section):

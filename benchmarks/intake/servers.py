@@ -75,7 +75,8 @@ class Server:
         while time.monotonic() < deadline:
             found = self.ready.search(self.log_path.read_text(errors="replace"))
             if found:
-                return int(found.groups()[-1])
+                last = found.groups()[-1] if found.groups() else ""
+                return int(last) if last and last.isdigit() else 0  # 0: a process with no port
             if self.proc.poll() is not None:
                 break
             time.sleep(0.05)
@@ -165,8 +166,10 @@ def _toml_value(value: object) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def make_config(base: Path, db_url: str, relay_port: int) -> Config:
-    """A real config.toml (as tests/conftest.py writes one), read by the server subprocess."""
+def make_config(base: Path, db_url: str, relay_port: int,
+                extra: dict[str, dict[str, object]] | None = None) -> Config:
+    """A real config.toml (as tests/conftest.py writes one), read by the server subprocess;
+    `extra`: sections' keys to set besides (or instead of) these."""
     values: dict[str, dict[str, object]] = {
         "database": {"url": db_url},
         "storage": {"path": str(base / "var")},
@@ -186,6 +189,8 @@ def make_config(base: Path, db_url: str, relay_port: int) -> Config:
         "intake": {"poll_seconds": 0.2},
         "logging": {"level": "INFO"},
     }
+    for section, entries in (extra or {}).items():
+        values.setdefault(section, {}).update(entries)
     lines = []
     for section, entries in values.items():
         lines.append(f"[{section}]")

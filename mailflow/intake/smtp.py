@@ -25,6 +25,7 @@ from mailflow.app import App
 from mailflow.db.models import AccountStatus
 from mailflow.db.session import transaction
 from mailflow.intake import xforward
+from mailflow.intake.smtp_data import smtp_data
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
@@ -161,6 +162,13 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
                 self.transport.close()
             return
         await super()._handle_client()
+
+    async def smtp_DATA(self, arg: str) -> None:
+        # read in large pieces, not aiosmtpd's line by line (intake/smtp_data.py)
+        if self._decode_data or "DATA" not in self._handle_hooks:
+            await super().smtp_DATA(arg)
+        else:
+            await smtp_data(self, arg)
 
     def data_received(self, data: bytes) -> None:
         # Idle means nothing received: a large message arriving slowly keeps its connection
@@ -398,5 +406,6 @@ async def start_smtp(
     loop = asyncio.get_running_loop()
     cfg = app.config.smtp
     return await loop.create_server(
-        make_smtp_factory(app, handler), host or cfg.host, cfg.port if port is None else port
+        make_smtp_factory(app, handler), host or cfg.host, cfg.port if port is None else port,
+        reuse_port=cfg.reuse_port or None,
     )

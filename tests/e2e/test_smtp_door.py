@@ -15,6 +15,7 @@ import pytest
 
 from mailflow.app import initialise
 from mailflow.config import Config
+from mailflow.db.models import InboundMessage
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.cases import CASE_NUMBER, CASES, three_photos
 from tests.support.mail import FULL_FORM, case_email, client_context, reply_to, submit, wait_until
@@ -169,3 +170,29 @@ def test_logs_name_the_case_and_not_its_signed_reply_address(
 def test_the_door_defaults_to_a_one_minute_idle_timeout_and_a_cap() -> None:
     smtp = Config().smtp
     assert smtp.idle_timeout_seconds == 60 and smtp.max_connections_per_ip == 10
+
+
+def test_data_is_stored_as_sent_and_a_line_too_long_is_refused(
+    service: RunningService, config: Config,
+) -> None:
+    # DATA is read in large pieces (intake/smtp_data.py), not line by line: the dots the client
+    # doubled come off, and a line over the limit is still refused after the whole message
+    register = config.address(config.mail.register_local)
+    body = (b"Subject: dots\r\n\r\nName: Dr Dot\r\n.leading dot\r\n..two dots\r\n"
+            b".\tdot tab\r\nlast line.\r\n")
+    with smtplib.SMTP("127.0.0.1", service.port, timeout=60) as client:
+        client.ehlo("client.test")
+        assert client.mail("someone@clinic.test")[0] == 250
+        assert client.rcpt(register)[0] == 250
+        code, text = client.data(b"Subject: long\r\n\r\n" + b"a" * 70_000 + b"\r\n")
+        assert (code, text[:6]) == (500, b"5.5.2 "), text
+        assert client.mail("someone@clinic.test")[0] == 250  # the connection goes on
+        assert client.rcpt(register)[0] == 250
+        code, text = client.data(body)  # smtplib doubles each leading dot
+    assert code == 250, text
+    found = re.search(rb"message (\d+)", text)
+    assert found is not None
+    with service.app.sessions() as session:
+        row = session.get(InboundMessage, int(found.group(1)))
+        assert row is not None
+        assert service.app.blobs.get(row.blob_sha) == body
