@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Sequence
 from datetime import datetime
@@ -15,7 +16,10 @@ from mailflow.db.models import Account, Case, CaseImage, OutboundMessage, utcnow
 from mailflow.outbound.outbox import Email, FileAttachment, queue
 from mailflow.parse.fields import field_label
 from mailflow.sla.words import deadline_in_words
+from mailflow.store.blobs import BlobError
 from mailflow.workflow import access, patient_history
+
+log = logging.getLogger(__name__)
 
 
 def photo_attachments(app: App, images: Sequence[CaseImage]) -> list[FileAttachment]:
@@ -94,7 +98,8 @@ def notify_dermatologist(app: App, session: Session, case: Case, derm: Account) 
     earlier = patient_history.consults(session, case, visible, settings.earlier_consults)
     rows = patient_history.photo_rows(session, case, visible, settings.earlier_photo_cases)
     beside = [p for row in rows for p in row.earlier] if settings.email_earlier_photos else []
-    files = [*photo_attachments(app, images), *_earlier_attachments(app, session, beside)]
+    earlier_files, beside = _earlier_attachments(app, session, case, beside)
+    files = [*photo_attachments(app, images), *earlier_files]
     send(
         app,
         session,
@@ -137,15 +142,24 @@ def _earlier_name(app: App, photo: patient_history.EarlierPhoto) -> str:
     return f"earlier-{_day(app, photo.taken_at)}-{photo.number}-{photo.position}-{slug}.jpg"
 
 
-def _earlier_attachments(app: App, session: Session,
-                         photos: Sequence[patient_history.EarlierPhoto]) -> list[FileAttachment]:
+def _earlier_attachments(
+    app: App, session: Session, case: Case, photos: Sequence[patient_history.EarlierPhoto],
+) -> tuple[list[FileAttachment], list[patient_history.EarlierPhoto]]:
     """The earlier photos of the same place, named by date and case so they sort beside the
-    new ones in a mail client (JPEG review copies only: what the report shows)."""
-    out = []
+    new ones in a mail client (JPEG review copies only: what the report shows), and the photos
+    attached. An earlier photo that cannot be read is left out: it is background, and the new
+    case must still reach its dermatologist."""
+    out, attached = [], []
     for photo in photos:
         image = session.get(CaseImage, photo.image_id)
         if image is None or not image.review_sha:
             continue
-        out.append(FileAttachment(_earlier_name(app, photo), "image/jpeg",
-                                  app.blobs.get(image.review_sha)))
-    return out
+        try:
+            data = app.blobs.get(image.review_sha)
+        except BlobError as exc:
+            log.warning("case %s: an earlier photo of case %s left out of the email (%s)",
+                        case.number, photo.number, type(exc).__name__)
+            continue
+        out.append(FileAttachment(_earlier_name(app, photo), "image/jpeg", data))
+        attached.append(photo)
+    return out, attached

@@ -233,8 +233,10 @@ def test_every_page_renders_for_its_role_without_errors(
 
     doctor = browser()
     doctor.sign_in(provider, PASSWORD)
-    expect(doctor.page.locator("table tbody tr")).to_have_count(2)
-    doctor.page.locator("table tbody tr a").first.click()  # the newest: the one with markup
+    cases = doctor.page.locator("#live-provider-home table tbody tr")  # not Your patients
+    expect(cases).to_have_count(2)
+    expect(doctor.page.locator("#your-patients article.patient")).not_to_have_count(0)
+    cases.locator("a").first.click()  # the newest: the one with markup
     expect(doctor.page.locator(".photos img")).to_have_count(3)
     expect(doctor.page.locator("dl.fields").nth(1)).to_contain_text(XSS)  # shown as typed
     assert doctor.page.evaluate("document.title") != "pwned"
