@@ -9,13 +9,13 @@ so a stop that met a wake-up (a door spooling a message, a bus event) left the l
 from __future__ import annotations
 
 import asyncio
-import threading
 from datetime import datetime
 from types import SimpleNamespace
 from typing import Any
 
 from mailflow.parts import RunnerPart
 from mailflow.runner import Runner
+from tests.support.aio import run_apart
 
 
 class IdleRunner(Runner[Any, Any]):
@@ -74,8 +74,4 @@ def test_a_part_woken_as_it_is_stopped_still_stops() -> None:
         return True
 
     # a thread of its own: a browser test in this worker may leave this thread's loop running
-    outcome: list[bool] = []
-    thread = threading.Thread(target=lambda: outcome.append(asyncio.run(rounds())))
-    thread.start()
-    thread.join()
-    assert outcome == [True], "a part woken as it was stopped ran on"
+    assert run_apart(rounds), "a part woken as it was stopped ran on"

@@ -30,7 +30,13 @@ from tests.support.smime import MAILFLOW, Pki, outer
 from tests.support.tls_ca import TestCA
 
 DOC = "doc@clinic.test"
-NOW = dt.datetime.now(dt.UTC)
+
+
+def now() -> dt.datetime:
+    """The time of the check: the module's certificates are made when its first test runs,
+    which in a long suite is minutes after this module was imported."""
+    return dt.datetime.now(dt.UTC)
+
 INNER = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPatient name: Jane Testpatient\r\n"
 
 
@@ -54,13 +60,13 @@ def headed(body: str) -> bytes:
 def test_a_plain_message_comes_back_as_it_is(identity: Identity) -> None:
     raw = headed("Content-Type: text/plain\r\n\r\nhello\r\n")
     assert not is_smime(raw)
-    opened = unwrap(raw, identity, NOW)
+    opened = unwrap(raw, identity, now())
     assert (opened.raw, opened.layers, opened.problem_code, opened.summary) == (raw, (), "", "")
 
 
 def test_encrypted_but_unsigned_is_opened_and_says_so(pki: Pki, identity: Identity) -> None:
     raw = pki.encrypt(INNER, pki.mailflow_cert, "aes-256-cbc", DOC)
-    opened = unwrap(raw, identity, NOW)
+    opened = unwrap(raw, identity, now())
     assert opened.layers == ("encrypted",) and opened.signer is None
     assert opened.summary == "S/MIME encrypted, not signed"
     assert b"Jane Testpatient" in opened.raw and b"\r\nFrom: doc@clinic.test\r\n" in opened.raw
@@ -70,7 +76,7 @@ def test_inner_headers_do_not_double_the_outer_ones(pki: Pki, identity: Identity
     """A client that copies From/Subject into the signed entity: the outer ones stay, once."""
     inner = b"From: someone@else.test\r\nSubject: inner\r\n" + INNER
     signed = pki.sign(inner, pki.folder / "doc.pem", pki.folder / "doc.key")
-    opened = unwrap(outer(signed, DOC), identity, NOW)
+    opened = unwrap(outer(signed, DOC), identity, now())
     assert opened.problem_code == "" and opened.raw.count(b"From:") == 1
     assert b"someone@else" not in opened.raw and opened.signer is not None
 
@@ -79,12 +85,12 @@ def test_signed_data_opaque_form_is_verified(pki: Pki, identity: Identity) -> No
     signed = pki.cms("-sign", "-nodetach", "-signer", str(pki.folder / "doc.pem"), "-inkey",
                      str(pki.folder / "doc.key"), data=INNER).stdout
     assert b"smime-type=signed-data" in signed
-    opened = unwrap(outer(signed, DOC), identity, NOW)
+    opened = unwrap(outer(signed, DOC), identity, now())
     assert opened.layers == ("signed",) and b"Jane Testpatient" in opened.raw
     # an older client that leaves smime-type out: the DER says what it is
     bare = signed.replace(b" smime-type=signed-data;", b"")
     assert b"smime-type" not in bare
-    assert unwrap(outer(bare, DOC), identity, NOW).layers == ("signed",)
+    assert unwrap(outer(bare, DOC), identity, now()).layers == ("signed",)
 
 
 @pytest.mark.parametrize("body, code", [
@@ -99,7 +105,7 @@ def test_signed_data_opaque_form_is_verified(pki: Pki, identity: Identity) -> No
 ])
 def test_broken_structures_are_held_as_unreadable(identity: Identity, body: str,
                                                   code: str) -> None:
-    opened = unwrap(headed(body), identity, NOW)
+    opened = unwrap(headed(body), identity, now())
     assert opened.problem_code == code and opened.raw == b"" and opened.problem
 
 
@@ -108,13 +114,13 @@ def test_truncated_ciphertext(pki: Pki, identity: Identity) -> None:
     head, _, body = raw.partition(b"\n\n")
     der = base64.b64decode(body)
     cut = head + b"\n\n" + base64.encodebytes(der[: len(der) // 2])
-    opened = unwrap(cut.replace(b"\n", b"\r\n"), identity, NOW)
+    opened = unwrap(cut.replace(b"\n", b"\r\n"), identity, now())
     assert opened.problem_code in ("smime-not-for-us", "smime-unreadable") and not opened.raw
 
 
 def test_a_signature_from_the_future_is_not_valid_yet(pki: Pki, identity: Identity) -> None:
     signed = pki.sign(INNER, pki.folder / "doc.pem", pki.folder / "doc.key")
-    opened = unwrap(outer(signed, DOC), identity, NOW - dt.timedelta(days=365))
+    opened = unwrap(outer(signed, DOC), identity, now() - dt.timedelta(days=365))
     assert opened.problem_code == "smime-expired" and "not valid yet" in opened.problem
 
 
@@ -122,7 +128,7 @@ def test_too_many_layers(pki: Pki, identity: Identity) -> None:
     data = INNER
     for _ in range(5):
         data = pki.sign(data, pki.folder / "doc.pem", pki.folder / "doc.key")
-    opened = unwrap(outer(data, DOC), identity, NOW)
+    opened = unwrap(outer(data, DOC), identity, now())
     assert opened.problem_code == "smime-unreadable" and "layers" in opened.problem
 
 
@@ -139,7 +145,7 @@ def test_our_own_output_opens_with_our_own_reader(pki: Pki, identity: Identity) 
         f"From: {DOC}".encode(), f"From: {MAILFLOW}".encode())
     sealed = protect_message(raw, identity, [])
     assert b"report" not in sealed and b"smime-type=enveloped-data" in sealed
-    opened = unwrap(sealed, identity, NOW)
+    opened = unwrap(sealed, identity, now())
     assert opened.layers == ("encrypted", "signed") and b"report" in opened.raw
 
 
@@ -154,7 +160,7 @@ def test_certificates_that_cannot_be_used(pki: Pki) -> None:
     name = x509.Name([])
     ec_cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
                .public_key(key.public_key()).serial_number(1)
-               .not_valid_before(NOW).not_valid_after(NOW + dt.timedelta(days=1))
+               .not_valid_before(now()).not_valid_after(now() + dt.timedelta(days=1))
                .add_extension(x509.SubjectAlternativeName([x509.RFC822Name(DOC)]), False)
                .sign(key, hashes.SHA256()))
     with pytest.raises(CertificateError, match="not RSA"):
@@ -180,7 +186,7 @@ def test_only_the_configured_anchors_are_trusted(pki: Pki, identity: Identity,
     monkeypatch.setenv("SSL_CERT_DIR", str(tmp_path))
     monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "public.pem"))
     cert, key = pki.issue("public-doc", DOC, ca=public)
-    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
+    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, now())
     assert opened.problem_code == "smime-untrusted" and not opened.raw
 
 
@@ -193,7 +199,7 @@ def test_unsigned_lines_in_the_outer_headers_never_reach_the_signed_body(
     head, _, body = outer(signed, DOC).partition(b"\r\n\r\n")
     forged = (head + b"\r\nSee below\r\nPatient name: Someone Injected\r\nDate of birth: "
               b"1970-01-01\r\n\r\n" + body)
-    opened = unwrap(forged, identity, NOW)
+    opened = unwrap(forged, identity, now())
     assert opened.problem_code == "" and opened.signer is not None
     analysis = analyze(opened.raw, DOC, MimeLimits(), ImageLimits())
     assert "Injected" not in analysis.body and "Jane Testpatient" in analysis.body
@@ -205,11 +211,11 @@ def test_a_weak_rsa_key_is_not_trusted_for_signing_or_encrypting_to(
     """Review: openssl checks no key size unless told (-auth_level): a 1024-bit certificate
     from a trusted CA proved the sender, and PHI could be encrypted to one."""
     cert, key = pki.issue("weak-doc", DOC, key_bits=1024)
-    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, NOW)
+    opened = unwrap(outer(pki.sign(INNER, cert, key), DOC), identity, now())
     assert opened.problem_code == "smime-untrusted" and "too weak" in opened.problem
     with pytest.raises(CmsFailure, match="too weak"):
-        openssl_cms.check_chain(cert.read_bytes(), pki.anchors, NOW)
-    openssl_cms.check_chain((pki.folder / "doc.pem").read_bytes(), pki.anchors, NOW)
+        openssl_cms.check_chain(cert.read_bytes(), pki.anchors, now())
+    openssl_cms.check_chain((pki.folder / "doc.pem").read_bytes(), pki.anchors, now())
 
 
 def test_a_certificate_for_another_purpose_is_named_so(pki: Pki, identity: Identity) -> None:
@@ -218,6 +224,6 @@ def test_a_certificate_for_another_purpose_is_named_so(pki: Pki, identity: Ident
     points the admin at the anchors instead."""
     cert, key = pki.ca.issue("clinic.test")
     signed = pki.sign(INNER, pki.write("server.pem", cert), pki.write("server.key", key))
-    opened = unwrap(outer(signed, DOC), identity, NOW)
+    opened = unwrap(outer(signed, DOC), identity, now())
     assert opened.problem_code == "smime-untrusted"
     assert "not for signing email" in opened.problem

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mailflow.intake.smtp_data import Overrun, read_data
+from tests.support.aio import run_apart
 
 LINE_LIMIT = 200
 LINES = [b"", b".", b"..", b".x", b"...", b"abc.", b"a.b", b"x" * 150, b"y" * 199,
@@ -42,7 +43,7 @@ def read(stream: bytes, cuts: list[int], size_limit: int) -> tuple[bytes, Overru
         await feeding
         return content, overrun, await reader.read()
 
-    return asyncio.run(main())
+    return run_apart(main)  # not on the main thread: a browser test may hold its loop
 
 
 @settings(max_examples=300, deadline=None)
