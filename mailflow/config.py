@@ -50,6 +50,7 @@ class SmtpConfig(_Section):
     rate_per_minute: int = Field(30, gt=0)  # messages per authenticated sender
     idle_timeout_seconds: float = Field(60, gt=0)  # a connection that sends nothing is closed
     max_connections_per_ip: int = Field(10, gt=0)  # simultaneous; more get 421 and a close
+    shutdown_seconds: float = Field(60, ge=0)  # at a stop, messages in hand get this long
 
 
 class OutboundConfig(_Section):

@@ -27,8 +27,10 @@ from mailflow.db.session import transaction
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
+    SHUTTING_DOWN,
     TOO_MANY_CONNECTIONS,
     ConnectionCap,
+    Connections,
     RedactReplyAddresses,
     peer_address,
 )
@@ -83,12 +85,14 @@ class MailflowSMTP(SMTP):
 
     def __init__(self, *args: Any, auth_executor: Executor | None = None,
                  connection_cap: ConnectionCap | None = None,
+                 connections: Connections | None = None,
                  slow_down: Callable[[Session], float] | None = None, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._auth_executor = auth_executor
         self._slow_down = slow_down
         self._checker = kwargs.get("authenticator")
         self._cap = connection_cap
+        self._connections = connections
         self._counted: str | None = None  # the address this connection counts against
         self._admitted = True
 
@@ -140,8 +144,29 @@ class MailflowSMTP(SMTP):
             address = peer_address(self.session.peer if self.session else None)
             self._admitted = self._cap.admit(address)
             self._counted = address if self._admitted else None
+            if self._connections is not None:
+                self._connections.open.add(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        """A message in hand: MAIL given and its DATA not answered yet."""
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    async def _refuse(self, reply: str) -> None:
+        with contextlib.suppress(ConnectionError):  # it may be gone already
+            await self.push(reply.format(host=self.hostname))
+        if self.transport is not None:
+            self.transport.close()
+
+    def shut(self) -> None:
+        """The stop's last word to an idle connection."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(SHUTTING_DOWN.format(host=self.hostname).encode() + b"\r\n")
+            self.transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._connections is not None:
+            self._connections.open.discard(self)
         if self._cap is not None and self._counted is not None:
             self._cap.release(self._counted)
             self._counted = None
@@ -152,12 +177,18 @@ class MailflowSMTP(SMTP):
             log.warning("smtp connection from %s refused: %d already open",
                         peer_address(self.session.peer if self.session else None),
                         self._cap.per_address if self._cap else 0)
-            with contextlib.suppress(ConnectionError):  # it may be gone already
-                await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
-            if self.transport is not None:
-                self.transport.close()
+            await self._refuse(TOO_MANY_CONNECTIONS)
+            return
+        if self._connections is not None and self._connections.closing:
+            await self._refuse(SHUTTING_DOWN)
             return
         await super()._handle_client()
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._connections is not None and self._connections.closing:  # no new message
+            await self._refuse(SHUTTING_DOWN)
+            return
+        await super().smtp_MAIL(arg)
 
     def data_received(self, data: bytes) -> None:
         # Idle means nothing received: a large message arriving slowly keeps its connection
@@ -258,6 +289,7 @@ class IntakeHandler:
         self.executor = executor
         self.on_spooled = on_spooled or (lambda _id: None)
         self.rate = SenderRate(app.config.smtp.rate_per_minute)
+        self.connections = Connections()  # the graceful stop's view (parts.SmtpPart.stop)
         mail = app.config.mail
         self._domain = mail.domain.lower()
         self._locals = {mail.cases_local, mail.help_local, mail.register_local}
@@ -365,6 +397,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             timeout=cfg.idle_timeout_seconds,
             ident=GREETING_WORDS,
             connection_cap=cap,
+            connections=handler.connections,
             command_call_limit={"AUTH": 3, "*": 100_000},
         )
 
