@@ -21,6 +21,7 @@ import ssl
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -101,7 +102,12 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
                 and row.claimed_by == claim.instance)
 
     def dispose(self, claim: EmailClaim) -> None:
-        _send(self.app, claim, self.app.blobs.get(claim.blob_sha))
+        _send(self.app, claim, self.app.blobs.get(claim.blob_sha), lambda: self._sent(claim))
+
+    def _sent(self, claim: EmailClaim) -> None:
+        """Recorded the moment the relay has taken the message, before QUIT: a process killed
+        after this sends nothing again (a kill before it still can: nobody can tell whether
+        the relay's 250 arrived)."""
         with transaction(self.app.sessions) as session:
             row = self.held(session, claim)
             if row is None:
@@ -136,10 +142,13 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
         log.error("outbound message %d is dead after %d attempts", row.id, row.attempts)
 
 
-def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
+def _send(app: App, claim: EmailClaim, raw: bytes, delivered: Callable[[], None]) -> None:
+    """Hand the message over; `delivered()` as soon as it is taken, before hanging up (the QUIT
+    is a round trip, and a crash during it once meant the message was sent twice)."""
     cfg = app.config.outbound
     if not cfg.relay_host:
         _write_maildir(app.config.path(cfg.maildir_path), raw)
+        delivered()
         return
     try:
         smtp = smtplib.SMTP(cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds)
@@ -149,6 +158,7 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
             if cfg.relay_username:
                 smtp.login(cfg.relay_username, cfg.relay_password)
             smtp.sendmail(claim.from_addr, [claim.to_addr], raw)
+            delivered()
         finally:
             _hang_up(smtp)
     except smtplib.SMTPRecipientsRefused as exc:
