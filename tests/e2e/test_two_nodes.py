@@ -9,6 +9,7 @@ import json
 import re
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,11 +19,21 @@ from mailflow.app import App
 from mailflow.db.models import Case, InboundMessage, MessageStatus, OutboundMessage, OutboxStatus
 from mailflow.db.session import transaction
 from mailflow.workflow import accounts
-from tests.conftest import DERMS, PASSWORD, MigratedTemplates
+from tests.conftest import DERMS, PASSWORD, MigratedTemplates, make_config
+from tests.support.backup import backup, new_database, restore
 from tests.support.cases import CASES, three_photos
+from tests.support.cli import cli_json, run_cli
 from tests.support.db import accepted_id
 from tests.support.mail import FULL_FORM, case_email, reply_to, submit, wait_until
-from tests.support.nodes import Node, needs_postgres, nodes, postgres_database, start_all
+from tests.support.nodes import (
+    Node,
+    needs_postgres,
+    nodes,
+    postgres_database,
+    start_all,
+    start_roles,
+    stop_all,
+)
 from tests.support.review import ANSWER, pdf_of, pdf_text
 from tests.support.sink import Delivered, RelaySink
 from tests.support.web import ADMIN
@@ -40,7 +51,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, migrated_templates: Migrat
     sink.start()
     try:
         with postgres_database(migrated_templates) as url, \
-                nodes(tmp_path_factory.mktemp("nodes"), url, sink) as (made, app):
+                nodes(tmp_path_factory.mktemp("nodes"), url, sink, ("a", "b", "c")) as (made, app):
             with transaction(app.sessions) as session:
                 accounts.add(session, email=PROVIDER, name="Dr Pat Family", role="provider",
                              password=PASSWORD, approved=True, license_state="NY")
@@ -50,7 +61,7 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, migrated_templates: Migrat
                     accounts.add(session, email=email, name=f"Dr Derm {i + 1}",
                                  role="dermatologist", password=PASSWORD, approved=True,
                                  credentials="MD, FAAD")
-            start_all(made)
+            start_all(made[:2])  # c: a machine added later (test_adding_a_worker)
             yield made, app, sink
     finally:
         sink.stop()
@@ -124,7 +135,7 @@ def all_sent(app: App) -> list[OutboundMessage] | None:
 def test_cases_at_either_door_are_processed_on_both_and_shown_live_on_both_webs(
     cluster: tuple[list[Node], App, RelaySink],
 ) -> None:
-    (a, b), app, sink = cluster
+    (a, b, _c), app, sink = cluster
     browsers = {node.name: node.client(ADMIN, PASSWORD) for node in (a, b)}
     streams = {name: Stream(client) for name, client in browsers.items()}
     wait_until(lambda: all(s.live() for s in streams.values()), 30, "both live pages")
@@ -158,7 +169,7 @@ def test_cases_at_either_door_are_processed_on_both_and_shown_live_on_both_webs(
 def test_a_reply_to_node_a_for_a_case_opened_on_node_b(
     cluster: tuple[list[Node], App, RelaySink],
 ) -> None:
-    (a, b), app, sink = cluster
+    (a, b, _c), app, sink = cluster
     number = case_of(app, send_case(b, 99))
     notification = wait_until(lambda: next(
         (m for m in sink.messages if number in str(m.message["Subject"])
@@ -183,7 +194,7 @@ def test_a_reply_to_node_a_for_a_case_opened_on_node_b(
 def test_every_node_keeps_its_own_folder_and_no_blob_on_disk(
     cluster: tuple[list[Node], App, RelaySink],
 ) -> None:
-    (a, b), _app, _sink = cluster
+    (a, b, _c), _app, _sink = cluster
     assert a.folder != b.folder
     for node in (a, b):
         blobs = node.config.storage_dir / "blobs"
@@ -191,3 +202,37 @@ def test_every_node_keeps_its_own_folder_and_no_blob_on_disk(
         assert on_disk == []
         assert not list((node.config.storage_dir / "keys").glob("*master*"))
 
+
+
+def test_adding_a_worker(cluster: tuple[list[Node], App, RelaySink]) -> None:
+    """docs/deploy.md "Adding a worker": a machine with the same config.toml, the key in its
+    environment and `mailflow worker`; it takes work as soon as it runs."""
+    (a, b, c), app, _sink = cluster
+    c.start("worker")
+    stop_all([a, b], ("worker",))  # the first machines' workers stop: only c's can work
+    assert [node.procs["worker"].popen.returncode for node in (a, b)] == [0, 0]
+    try:
+        message_id = send_case(a, 7)
+        case_of(app, message_id)
+        assert message_id in processed_by(c)
+    finally:
+        start_roles([(a, "worker"), (b, "worker")])
+
+def test_a_backup_restores_the_database_with_its_blobs_elsewhere(
+    cluster: tuple[list[Node], App, RelaySink], tmp_path: Path,
+) -> None:
+    """docs/deploy.md "Backup and restore with PostgreSQL": `mailflow backup` while both nodes
+    run, restored into an empty database on a new machine that has the same key in its
+    environment (the archive holds none: the key never was on a disk)."""
+    (_a, b, _c), app, _sink = cluster
+    number = case_of(app, send_case(b, 8))
+    archive = tmp_path / "nodes.backup"
+    backup(b.config, archive)
+    with new_database("postgres", tmp_path) as url:
+        target = make_config(tmp_path / "new-machine", url, storage={"blobs": "database"})
+        restore(target, archive)
+        assert "audit chain intact" in run_cli(target, "audit", "verify").stdout
+        shown = cli_json(target, "cases", "show", number)
+        assert len(shown["images"]) == 3  # the photos, read from the restored database
+        blobs = target.storage_dir / "blobs"
+        assert not blobs.exists() or not any(p.is_file() for p in blobs.rglob("*"))

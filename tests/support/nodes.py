@@ -130,9 +130,16 @@ class Node:
 
     def terminate(self, role: str, timeout: float = 60) -> int:
         """SIGTERM, as systemd stops a unit; the exit status."""
+        self.signal(role)
+        return self.wait(role, timeout)
+
+    def signal(self, role: str) -> None:
         proc = self.procs[role].popen
         if proc.poll() is None:
             proc.send_signal(signal.SIGTERM)
+
+    def wait(self, role: str, timeout: float = 60) -> int:
+        proc = self.procs[role].popen
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -140,10 +147,7 @@ class Node:
             raise AssertionError(f"{self.name} {role} did not stop on SIGTERM") from None
 
     def stop(self) -> None:
-        for role in reversed(list(self.procs)):  # the bus last
-            if self.running(role):
-                with contextlib.suppress(AssertionError):
-                    self.terminate(role, 30)
+        stop_all([self])
 
     def client(self, email: str, password: str) -> httpx.Client:
         """A browser signed in to this node's web."""
@@ -164,6 +168,7 @@ def node_config(folder: Path, db_url: str, sink: RelaySink, bus: tuple[int, int]
         "intake": {"workers": 1},
         # a killed process's claims go back at the next heartbeat of a live one
         "recovery": {"heartbeat_seconds": 1, "dead_after_seconds": 3},
+        "web": {"shutdown_seconds": 1},  # open live streams end at once at a stop
     }
     for section, values in sections.items():
         base.setdefault(section, {}).update(values)
@@ -192,8 +197,7 @@ def nodes(tmp: Path, db_url: str, sink: RelaySink, names: tuple[str, ...] = ("a"
         try:
             yield made, app
         finally:
-            for node in made:
-                node.stop()
+            stop_all(made)
             app.close()
 
 
@@ -201,10 +205,27 @@ def start_all(made: list[Node], roles: tuple[str, ...] = ("smtpd", "worker", "sc
               ) -> None:
     """The bus on the first node, then every role on every node, started side by side."""
     made[0].start("bus")
+    start_roles([(node, role) for node in made for role in roles])
+
+def stop_all(made: list[Node], roles: tuple[str, ...] | None = None) -> None:
+    """SIGTERM to every (or these) roles' processes at once, then wait for each; the bus
+    last, so the others' last events reach it."""
+    running = [(node, role) for node in made for role in node.procs
+               if node.running(role) and role != "bus" and (roles is None or role in roles)]
+    for node, role in running:
+        node.signal(role)
+    for node, role in running:
+        with contextlib.suppress(AssertionError):
+            node.wait(role, 30)
     for node in made:
-        for role in roles:
-            node.spawn(role)
-    deadline = time.monotonic() + 120
-    for node in made:
-        for role in roles:
-            node.ready(role, max(1.0, deadline - time.monotonic()))
+        if (roles is None or "bus" in roles) and node.running("bus"):
+            node.terminate("bus", 30)
+
+
+def start_roles(pairs: list[tuple[Node, str]], timeout: float = 120) -> None:
+    """Start these processes side by side; return once every one is ready."""
+    for node, role in pairs:
+        node.spawn(role)
+    deadline = time.monotonic() + timeout
+    for node, role in pairs:
+        node.ready(role, max(1.0, deadline - time.monotonic()))
