@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailflow import audit
@@ -38,6 +39,10 @@ from mailflow.runner import Claim, Failure, Runner
 from mailflow.store.tls import client_context
 
 log = logging.getLogger(__name__)
+
+# the relay has the message: a failed record of it is tried again this often before the
+# attempt counts as failed (and the message is sent again, at least once)
+RECORD_TRIES = 3
 
 
 class PermanentFailure(Exception):
@@ -107,7 +112,19 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
     def _sent(self, claim: EmailClaim) -> None:
         """Recorded the moment the relay has taken the message, before QUIT: a process killed
         after this sends nothing again (a kill before it still can: nobody can tell whether
-        the relay's 250 arrived)."""
+        the relay's 250 arrived). A database error here (a deadlock, a dropped connection) is
+        met by recording again, never by sending again."""
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                self._record_sent(claim)
+                return
+            except OperationalError:
+                if attempt == RECORD_TRIES:
+                    raise
+                log.warning("outbound message %d: recording it as sent failed (attempt %d); "
+                            "trying again", claim.id, attempt)
+
+    def _record_sent(self, claim: EmailClaim) -> None:
         with transaction(self.app.sessions) as session:
             row = self.held(session, claim)
             if row is None:
