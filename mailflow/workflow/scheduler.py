@@ -14,6 +14,7 @@ from datetime import datetime, timedelta
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from mailflow.app import App
 from mailflow.db.models import Case, CaseState, utcnow
@@ -99,9 +100,9 @@ class SlaScheduler:
         # Its own engine: the job store reads then writes in one transaction, which on SQLite
         # must hold the write lock from the start (a deferred one fails at once under load).
         self.engine = make_engine(app.config.database_url, always_write=True)
+        self.store = SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(
-                engine=self.engine, tablename="apscheduler_jobs")},
+            jobstores={"default": self.store},
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1},
         )
@@ -109,6 +110,7 @@ class SlaScheduler:
     def start(self) -> None:
         recompute_open(self.app)  # the calendar may have changed while we were down
         RUNNING.add(self.key, self.app, self.scheduler)
+        self._job_table()
         self.scheduler.start()
         self.scheduler.add_job(
             sweep_job, "interval", seconds=SWEEP_SECONDS, args=[self.key], id="sla-sweep",
@@ -122,6 +124,15 @@ class SlaScheduler:
                 id="retention-daily", replace_existing=True, misfire_grace_time=12 * 3600,
             )
         log.info("SLA scheduler started")
+
+    def _job_table(self) -> None:
+        """The job store's table, made here rather than by APScheduler's start: two schedulers
+        starting at once on a new database both found it missing and both created it, and
+        the loser stopped with an error (found by the chaos test, PostgreSQL)."""
+        try:
+            self.store.jobs_t.create(self.engine, checkfirst=True)
+        except (IntegrityError, ProgrammingError):  # the other one made it meanwhile
+            log.info("the scheduler's job table was made by another scheduler")
 
     def stop(self) -> None:
         if self.scheduler.running:

@@ -50,7 +50,7 @@ from tests.conftest import DERMS, PASSWORD, PG_URL, ROOT, MigratedTemplates, wri
 from tests.support.cases import CASES
 from tests.support.images import skin_photo
 from tests.support.mail import FULL_FORM, case_email, client_context
-from tests.support.nodes import Node, nodes, postgres_database, start_all
+from tests.support.nodes import Node, nodes, postgres_database, start_all, stop_all
 from tests.support.sink import Delivered, RelaySink
 
 TARGETS = ("worker", "scheduler", "smtpd", "bus")
@@ -339,11 +339,13 @@ def run(cases: int, clients: int, seed: int, folder: Path, pause: tuple[float, f
                 t.start()
             for t in threads:
                 t.join()
-            phases["send"] = time.monotonic() - started - sum(phases.values())
             monkey.stop()
             for node in made:  # everything back up (a kill's restart is done by now)
                 for role in node.procs:
                     assert node.running(role), f"{node.name} {role} is not running"
+            phases["send"] = time.monotonic() - started - sum(phases.values())
+            # the schedulers stop first (SIGTERM): no new SLA mail while the outbox is checked
+            stop_all(made, ("scheduler",))
             wait = time.monotonic() + 60 + cases * 0.5
             while not settled(app) and time.monotonic() < wait:
                 time.sleep(0.5)

@@ -14,7 +14,8 @@ from tests.chaos.run import run
 from tests.conftest import MigratedTemplates
 from tests.support.nodes import needs_postgres
 
-pytestmark = [needs_postgres, pytest.mark.xdist_group("nodes")]
+# its own group: beside the two-node tests on the other xdist worker, not between them
+pytestmark = [needs_postgres, pytest.mark.xdist_group("chaos")]
 
 
 def test_sixty_cases_through_kills_keep_every_promise(
