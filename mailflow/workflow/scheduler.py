@@ -9,6 +9,9 @@ several schedulers on one database, or a restart between a due time and its job,
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
@@ -34,20 +37,29 @@ class Running:
 
     def __init__(self) -> None:
         self._by_key: dict[str, tuple[App, BackgroundScheduler]] = {}
+        self._lock = threading.Lock()
 
     def add(self, key: str, app: App, scheduler: BackgroundScheduler) -> None:
-        self._by_key[key] = (app, scheduler)
+        with self._lock:
+            self._by_key[key] = (app, scheduler)
 
     def remove(self, key: str) -> None:
-        self._by_key.pop(key, None)
+        with self._lock:
+            self._by_key.pop(key, None)
+
+    @contextmanager
+    def scheduling(self, key: str) -> Iterator[BackgroundScheduler | None]:
+        """The scheduler to add jobs to, None once it is stopping. A job must not add jobs
+        once shutdown has begun: APScheduler's shutdown(wait=True) holds the job stores' lock
+        while it waits for running jobs, and add_job waits for that lock, so a sweep that
+        was running at SIGTERM hung the scheduler for ever (found by the chaos test)."""
+        with self._lock:
+            entry = self._by_key.get(key)
+            yield entry[1] if entry else None
 
     def app(self, key: str) -> App | None:
         entry = self._by_key.get(key)
         return entry[0] if entry else None
-
-    def scheduler(self, key: str) -> BackgroundScheduler | None:
-        entry = self._by_key.get(key)
-        return entry[1] if entry else None
 
 
 RUNNING = Running()  # the one a stored job can reach: its function and key are all it keeps
@@ -75,9 +87,6 @@ def retention_job(app_key: str) -> None:
 
 
 def _schedule_soon(app: App, app_key: str) -> None:
-    scheduler = RUNNING.scheduler(app_key)
-    if scheduler is None:
-        return
     now = utcnow()
     horizon = now + timedelta(seconds=SWEEP_SECONDS * 1.5)
     with app.sessions() as session:
@@ -86,11 +95,14 @@ def _schedule_soon(app: App, app_key: str) -> None:
             .where(Case.sla_next_due_at > now, Case.sla_next_due_at <= horizon,
                    Case.state.in_(CaseState.CLOCK_RUNNING))
         ).all()
-    for case_id, due in soon:
-        scheduler.add_job(
-            case_job, "date", run_date=due, args=[app_key, case_id], id=f"sla-case-{case_id}",
-            replace_existing=True, misfire_grace_time=3600,
-        )
+    with RUNNING.scheduling(app_key) as scheduler:
+        if scheduler is None:
+            return  # stopping
+        for case_id, due in soon:
+            scheduler.add_job(
+                case_job, "date", run_date=due, args=[app_key, case_id],
+                id=f"sla-case-{case_id}", replace_existing=True, misfire_grace_time=3600,
+            )
 
 
 class SlaScheduler:
@@ -135,7 +147,7 @@ class SlaScheduler:
             log.info("the scheduler's job table was made by another scheduler")
 
     def stop(self) -> None:
+        RUNNING.remove(self.key)  # first: a job still running adds nothing (Running.scheduling)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        RUNNING.remove(self.key)
         self.engine.dispose()

@@ -345,7 +345,8 @@ def run(cases: int, clients: int, seed: int, folder: Path, pause: tuple[float, f
                     assert node.running(role), f"{node.name} {role} is not running"
             phases["send"] = time.monotonic() - started - sum(phases.values())
             # the schedulers stop first (SIGTERM): no new SLA mail while the outbox is checked
-            stop_all(made, ("scheduler",))
+            stubborn = stop_all(made, ("scheduler",))
+            phases["stop schedulers"] = time.monotonic() - started - sum(phases.values())
             wait = time.monotonic() + 60 + cases * 0.5
             while not settled(app) and time.monotonic() < wait:
                 time.sleep(0.5)
@@ -353,6 +354,7 @@ def run(cases: int, clients: int, seed: int, folder: Path, pause: tuple[float, f
             phases["settle"] = time.monotonic() - started - sum(phases.values())
             counts, problems = check(app, sent, sink, monkey.when,
                                      made[0].folder / "config.toml", made[0].env)
+            problems += stubborn
     finally:
         sink.stop()
     counts.update({f"seconds: {name}": round(value) for name, value in phases.items()})

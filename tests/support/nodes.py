@@ -46,6 +46,7 @@ ROLES: dict[str, str] = {
     "web": "web",
 }
 READY = "mailflow is running"
+STOP_SECONDS = 30  # a part that has not exited this long after SIGTERM is killed (and named)
 
 
 @contextlib.contextmanager
@@ -143,8 +144,12 @@ class Node:
         try:
             return proc.wait(timeout)
         except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)  # PYTHONFAULTHANDLER: every thread's stack, logged
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)
             self.kill(role)
-            raise AssertionError(f"{self.name} {role} did not stop on SIGTERM") from None
+            raise AssertionError(f"{self.name} {role} did not stop on SIGTERM; its threads "
+                                 f"were at: {self.procs[role].log}") from None
 
     def stop(self) -> None:
         stop_all([self])
@@ -190,7 +195,7 @@ def nodes(tmp: Path, db_url: str, sink: RelaySink, names: tuple[str, ...] = ("a"
             config = node_config(tmp / name, db_url, sink, bus, **sections)
             initialise(config)
             smtp, web = free_port(), free_port()
-            env = {**os.environ, "MAILFLOW_SMTP__PORT": str(smtp),
+            env = {**os.environ, "PYTHONFAULTHANDLER": "1", "MAILFLOW_SMTP__PORT": str(smtp),
                    "MAILFLOW_WEB__PORT": str(web)}
             made.append(Node(name, config, env, smtp, web))
         app = App.open(made[0].config)
@@ -207,19 +212,23 @@ def start_all(made: list[Node], roles: tuple[str, ...] = ("smtpd", "worker", "sc
     made[0].start("bus")
     start_roles([(node, role) for node in made for role in roles])
 
-def stop_all(made: list[Node], roles: tuple[str, ...] | None = None) -> None:
+def stop_all(made: list[Node], roles: tuple[str, ...] | None = None) -> list[str]:
     """SIGTERM to every (or these) roles' processes at once, then wait for each; the bus
-    last, so the others' last events reach it."""
+    last, so the others' last events reach it. Returns those that had to be killed."""
     running = [(node, role) for node in made for role in node.procs
                if node.running(role) and role != "bus" and (roles is None or role in roles)]
-    for node, role in running:
-        node.signal(role)
-    for node, role in running:
-        with contextlib.suppress(AssertionError):
-            node.wait(role, 30)
-    for node in made:
-        if (roles is None or "bus" in roles) and node.running("bus"):
-            node.terminate("bus", 30)
+    running += [(node, "bus") for node in made
+                if (roles is None or "bus" in roles) and node.running("bus")]
+    stubborn = []
+    for batch in ([p for p in running if p[1] != "bus"], [p for p in running if p[1] == "bus"]):
+        for node, role in batch:
+            node.signal(role)
+        for node, role in batch:
+            try:
+                node.wait(role, STOP_SECONDS)
+            except AssertionError as exc:
+                stubborn.append(str(exc))
+    return stubborn
 
 
 def start_roles(pairs: list[tuple[Node, str]], timeout: float = 120) -> None:
