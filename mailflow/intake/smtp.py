@@ -144,8 +144,8 @@ class MailflowSMTP(SMTP):
             address = peer_address(self.session.peer if self.session else None)
             self._admitted = self._cap.admit(address)
             self._counted = address if self._admitted else None
-            if self._connections is not None:
-                self._connections.open.add(self)
+        if first and self._connections is not None:
+            self._connections.open.add(self)
 
     @property
     def in_transaction(self) -> bool:
