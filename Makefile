@@ -9,7 +9,7 @@ RUN_PACKAGES := wkhtmltopdf
 # module runs its own instance on 127.0.0.1; no system-wide mail server is set up or used).
 SYSTEM_PACKAGES := $(RUN_PACKAGES) dovecot-imapd dovecot-lmtpd postfix poppler-utils swaks chromium
 
-.PHONY: run test install run-packages system-packages lint bench clean fuzz
+.PHONY: run test install run-packages system-packages lint bench clean fuzz chaos
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -58,6 +58,15 @@ fuzz: install
 	$(BIN)/python -m tests.fuzz.long_run --runs $(FUZZ_RUNS)
 	MAILFLOW_FUZZ=long MAILFLOW_FUZZ_SCALE=$(FUZZ_SCALE) $(BIN)/python -m pytest -q -p no:randomly \
 	  --hypothesis-show-statistics tests/fuzz/test_parse_fuzz.py tests/fuzz/test_api_fuzz.py
+
+# Chaos (issue #13): CHAOS_CASES cases over SMTP to two nodes on one PostgreSQL database while
+# workers, schedulers, smtpds and the bus are killed with SIGKILL and restarted; prints a
+# summary table and fails on any lost, doubled or unfinished message. `make test` runs 60
+# (tests/chaos/test_chaos.py). Needs MAILFLOW_TEST_POSTGRES_URL; CHAOS_SEED repeats a run.
+CHAOS_CASES ?= 500
+CHAOS_SEED ?=
+chaos: install
+	$(BIN)/python -m tests.chaos.run --cases $(CHAOS_CASES) $(if $(CHAOS_SEED),--seed $(CHAOS_SEED))
 
 bench: install
 	$(BIN)/python -m benchmarks

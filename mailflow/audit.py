@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import bus
 from mailflow.db.models import AuditEvent, AuditHead, utcnow
+from mailflow.db.session import ROW_LOCK
 
 GENESIS = "0" * 64
 
@@ -63,7 +64,7 @@ def record(
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction."""
     head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update()
+        select(AuditHead).where(AuditHead.id == 1).with_for_update(**ROW_LOCK)
     ).scalar_one()
     at = utcnow()
     detail = dict(detail or {})

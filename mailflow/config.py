@@ -73,6 +73,7 @@ class SmtpConfig(_Section):
     # SO_REUSEPORT: more than one `mailflow smtpd` (or serve) may listen on the port, and the
     # kernel shares the connections out (each process decodes on its own cores)
     reuse_port: bool = False
+    shutdown_seconds: float = Field(60, ge=0)  # at a stop, messages in hand get this long
 
 
 class OutboundConfig(_Section):

@@ -38,7 +38,7 @@ from mailflow.db.models import (
     ProcessInstance,
     utcnow,
 )
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +108,7 @@ class Instance:
         with self._lock, transaction(self.app.sessions) as session:
             if self._closed:
                 return
-            row = session.get(ProcessInstance, self.id, with_for_update=True)
+            row = session.get(ProcessInstance, self.id, with_for_update=ROW_LOCK)
             if row is not None:
                 row.heartbeat_at = utcnow()
                 return
@@ -125,7 +125,7 @@ class Instance:
         """A clean stop: anything still claimed goes back now, and the row goes."""
         with self._lock, transaction(self.app.sessions) as session:
             self._closed = True
-            row = session.get(ProcessInstance, self.id, with_for_update=True)
+            row = session.get(ProcessInstance, self.id, with_for_update=ROW_LOCK)
             if row is not None:
                 _release(session, row)
 
@@ -140,7 +140,7 @@ def release_gone(app: App, here: Identity, exclude: str = "") -> int:
     for instance_id in suspects:
         with transaction(app.sessions) as session:
             # judged again under the row's lock: a heartbeat may have come in meanwhile
-            row = session.get(ProcessInstance, instance_id, with_for_update=True)
+            row = session.get(ProcessInstance, instance_id, with_for_update=ROW_LOCK)
             if row is None or not is_gone(row, here, utcnow(), dead_after):
                 continue
             who = (row.id, row.pid, row.host)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 SPOOL_THREADS = 4  # spooling is fsync + commit: a few at once keep the SMTP door answering
+IN_HAND_POLL = 0.05  # a graceful stop looks this often whether the messages in hand are done
 
 
 class Part(ABC):
@@ -75,22 +76,42 @@ class SmtpPart(Part):
 
     server: asyncio.Server | None = None
     threads: ThreadPoolExecutor | None = None
+    handler: Any = None  # the IntakeHandler, while started
 
     async def start(self) -> None:
         from mailflow.intake.smtp import IntakeHandler, start_smtp
 
         self.threads = ThreadPoolExecutor(SPOOL_THREADS, thread_name_prefix="spool")
-        handler = IntakeHandler(self.app, self.threads, self.service.waker("worker"))
+        self.handler = handler = IntakeHandler(self.app, self.threads,
+                                               self.service.waker("worker"))
         self.server = await start_smtp(self.app, handler, port=self.service.smtp_port)
         host, port = self.server.sockets[0].getsockname()[:2]
         self.service.smtp_address = (host, port)
 
     async def stop(self) -> None:
+        """Gracefully: the messages in hand finish (their 250 means spooled) while new
+        connections and new MAILs are answered 421 4.3.2, so clients retry elsewhere or later;
+        then the idle connections are told the same and closed."""
         if self.server is not None:
+            await self._finish_in_hand()
             self.server.close()
+            for connection in list(self.handler.connections.open):
+                connection.shut()
             await self.server.wait_closed()
         if self.threads is not None:
             await _shut(self.threads)
+
+    async def _finish_in_hand(self) -> None:
+        connections = self.handler.connections
+        connections.closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.app.config.smtp.shutdown_seconds
+        while connections.in_hand() and loop.time() < deadline:
+            await asyncio.sleep(IN_HAND_POLL)
+        if connections.in_hand():
+            log.warning("smtp: stopped with %d message(s) unfinished after %ss; their senders "
+                        "had no 250 and will send again", connections.in_hand(),
+                        self.app.config.smtp.shutdown_seconds)
 
 
 class ImapPart(Part):

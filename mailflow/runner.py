@@ -36,7 +36,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Base, utcnow
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 
 log = logging.getLogger(__name__)
 
@@ -137,14 +137,14 @@ class Runner(ABC, Generic[RowT, ClaimT]):
             query = query.where(self.model.id.not_in(skip))
         with transaction(self.app.sessions) as session:
             row = session.execute(
-                query.order_by(*self.order()).limit(1).with_for_update(skip_locked=True)
+                query.order_by(*self.order()).limit(1).with_for_update(skip_locked=True, **ROW_LOCK)
             ).scalar_one_or_none()
             return None if row is None else self.take(row, now)
 
     def held(self, session: Session, claim: ClaimT) -> RowT | None:
         """The row, locked, if this claim still holds it; None when it lapsed or was given
         back (another runner has it now)."""
-        row: RowT | None = session.get(self.model, claim.id, with_for_update=True)
+        row: RowT | None = session.get(self.model, claim.id, with_for_update=ROW_LOCK)
         return row if row is not None and self.holds(row, claim) else None
 
     def process(self, claim: ClaimT) -> None:

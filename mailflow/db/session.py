@@ -17,6 +17,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
+# Every row lock we take is to change the row, never its key: FOR NO KEY UPDATE on PostgreSQL
+# (ignored by SQLite). A plain FOR UPDATE also blocks the FOR KEY SHARE lock that inserting a
+# row that references it takes: a transaction holding the audit chain's head, inserting an
+# audit event that names a case, deadlocked with one holding that case and waiting for the
+# head (found by the chaos test: an email recorded as sent was rolled back and sent again).
+ROW_LOCK: dict[str, Any] = {"key_share": True}
+
 
 def make_engine(url: str, echo: bool = False, always_write: bool = False) -> Engine:
     """`always_write`: every transaction takes SQLite's write lock up front, for code that

@@ -29,8 +29,10 @@ from mailflow.intake.smtp_data import smtp_data
 from mailflow.intake.smtp_guard import (
     GREETING_WORDS,
     IDLE_CLOSE,
+    SHUTTING_DOWN,
     TOO_MANY_CONNECTIONS,
     ConnectionCap,
+    Connections,
     RedactReplyAddresses,
     peer_address,
 )
@@ -85,6 +87,7 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
 
     def __init__(self, *args: Any, auth_executor: Executor | None = None,
                  connection_cap: ConnectionCap | None = None,
+                 connections: Connections | None = None,
                  slow_down: Callable[[Session], float] | None = None,
                  xforward_hosts: frozenset[str] = frozenset(), **kwargs: Any) -> None:
         self.xforward_hosts = xforward_hosts  # before super(): it makes the first envelope
@@ -93,6 +96,7 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
         self._slow_down = slow_down
         self._checker = kwargs.get("authenticator")
         self._cap = connection_cap
+        self._connections = connections
         self._counted: str | None = None  # the address this connection counts against
         self._admitted = True
 
@@ -144,8 +148,29 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
             address = peer_address(self.session.peer if self.session else None)
             self._admitted = self._cap.admit(address)
             self._counted = address if self._admitted else None
+        if first and self._connections is not None:
+            self._connections.open.add(self)
+
+    @property
+    def in_transaction(self) -> bool:
+        """A message in hand: MAIL given and its DATA not answered yet."""
+        return self.envelope is not None and self.envelope.mail_from is not None
+
+    async def _refuse(self, reply: str) -> None:
+        with contextlib.suppress(ConnectionError):  # it may be gone already
+            await self.push(reply.format(host=self.hostname))
+        if self.transport is not None:
+            self.transport.close()
+
+    def shut(self) -> None:
+        """The stop's last word to an idle connection."""
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(SHUTTING_DOWN.format(host=self.hostname).encode() + b"\r\n")
+            self.transport.close()
 
     def connection_lost(self, error: Exception | None) -> None:
+        if self._connections is not None:
+            self._connections.open.discard(self)
         if self._cap is not None and self._counted is not None:
             self._cap.release(self._counted)
             self._counted = None
@@ -156,10 +181,10 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
             log.warning("smtp connection from %s refused: %d already open",
                         peer_address(self.session.peer if self.session else None),
                         self._cap.per_address if self._cap else 0)
-            with contextlib.suppress(ConnectionError):  # it may be gone already
-                await self.push(TOO_MANY_CONNECTIONS.format(host=self.hostname))
-            if self.transport is not None:
-                self.transport.close()
+            await self._refuse(TOO_MANY_CONNECTIONS)
+            return
+        if self._connections is not None and self._connections.closing:
+            await self._refuse(SHUTTING_DOWN)
             return
         await super()._handle_client()
 
@@ -169,6 +194,12 @@ class MailflowSMTP(xforward.XforwardCommand, SMTP):
             await super().smtp_DATA(arg)
         else:
             await smtp_data(self, arg)
+
+    async def smtp_MAIL(self, arg: str | None) -> None:
+        if self._connections is not None and self._connections.closing:  # no new message
+            await self._refuse(SHUTTING_DOWN)
+            return
+        await super().smtp_MAIL(arg)
 
     def data_received(self, data: bytes) -> None:
         # Idle means nothing received: a large message arriving slowly keeps its connection
@@ -269,6 +300,7 @@ class IntakeHandler:
         self.executor = executor
         self.on_spooled = on_spooled or (lambda _id: None)
         self.rate = SenderRate(app.config.smtp.rate_per_minute)
+        self.connections = Connections()  # the graceful stop's view (parts.SmtpPart.stop)
         mail = app.config.mail
         self._domain = mail.domain.lower()
         self._locals = {mail.cases_local, mail.help_local, mail.register_local}
@@ -394,6 +426,7 @@ def make_smtp_factory(app: App, handler: IntakeHandler) -> Callable[[], Mailflow
             ident=GREETING_WORDS,
             connection_cap=cap,
             xforward_hosts=frozenset(cfg.xforward_hosts),
+            connections=handler.connections,
             command_call_limit={"AUTH": 3, "*": 100_000},
         )
 

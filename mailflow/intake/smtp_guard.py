@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter
+from typing import Any
 
 # The greeting is "220 <host> <GREETING_WORDS>": the protocol, not the software or its version.
 GREETING_WORDS = "ESMTP"
@@ -15,6 +16,7 @@ TOO_MANY_CONNECTIONS = (
     "please try again in a few minutes"
 )
 IDLE_CLOSE = "421 4.4.2 {host} Nothing received for a while; closing the connection"
+SHUTTING_DOWN = "421 4.3.2 {host} Shutting down for a moment; please try again shortly"
 
 
 class ConnectionCap:
@@ -37,6 +39,19 @@ class ConnectionCap:
 
     def open_from(self, address: str) -> int:
         return self._open[address]
+
+
+class Connections:
+    """The door's open connections, for a graceful stop (SIGTERM): once `closing`, a new
+    connection or a new MAIL is answered SHUTTING_DOWN, and the stop waits until no connection
+    holds a message in hand (MAIL given, DATA not yet answered). Event loop thread only."""
+
+    def __init__(self) -> None:
+        self.closing = False
+        self.open: set[Any] = set()  # MailflowSMTP protocols (smtp.py)
+
+    def in_hand(self) -> int:
+        return sum(1 for conn in self.open if conn.in_transaction)
 
 
 def peer_address(peer: object) -> str:

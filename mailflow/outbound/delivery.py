@@ -21,12 +21,14 @@ import ssl
 import stat
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import ColumnElement, or_
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from mailflow import audit
@@ -37,6 +39,10 @@ from mailflow.runner import Claim, Failure, Runner
 from mailflow.store.tls import client_context
 
 log = logging.getLogger(__name__)
+
+# the relay has the message: a failed record of it is tried again this often before the
+# attempt counts as failed (and the message is sent again, at least once)
+RECORD_TRIES = 3
 
 
 class PermanentFailure(Exception):
@@ -101,7 +107,24 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
                 and row.claimed_by == claim.instance)
 
     def dispose(self, claim: EmailClaim) -> None:
-        _send(self.app, claim, self.app.blobs.get(claim.blob_sha))
+        _send(self.app, claim, self.app.blobs.get(claim.blob_sha), lambda: self._sent(claim))
+
+    def _sent(self, claim: EmailClaim) -> None:
+        """Recorded the moment the relay has taken the message, before QUIT: a process killed
+        after this sends nothing again (a kill before it still can: nobody can tell whether
+        the relay's 250 arrived). A database error here (a deadlock, a dropped connection) is
+        met by recording again, never by sending again."""
+        for attempt in range(1, RECORD_TRIES + 1):
+            try:
+                self._record_sent(claim)
+                return
+            except OperationalError:
+                if attempt == RECORD_TRIES:
+                    raise
+                log.warning("outbound message %d: recording it as sent failed (attempt %d); "
+                            "trying again", claim.id, attempt)
+
+    def _record_sent(self, claim: EmailClaim) -> None:
         with transaction(self.app.sessions) as session:
             row = self.held(session, claim)
             if row is None:
@@ -136,10 +159,13 @@ class OutboxRunner(Runner[OutboundMessage, EmailClaim]):
         log.error("outbound message %d is dead after %d attempts", row.id, row.attempts)
 
 
-def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
+def _send(app: App, claim: EmailClaim, raw: bytes, delivered: Callable[[], None]) -> None:
+    """Hand the message over; `delivered()` as soon as it is taken, before hanging up (the QUIT
+    is a round trip, and a crash during it once meant the message was sent twice)."""
     cfg = app.config.outbound
     if not cfg.relay_host:
         _write_maildir(app.config.path(cfg.maildir_path), raw)
+        delivered()
         return
     try:
         smtp = smtplib.SMTP(cfg.relay_host, cfg.relay_port, timeout=cfg.connect_timeout_seconds)
@@ -149,6 +175,7 @@ def _send(app: App, claim: EmailClaim, raw: bytes) -> None:
             if cfg.relay_username:
                 smtp.login(cfg.relay_username, cfg.relay_password)
             smtp.sendmail(claim.from_addr, [claim.to_addr], raw)
+            delivered()
         finally:
             _hang_up(smtp)
     except smtplib.SMTPRecipientsRefused as exc:

@@ -42,7 +42,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from mailflow.config import SigninConfig
 from mailflow.db.access_models import ADDRESS_CHARS, LOGIN_CHARS, SigninAddress, SigninCounter
 from mailflow.db.models import utcnow
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +168,8 @@ class Lockout:
                                             (LOGIN, charge.login, "", cfg.login_attempts),
                                             (ADDRESS, "", charge.address, None)):
             row = session.execute(select(SigninCounter).filter_by(
-                kind=kind, login=login, address=address).with_for_update()).scalar_one_or_none()
+                kind=kind, login=login, address=address).with_for_update(**ROW_LOCK)
+            ).scalar_one_or_none()
             if row is None:
                 continue  # swept
             if kind == PAIR and signed_in:
@@ -190,7 +191,7 @@ class Lockout:
             **key, failures=0, window_start=now).on_conflict_do_nothing(
             index_elements=list(key)))
         row = session.execute(
-            select(SigninCounter).filter_by(**key).with_for_update()).scalar_one()
+            select(SigninCounter).filter_by(**key).with_for_update(**ROW_LOCK)).scalar_one()
         if row.locked_until is not None:
             if row.locked_until <= now:  # a lock ran out: count anew
                 row.failures, row.locked_until, row.window_start = 0, None, now
@@ -210,7 +211,7 @@ class Lockout:
             index_elements=["login", "address"], set_={"last_success_at": now}))
         old = (select(SigninAddress.id)
                .where(SigninAddress.last_success_at < now - self.known_for)
-               .limit(SWEEP_BATCH).with_for_update(skip_locked=True))
+               .limit(SWEEP_BATCH).with_for_update(skip_locked=True, **ROW_LOCK))
         session.execute(delete(SigninAddress).where(SigninAddress.id.in_(old))
                         .execution_options(synchronize_session=False))
 
@@ -221,7 +222,7 @@ class Lockout:
                  .where(SigninCounter.window_start < now - self.window,
                         or_(SigninCounter.locked_until.is_(None),
                             SigninCounter.locked_until < now))
-                 .limit(SWEEP_BATCH).with_for_update(skip_locked=True))
+                 .limit(SWEEP_BATCH).with_for_update(skip_locked=True, **ROW_LOCK))
         session.execute(delete(SigninCounter).where(SigninCounter.id.in_(stale))
                         .execution_options(synchronize_session=False))
 

@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 from mailflow.trust import tokens
 from mailflow.web.certificates import waiting as waiting_certificates
 from mailflow.web.deps import admin_page, admin_post, web_app, web_auth
@@ -155,7 +155,7 @@ def set_password(request: Request, token: str,
         return _form(request, token, account, str(exc).capitalize() + ".", 400)
     app = web_app(request)
     with transaction(app.sessions) as session:
-        row = session.get(Account, account.id, with_for_update=True)
+        row = session.get(Account, account.id, with_for_update=ROW_LOCK)
         # the link is one-time: it was signed over the hash we are about to replace
         if row is None or row.password_hash != account.password_hash:
             raise HTTPException(404, "This link was already used.")

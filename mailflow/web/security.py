@@ -27,7 +27,7 @@ from mailflow import audit
 from mailflow.config import Config
 from mailflow.db.access_models import WebLogin, WebSession
 from mailflow.db.models import Account, AccountStatus, Role, utcnow
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 from mailflow.trust import passwords, totp
 from mailflow.trust.lockout import Charge, Lockout
 from mailflow.workflow import accounts
@@ -282,7 +282,7 @@ class WebAuth:
         takes the enrolled code, under the same lockout as signing in."""
         charge = self.lockout.charge(user.email, peer) if secret is None else None
         with transaction(self.sessions) as session:
-            account = session.get(Account, user.id, with_for_update=True)
+            account = session.get(Account, user.id, with_for_update=ROW_LOCK)
             if account is None or (secret is not None and account.totp_secret):
                 return False  # replacing a secret means turning the old one off first
             if charge is not None and charge.refused is not None:
@@ -334,7 +334,7 @@ class WebAuth:
 def _login_state(session: Session, account_id: int) -> WebLogin:
     """The account's row, locked; created on its first sign-in (two first sign-ins at once:
     one insert wins, the other reads the winner's row)."""
-    state = session.get(WebLogin, account_id, with_for_update=True)
+    state = session.get(WebLogin, account_id, with_for_update=ROW_LOCK)
     if state is not None:
         return state
     try:
@@ -342,6 +342,6 @@ def _login_state(session: Session, account_id: int) -> WebLogin:
             session.add(WebLogin(account_id=account_id))
     except IntegrityError:
         pass
-    state = session.get(WebLogin, account_id, with_for_update=True, populate_existing=True)
+    state = session.get(WebLogin, account_id, with_for_update=ROW_LOCK, populate_existing=True)
     assert state is not None
     return state

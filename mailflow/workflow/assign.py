@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Account, AccountStatus, Case, CaseState, Role, utcnow
+from mailflow.db.session import ROW_LOCK
 from mailflow.workflow import cases
 from mailflow.workflow.eligibility import Decline, Staff, best, declines_of, survey
 from mailflow.workflow.notify import notify_dermatologist
@@ -52,7 +53,7 @@ def assign_waiting(app: App, session: Session) -> int:
         select(Case)
         .where(Case.state == CaseState.SUBMITTED)
         .order_by((Case.urgency == "urgent").desc(), Case.submitted_at, Case.id)
-        .with_for_update(skip_locked=True)
+        .with_for_update(skip_locked=True, **ROW_LOCK)
     ).scalars().all()
     done = 0
     for case in waiting:

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, Case, CaseState, utcnow
-from mailflow.db.session import transaction
+from mailflow.db.session import ROW_LOCK, transaction
 from mailflow.outbound.outbox import Email, queue
 from mailflow.sla import clock
 from mailflow.sla.words import clock_time, deadline_in_words
@@ -51,7 +51,8 @@ def fire_due(app: App, now: datetime | None = None, case_ids: list[int] | None =
         try:
             with transaction(app.sessions) as session:
                 case = session.execute(
-                    select(Case).where(Case.id == case_id).with_for_update(skip_locked=True)
+                    select(Case).where(Case.id == case_id)
+                    .with_for_update(skip_locked=True, **ROW_LOCK)
                 ).scalar_one_or_none()
                 if case is None or case.sla_next_due_at is None or case.sla_next_due_at > now:
                     continue  # another scheduler got here first, or nothing is due any more
@@ -155,7 +156,7 @@ def recompute_open(app: App, now: datetime | None = None) -> int:
     done = 0
     for case_id in stale:
         with transaction(app.sessions) as session:
-            case = session.get(Case, case_id, with_for_update=True)
+            case = session.get(Case, case_id, with_for_update=ROW_LOCK)
             if case is None:
                 continue
             before = case.sla_deadline

@@ -10,6 +10,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from mailflow.db.models import Case, CaseCounter, utcnow
+from mailflow.db.session import ROW_LOCK
 
 PREFIX = "DERM"
 CASE_NUMBER = re.compile(rf"^{PREFIX}-\d{{4}}-\d{{6}}$")
@@ -22,14 +23,15 @@ def find_case(session: Session, number: str, *, lock: bool = False) -> Case | No
     if not CASE_NUMBER.match(number):
         return None
     query = select(Case).where(Case.number == number)
-    return session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    locked = query.with_for_update(**ROW_LOCK) if lock else query
+    return session.execute(locked).scalar_one_or_none()
 
 
 def next_case_number(session: Session) -> str:
     year = utcnow().year
     for _ in range(3):
         counter = session.execute(
-            select(CaseCounter).where(CaseCounter.year == year).with_for_update()
+            select(CaseCounter).where(CaseCounter.year == year).with_for_update(**ROW_LOCK)
         ).scalar_one_or_none()
         if counter is not None:
             counter.last += 1

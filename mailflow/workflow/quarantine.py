@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from mailflow import audit
 from mailflow.db.models import Case, InboundMessage, MessageStatus
+from mailflow.db.session import ROW_LOCK
 from mailflow.workflow.numbers import find_case
 
 # Codes an admin may vouch for: the sender is known but could not be verified, or their
@@ -27,7 +28,7 @@ class MessageNotFound(QuarantineError):
 
 
 def _held(session: Session, message_id: int) -> InboundMessage:
-    row = session.get(InboundMessage, message_id, with_for_update=True)
+    row = session.get(InboundMessage, message_id, with_for_update=ROW_LOCK)
     if row is None:
         raise MessageNotFound(f"no message {message_id}")
     if row.status != MessageStatus.QUARANTINED:
@@ -77,7 +78,7 @@ def attach(session: Session, message_id: int, case_number: str, actor: str) -> C
 def reprocess(session: Session, message_id: int, actor: str) -> str:
     """Back to the worker as it is, with a fresh count of attempts (held or discarded only:
     a processed message would be acted on twice). Returns the status it had."""
-    row = session.get(InboundMessage, message_id, with_for_update=True)
+    row = session.get(InboundMessage, message_id, with_for_update=ROW_LOCK)
     if row is None:
         raise MessageNotFound(f"no message {message_id}")
     if row.status in (MessageStatus.RECEIVED, MessageStatus.PROCESSING):

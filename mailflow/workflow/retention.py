@@ -40,7 +40,7 @@ from mailflow.db.models import (
     OutboxStatus,
     utcnow,
 )
-from mailflow.db.session import WRITE
+from mailflow.db.session import ROW_LOCK, WRITE
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,8 @@ def run(app: App, now: datetime | None = None, dry_run: bool = False) -> Retenti
     with app.sessions() as session:
         session.connection(execution_options={WRITE: True})
         # one run at a time: a second scheduler waits here, then finds nothing left to do
-        session.execute(select(AuditHead).where(AuditHead.id == 1).with_for_update()).scalar()
+        session.execute(select(AuditHead).where(AuditHead.id == 1)
+                        .with_for_update(**ROW_LOCK)).scalar()
         raw_cutoff, photo_cutoff = cutoffs(config, now)
         _purge_cases(session, report, raw_cutoff, photo_cutoff, now)
         _purge_caseless(session, report, raw_cutoff, now)

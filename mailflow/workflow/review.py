@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Case, CaseState, utcnow
+from mailflow.db.session import ROW_LOCK
 from mailflow.workflow.transitions import close_case
 from mailflow.workflow.transitions import comment as comment  # the web's comment form
 
@@ -32,7 +33,7 @@ def close_idle(app: App, session: Session, now: datetime | None = None) -> int:
                 Case.state.in_((S.REVIEWED, S.FOLLOW_UP)),
                 func.coalesce(Case.last_activity_at, Case.reviewed_at) < cutoff,
             )
-            .with_for_update(skip_locked=True)
+            .with_for_update(skip_locked=True, **ROW_LOCK)
         )
         .scalars()
         .all()

@@ -9,11 +9,15 @@ several schedulers on one database, or a restart between a due time and its job,
 from __future__ import annotations
 
 import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError, ProgrammingError
 
 from mailflow.app import App
 from mailflow.db.models import Case, CaseState, utcnow
@@ -33,20 +37,29 @@ class Running:
 
     def __init__(self) -> None:
         self._by_key: dict[str, tuple[App, BackgroundScheduler]] = {}
+        self._lock = threading.Lock()
 
     def add(self, key: str, app: App, scheduler: BackgroundScheduler) -> None:
-        self._by_key[key] = (app, scheduler)
+        with self._lock:
+            self._by_key[key] = (app, scheduler)
 
     def remove(self, key: str) -> None:
-        self._by_key.pop(key, None)
+        with self._lock:
+            self._by_key.pop(key, None)
+
+    @contextmanager
+    def scheduling(self, key: str) -> Iterator[BackgroundScheduler | None]:
+        """The scheduler to add jobs to, None once it is stopping. A job must not add jobs
+        once shutdown has begun: APScheduler's shutdown(wait=True) holds the job stores' lock
+        while it waits for running jobs, and add_job waits for that lock, so a sweep that
+        was running at SIGTERM hung the scheduler for ever (found by the chaos test)."""
+        with self._lock:
+            entry = self._by_key.get(key)
+            yield entry[1] if entry else None
 
     def app(self, key: str) -> App | None:
         entry = self._by_key.get(key)
         return entry[0] if entry else None
-
-    def scheduler(self, key: str) -> BackgroundScheduler | None:
-        entry = self._by_key.get(key)
-        return entry[1] if entry else None
 
 
 RUNNING = Running()  # the one a stored job can reach: its function and key are all it keeps
@@ -74,9 +87,6 @@ def retention_job(app_key: str) -> None:
 
 
 def _schedule_soon(app: App, app_key: str) -> None:
-    scheduler = RUNNING.scheduler(app_key)
-    if scheduler is None:
-        return
     now = utcnow()
     horizon = now + timedelta(seconds=SWEEP_SECONDS * 1.5)
     with app.sessions() as session:
@@ -85,11 +95,14 @@ def _schedule_soon(app: App, app_key: str) -> None:
             .where(Case.sla_next_due_at > now, Case.sla_next_due_at <= horizon,
                    Case.state.in_(CaseState.CLOCK_RUNNING))
         ).all()
-    for case_id, due in soon:
-        scheduler.add_job(
-            case_job, "date", run_date=due, args=[app_key, case_id], id=f"sla-case-{case_id}",
-            replace_existing=True, misfire_grace_time=3600,
-        )
+    with RUNNING.scheduling(app_key) as scheduler:
+        if scheduler is None:
+            return  # stopping
+        for case_id, due in soon:
+            scheduler.add_job(
+                case_job, "date", run_date=due, args=[app_key, case_id],
+                id=f"sla-case-{case_id}", replace_existing=True, misfire_grace_time=3600,
+            )
 
 
 class SlaScheduler:
@@ -99,9 +112,9 @@ class SlaScheduler:
         # Its own engine: the job store reads then writes in one transaction, which on SQLite
         # must hold the write lock from the start (a deferred one fails at once under load).
         self.engine = make_engine(app.config.database_url, always_write=True)
+        self.store = SQLAlchemyJobStore(engine=self.engine, tablename="apscheduler_jobs")
         self.scheduler = BackgroundScheduler(
-            jobstores={"default": SQLAlchemyJobStore(
-                engine=self.engine, tablename="apscheduler_jobs")},
+            jobstores={"default": self.store},
             timezone="UTC",
             job_defaults={"coalesce": True, "max_instances": 1},
         )
@@ -109,6 +122,7 @@ class SlaScheduler:
     def start(self) -> None:
         recompute_open(self.app)  # the calendar may have changed while we were down
         RUNNING.add(self.key, self.app, self.scheduler)
+        self._job_table()
         self.scheduler.start()
         self.scheduler.add_job(
             sweep_job, "interval", seconds=SWEEP_SECONDS, args=[self.key], id="sla-sweep",
@@ -123,8 +137,17 @@ class SlaScheduler:
             )
         log.info("SLA scheduler started")
 
+    def _job_table(self) -> None:
+        """The job store's table, made here rather than by APScheduler's start: two schedulers
+        starting at once on a new database both found it missing and both created it, and
+        the loser stopped with an error (found by the chaos test, PostgreSQL)."""
+        try:
+            self.store.jobs_t.create(self.engine, checkfirst=True)
+        except (IntegrityError, ProgrammingError):  # the other one made it meanwhile
+            log.info("the scheduler's job table was made by another scheduler")
+
     def stop(self) -> None:
+        RUNNING.remove(self.key)  # first: a job still running adds nothing (Running.scheduling)
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
-        RUNNING.remove(self.key)
         self.engine.dispose()

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from sqlalchemy import select
 
 from mailflow.db.models import Case, CaseState, OutboundMessage, Role
+from mailflow.db.session import ROW_LOCK
 from mailflow.parse.follow_up import asks_new_case
 from mailflow.trust import replyaddr
 from mailflow.workflow import cases, transitions
@@ -43,7 +44,7 @@ def case_reply(m: Inbound, address: str) -> Outcome:
     except replyaddr.ReplyAddressError as exc:
         return run(CASE_THREAD, Thread(m, None, problem=str(exc)))
     case = m.session.execute(
-        select(Case).where(Case.number == bound.case_number).with_for_update()
+        select(Case).where(Case.number == bound.case_number).with_for_update(**ROW_LOCK)
     ).scalar_one_or_none()
     return run(CASE_THREAD, Thread(m, case, bound))
 
@@ -54,7 +55,7 @@ def attached_reply(m: Inbound, _why: str) -> Outcome:
     if m.sender is None:
         return Outcome.hold("attached", "unregistered", "the sender has no account")
     case = m.session.execute(
-        select(Case).where(Case.id == m.row.case_id).with_for_update()
+        select(Case).where(Case.id == m.row.case_id).with_for_update(**ROW_LOCK)
     ).scalar_one()
     return run(ON_CASE, Thread(m, case))
 

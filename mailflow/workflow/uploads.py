@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from mailflow.app import App
 from mailflow.db.models import Account, utcnow
+from mailflow.db.session import ROW_LOCK
 from mailflow.db.upload_models import Upload, UploadChunk
 from mailflow.outbound.form_guide import PHOTO_FIELD
 
@@ -96,7 +97,8 @@ def find(session: Session, account: Account, upload_id: str, lock: bool = False)
     """The account's own upload, not expired; anyone else's is as good as missing."""
     query = select(Upload).where(Upload.id == upload_id[:64], Upload.account_id == account.id,
                                  Upload.expires_at >= utcnow())
-    upload = session.execute(query.with_for_update() if lock else query).scalar_one_or_none()
+    locked = query.with_for_update(**ROW_LOCK) if lock else query
+    upload = session.execute(locked).scalar_one_or_none()
     if upload is None:
         raise UploadRefused("That upload is no longer here. Choose the photo again.")
     return upload

@@ -164,6 +164,29 @@ def test_a_delivery_cut_off_mid_data_is_sent_again_with_the_same_message_id(
     assert copies[0].raw == copies[1].raw  # the stored message, byte for byte
 
 
+def test_a_worker_killed_while_the_relay_says_goodbye_sends_nothing_again(
+    app: App, sink: RelaySink, provider: str, process_pool: AnalysisPool,
+    worker_process: subprocess.Popen[bytes],
+) -> None:
+    """Found by the chaos test (an email twice at the relay): the message was recorded as sent
+    only after QUIT's answer, so a kill during that round trip sent it again."""
+    sink.hold_quit.set()
+    accept_case(app, process_pool, provider)
+    wait_until(lambda: sink.to(provider) and sink.quits, 60, "the relay to take the ack")
+    kill_9(worker_process)  # the relay has it, and the deliverer waited for its goodbye
+    sink.hold_quit.clear()
+    with app.sessions() as session:
+        ack = session.execute(select(OutboundMessage).where(OutboundMessage.kind == "ack")
+                              ).scalar_one()
+    running = RunningService(app, process_pool, ("worker", "outbox")).start()
+    try:
+        wait_until(lambda: _status(app, ack.id) == OutboxStatus.SENT, 30, "the ack to be sent")
+        assert instances(app) and all(i.pid == os.getpid() for i in instances(app))
+    finally:
+        running.stop()
+    assert len(sink.to(provider)) == 1
+
+
 def _status(app: App, outbound_id: int) -> str:
     with app.sessions() as session:
         row = session.get(OutboundMessage, outbound_id)

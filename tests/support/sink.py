@@ -7,7 +7,8 @@ import email
 import socket
 import ssl
 import threading
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.policy import default as default_policy
 
@@ -22,6 +23,7 @@ class Delivered:
     rcpt_tos: tuple[str, ...]
     raw: bytes
     tls: bool = False  # given over a STARTTLS session
+    at: float = field(default_factory=time.monotonic)  # when it was taken
 
     @property
     def message(self) -> EmailMessage:
@@ -71,6 +73,13 @@ class _Handler:
             await asyncio.sleep(0.05)
         return "250 2.0.0 delivered"
 
+    async def handle_QUIT(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        with self.sink.lock:
+            self.sink.quits += 1
+        while self.sink.hold_quit.is_set():  # a relay slow to say goodbye
+            await asyncio.sleep(0.05)
+        return "221 2.0.0 bye"
+
 
 class RelaySink:
     """Plain SMTP, or STARTTLS with `tls` (a server context holding the relay's certificate).
@@ -85,6 +94,8 @@ class RelaySink:
         # set: keep each message but answer its DATA only once cleared (a relay that hangs
         # after taking the message: the sender cannot know whether it was delivered)
         self.hold_data = threading.Event()
+        self.hold_quit = threading.Event()  # set: QUIT is answered only once cleared
+        self.quits = 0  # QUITs heard
         self.controller = Controller(_Handler(self), hostname="127.0.0.1", port=free_port(),
                                      tls_context=tls)
 
@@ -93,6 +104,7 @@ class RelaySink:
 
     def stop(self) -> None:
         self.hold_data.clear()
+        self.hold_quit.clear()
         self.controller.stop()
 
     @property
