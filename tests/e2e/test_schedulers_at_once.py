@@ -19,15 +19,16 @@ from mailflow.db.models import Case, utcnow
 from mailflow.db.session import transaction
 from mailflow.workflow import scheduler as scheduler_module
 from mailflow.workflow.scheduler import SlaScheduler
+from tests.conftest import postgres_only
 from tests.support.cases import send_case
 from tests.support.mail import wait_until
 
 
+# SQLite takes its write lock first: one scheduler at a time makes the table there
+@postgres_only
 def test_a_scheduler_starts_when_another_makes_the_job_table_at_the_same_moment(
     app: App,
 ) -> None:
-    if app.engine.dialect.name != "postgresql":
-        pytest.skip("SQLite takes its write lock first: one scheduler at a time makes it")
     other = SlaScheduler(app, key="the other scheduler")
     ours = SlaScheduler(app)
     errors: list[BaseException] = []

@@ -23,16 +23,17 @@ from mailflow.db.models import Case, OutboundMessage, OutboxStatus, utcnow
 from mailflow.db.session import transaction
 from mailflow.outbound import delivery
 from mailflow.workflow import enforcer
+from tests.conftest import postgres_only
 from tests.support.cases import CASES, deliver, send_case, three_photos
 from tests.support.mail import FULL_FORM, case_email
 from tests.support.sink import RelaySink
 
 
+# row locks are PostgreSQL's; SQLite has one writer at a time
+@postgres_only
 def test_an_audit_event_naming_a_case_is_written_while_the_scheduler_holds_the_case(
     app: App, provider: str, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    if app.engine.dialect.name != "postgresql":
-        pytest.skip("row locks are PostgreSQL's; SQLite has one writer at a time")
     number = send_case(app, provider)
     with transaction(app.sessions) as session:
         case = session.execute(select(Case).where(Case.number == number)).scalar_one()
