@@ -20,7 +20,7 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.config import Config
 from mailflow.db.models import Case
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from tests.browser.conftest import Browser
 from tests.conftest import PASSWORD, RunningService, make_config
 from tests.support.cases import CASES

@@ -22,8 +22,8 @@ from mailflow.db.models import (
 )
 from mailflow.db.session import transaction
 from mailflow.instances import release_gone, this_process
-from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.delivery import OutboxRunner
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.report_runner import ReportRunner, deliver_pending_reports
 from mailflow.workflow.worker import InboundRunner, drain
 from tests.support.cases import CASES, three_photos

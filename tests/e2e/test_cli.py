@@ -113,7 +113,7 @@ def test_a_quarantined_message_is_reprocessed_once_its_sender_is_approved(
         submit(service.port, "late@clinic.test", PASSWORD, msg)
     assert refused.value.smtp_code == 535
     # mail that reached us before the suspension is held until the account is approved again
-    from mailflow.intake.spool import Arrival, spool
+    from mailflow.spool import Arrival, spool
 
     msg.replace_header("Subject", "Second case")
     message_id = spool(app, Arrival("smtp", msg.as_bytes(), mail_from="late@clinic.test",

@@ -13,8 +13,8 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import InboundMessage, MessageStatus, OutboundMessage, utcnow
-from mailflow.intake.spool import Arrival, spool
 from mailflow.parse.analyze import Analysis
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.pool import analyze_stored
 from mailflow.workflow.worker import InboundRunner, MessageClaim, drain
 from tests.support.cases import CASES, three_photos

@@ -14,7 +14,7 @@ import time_machine
 from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import MessageStatus, OutboxStatus, utcnow
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.worker import InboundRunner, drain
 from tests.conftest import PASSWORD, RunningService
 from tests.support.cases import CASES, three_photos

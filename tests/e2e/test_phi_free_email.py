@@ -11,7 +11,7 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.db.models import OutboundMessage
 from mailflow.db.session import transaction
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow import accounts
 from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain

@@ -31,8 +31,8 @@ from mailflow.db.models import (
 )
 from mailflow.db.session import transaction
 from mailflow.instances import release_gone, this_process
-from mailflow.intake.spool import Arrival, spool
 from mailflow.outbound.delivery import OutboxRunner
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.report_runner import ReportRunner
 from mailflow.workflow.worker import InboundRunner
 from tests.conftest import DERMS, PASSWORD, ROOT, make_config

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import AuditEvent, Case, OutboundMessage, SlaEvent
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.enforcer import fire_due, recompute_open
 from mailflow.workflow.worker import drain
 from tests.conftest import DERMS

@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from mailflow.app import App
 from mailflow.db.models import Case
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow.worker import drain
 from tests.support.images import skin_photo
 from tests.support.mail import FULL_FORM, case_email

@@ -20,7 +20,7 @@ from sqlalchemy import select
 from mailflow.app import App, initialise
 from mailflow.db.models import Case, OutboundMessage
 from mailflow.db.session import transaction
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow import accounts, registration
 from mailflow.workflow.report_runner import deliver_pending_reports
 from mailflow.workflow.worker import drain

@@ -11,7 +11,7 @@ import pytest
 
 from mailflow.app import App, initialise
 from mailflow.db.session import transaction
-from mailflow.intake.spool import Arrival, spool
+from mailflow.spool import Arrival, spool
 from mailflow.workflow import accounts
 from mailflow.workflow.worker import drain
 from tests.conftest import PASSWORD, make_config, write_schedules

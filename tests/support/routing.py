@@ -10,8 +10,8 @@ from sqlalchemy import select
 from mailflow.app import App
 from mailflow.db.models import Account, Case, InboundMessage, utcnow
 from mailflow.db.session import transaction
-from mailflow.intake.spool import Arrival, spool
 from mailflow.parse.types import ImageLimits, MimeLimits
+from mailflow.spool import Arrival, spool
 from mailflow.trust import replyaddr
 from mailflow.workflow.context import Inbound, Outcome
 from mailflow.workflow.pool import blob_access, open_stored
