@@ -1,10 +1,12 @@
 """Where a case's CPU goes: N complete cases through the real code, in this process, by stage.
 
-`python -m benchmarks profile [--quick]`. Each case is the intake benchmark's case email (a
-filled form and three ~3 MB 12 MP JPEGs) sent with smtplib to the real SMTP door (aiosmtpd,
-STARTTLS, AUTH) running on a thread of this process; then the worker analyses and routes it in
-this process (no pool: the photos are decoded on the analysis's own threads), and the outbox
-delivers the acknowledgement to a relay sink.
+`python -m benchmarks profile [--quick]`; MAILFLOW_BENCH_PROFILE_DUMP=FOLDER keeps each thread
+role's pstats there (`python -m pstats FILE`) to look at function by function.
+
+Each case is the intake benchmark's case email (a filled form and three ~3 MB 12 MP JPEGs) sent
+with smtplib to the real SMTP door (aiosmtpd, STARTTLS, AUTH) running on a thread of this
+process; then the worker analyses and routes it in this process (no pool: the photos are decoded
+on the analysis's own threads), and the outbox delivers the acknowledgement to a relay sink.
 
 Two runs of the same cases:
 1. unprofiled: the CPU of the service's threads (time.thread_time of every thread the service
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import cProfile
+import os
 import pstats
 import tempfile
 import threading
@@ -227,7 +230,11 @@ def _report(plain: ThreadCpu, profiled: ThreadCpu, count: int, baseline: float) 
     for role in ROLES:
         print(f"{role:<40}{per_case[role]:>8.3f}")
     stages: dict[str, float] = {}
+    dump = os.environ.get("MAILFLOW_BENCH_PROFILE_DUMP")  # a folder: each role's pstats
     for role, profiles in profiled.profiles.items():
+        if dump:
+            file_name = "".join(c if c.isalnum() else "-" for c in role) + ".pstats"
+            pstats.Stats(*profiles).dump_stats(Path(dump) / file_name)
         found = by_stage(pstats.Stats(*profiles))
         scale = per_case.get(role, 0.0) / (sum(found.values()) or 1.0)
         for stage, seconds in found.items():

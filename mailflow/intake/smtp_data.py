@@ -48,9 +48,10 @@ class _Lines:
             return True
         last = piece.rfind(b"\r\n")
         # lines between the first and last CRLF: only a piece longer than a line can hold one
-        if last - first > self.limit and any(
-            len(line) + 2 > self.limit for line in piece[first + 2 : last].split(b"\r\n")
-        ):
+        # max(map(len, ...)) stays in C: a generator here cost ~0.05 s of a case's CPU
+        if last - first > self.limit and max(
+            map(len, piece[first + 2 : last].split(b"\r\n")), default=0
+        ) + 2 > self.limit:
             return True
         self.current = len(piece) - last - 2
         return False
