@@ -53,7 +53,8 @@ class App:
         smime = _smime_identity(config)
         install_keys(keys.sealing)
         signin = config.signin
-        set_password_cost(signin.hash_time_cost, signin.hash_memory_kib, signin.hash_parallelism)
+        set_password_cost(signin.hash_time_cost, signin.hash_memory_kib, signin.hash_parallelism,
+                          signin.hash_concurrency)
         engine = make_engine(config.database_url, echo=config.database.echo)
         sla = SlaContext(
             calendar=load_calendar(config.schedules_dir / "calendar.toml"),

@@ -202,6 +202,8 @@ class SigninConfig(_Section):
     hash_time_cost: int = Field(3, ge=1)
     hash_memory_kib: int = Field(65536, ge=8)
     hash_parallelism: int = Field(4, ge=1)
+    # hashes or checks at once in a process: each holds hash_memory_kib while it runs
+    hash_concurrency: int = Field(2, ge=1)
 
 
 class BusConfig(_Section):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import secrets
+import threading
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -19,6 +20,11 @@ from mailflow.db.models import Account
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
 _dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
+# Each hash or check holds its whole memory cost (64 MiB) while it runs: a burst of logins on
+# one process would hold that many times over. At most this many run at once in a process
+# ([signin] hash_concurrency); the others wait their turn, which costs no CPU the machine had.
+_concurrency = 2
+_turns = threading.BoundedSemaphore(_concurrency)
 MIN_PASSWORD_LENGTH = 10
 # OWASP's least argon2id cost holds memory x passes at about 36 MiB (19 MiB x 2, 12 MiB x 3,
 # 46 MiB x 1); below it a stolen hash table is cheap to guess through.
@@ -36,9 +42,12 @@ def find_account(session: Session, email: str) -> Account | None:
     ).scalar_one_or_none()
 
 
-def set_cost(time_cost: int, memory_kib: int, parallelism: int) -> None:
-    """The cost of new hashes ([signin] hash_*), set when the app opens; a process has one."""
-    global _hasher
+def set_cost(time_cost: int, memory_kib: int, parallelism: int, concurrency: int = 2) -> None:
+    """The cost of new hashes ([signin] hash_*), set when the app opens; a process has one.
+    `concurrency`: how many hashes or checks may hold their memory at once."""
+    global _hasher, _turns, _concurrency
+    if concurrency != _concurrency:
+        _concurrency, _turns = concurrency, threading.BoundedSemaphore(concurrency)
     if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (
             time_cost, memory_kib, parallelism):
         return
@@ -54,14 +63,16 @@ def set_cost(time_cost: int, memory_kib: int, parallelism: int) -> None:
 def hash_password(password: str) -> str:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise AccountError(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    return _hasher.hash(password)
+    with _turns:
+        return _hasher.hash(password)
 
 
 def check_password(account: Account, password: str) -> bool:
     if not account.password_hash:
         return waste_a_check(password)
     try:
-        return _hasher.verify(account.password_hash, password)
+        with _turns:
+            return _hasher.verify(account.password_hash, password)
     except (VerificationError, InvalidHashError):
         return False
 
@@ -70,8 +81,9 @@ def waste_a_check(password: str) -> bool:
     """A check that always fails and takes as long as a real one: an unknown login (or one
     with no password yet) answers in the same time as a wrong password, so the timing does
     not tell which accounts exist. Always False."""
-    if not _dummy_hash:
-        _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
-    with contextlib.suppress(VerificationError, InvalidHashError):
-        _hasher.verify(_dummy_hash[0], password or "-")
+    with _turns:
+        if not _dummy_hash:
+            _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+        with contextlib.suppress(VerificationError, InvalidHashError):
+            _hasher.verify(_dummy_hash[0], password or "-")
     return False
