@@ -115,7 +115,8 @@ def _days(days: float) -> str:
 
 
 def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: bool,
-         urgency: UrgencyResult | None = None, fresh_thread: bool = False) -> None:
+         urgency: UrgencyResult | None = None, fresh_thread: bool = False,
+         earlier_waiting: str | None = None) -> None:
     message = inbound.analysis.message
     assert message is not None and inbound.sender is not None
     missing = case.missing
@@ -145,6 +146,7 @@ def _ack(inbound: Inbound, case: Case, form: CaseForm | None, completed_now: boo
         "photos_url": photo_link(inbound.app, case, inbound.sender),
         "photos_link_days": _days(inbound.app.config.uploads.link_days),
         "same_patient": _same_patient(inbound.session, case),
+        "earlier_waiting": earlier_waiting,
         **expected_review(inbound.app, case),
     }
     queue(
@@ -179,12 +181,14 @@ def create_case(inbound: Inbound, _why: str) -> Outcome:
     return open_from(inbound, _best_form(inbound), route="new-case")
 
 
-def open_from(inbound: Inbound, form: CaseForm, route: str, fresh_thread: bool = False
-              ) -> Outcome:
+def open_from(inbound: Inbound, form: CaseForm, route: str, fresh_thread: bool = False,
+              earlier_waiting: str | None = None) -> Outcome:
     """A new case from this form and the message's photos: the patient's record found (or
     made), the photos kept, the provider acknowledged, the case offered for review.
     `fresh_thread`: the acknowledgement does not carry the message's References (a reply
-    on another case's thread starting this one must not tie the new thread to the old)."""
+    on another case's thread starting this one must not tie the new thread to the old).
+    `earlier_waiting`: the number of the incomplete case this one was opened from, which the
+    acknowledgement says still waits for what was asked."""
     provider = inbound.sender
     message = inbound.analysis.message
     assert provider is not None and message is not None
@@ -205,7 +209,8 @@ def open_from(inbound: Inbound, form: CaseForm, route: str, fresh_thread: bool =
     )
     _record_patient(inbound, case)
     store_photos(inbound, case, inbound.analysis.photos, form, first_position=1)
-    _ack(inbound, case, form, completed_now=False, fresh_thread=fresh_thread)
+    _ack(inbound, case, form, completed_now=False, fresh_thread=fresh_thread,
+         earlier_waiting=earlier_waiting)
     if case.state == cases.S.SUBMITTED:
         page_on_call(inbound.app, inbound.session, case)
         try_assign(inbound.app, inbound.session, case)

@@ -100,7 +100,10 @@ def _signals_disagree(t: Thread) -> str | None:
 
 
 def _completes(t: Thread) -> str | None:
-    if t.case.state == S.INCOMPLETE and t.sender.id == t.case.provider_id:
+    # "New case: yes" is another episode (maybe another lesion): its photos and lines must
+    # not be merged into this case, so it goes on to the provider's rows (follow-up-case)
+    if (t.case.state == S.INCOMPLETE and t.sender.id == t.case.provider_id
+            and not asks_new_case(t.body)):
         return "the provider's reply to an incomplete case"
     return None
 
@@ -214,7 +217,8 @@ def _comment(t: Thread, _why: str) -> Outcome:
 
 ON_CASE: tuple[Row[Thread], ...] = (
     Row("completion", _completes, _complete,
-        "the provider's reply to an incomplete case adds what was missing"),
+        "the provider's reply to an incomplete case adds what was missing "
+        "(not one saying \"New case: yes\")"),
     Row("provider", _from_provider, _provider, "jump: the provider's rows"),
     Row("not-assignee", _from_other_derm, hold("not-assignee"),
         "a dermatologist the case is not assigned to may not answer it"),

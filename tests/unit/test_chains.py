@@ -219,6 +219,10 @@ TABLE: dict[str, tuple[str, Send, str, Expect]] = {
     "follow-up-case": ("reviewed", reply("provider", FOLLOW_UP, files=photos(3)), DONE,
                        Expect("follow-up-case", "reviewed", "case.submitted",
                               (("ack", "provider"), ("derm_case", "derm")))),
+    # the incomplete case is left waiting: "New case: yes" is another episode, not its details
+    "incomplete/follow-up-case": ("incomplete", reply("provider", FOLLOW_UP, files=photos(3)),
+                                  DONE, Expect("follow-up-case", "incomplete", "case.submitted",
+                                               (("ack", "provider"), ("derm_case", "derm")))),
     "provider/close": ("reviewed", reply("provider", "Close"), DONE,
                        Expect("close", "closed", "case.closed", (("case_closed", "derm"),))),
     "provider/comment": ("assigned", reply("provider", "The itch is worse at night."), DONE,
