@@ -2,9 +2,9 @@
 
 A part gets the Service (what the process shares: the app, the wake-up events, the process
 instance) and has `start()` and `stop()`. The doors wake the worker when they spool a message;
-each runner part drives one runner (mailflow/runner.py) on its own thread and wakes the parts
-downstream of it when it did some work (the worker wakes the reports and the outbox, the
-reports wake the outbox).
+each runner part drives a runner (mailflow/runner.py) on a thread of its own (the worker one per
+analysis process) and wakes the parts downstream of it when it did some work (the worker wakes
+the reports and the outbox, the reports wake the outbox).
 """
 
 from __future__ import annotations
@@ -139,39 +139,52 @@ class ImapPart(Part):
 
 
 class RunnerPart(Part):
-    """A runner's loop on its own thread."""
+    """A runner's loop on its own thread; `loops()` of them, each with its own runner and
+    thread, when the work of one row is mostly waiting for something else (the pool)."""
 
     claims = True
     runner_class: ClassVar[type[Runner[Any, Any]]]
     then: ClassVar[tuple[str, ...]] = ()  # the parts that may have work once this one did
-    task: asyncio.Task[None] | None = None
+    tasks: list[asyncio.Task[None]]
+    threads: list[ThreadPoolExecutor]
 
     def make_runner(self) -> Runner[Any, Any]:
         return self.runner_class(self.app, instance=self.service.instance_id)
 
+    def loops(self) -> int:
+        return 1
+
     async def start(self) -> None:
-        runner = self.make_runner()
-        self.thread = ThreadPoolExecutor(1, thread_name_prefix=runner.name)
-        self.wake = self.service.wakes[runner.name]
+        self.tasks, self.threads = [], []
         self.stopping = asyncio.Event()
-        self.task = asyncio.create_task(
-            runner.serve_forever(self.thread, self.wake, self._did_work, self.stopping))
+        for _ in range(self.loops()):
+            runner = self.make_runner()
+            self.wake = self.service.wakes[runner.name]  # one wake-up for all the loops
+            thread = ThreadPoolExecutor(1, thread_name_prefix=runner.name)
+            self.threads.append(thread)
+            self.tasks.append(asyncio.create_task(
+                runner.serve_forever(thread, self.wake, self._did_work, self.stopping)))
 
     def _did_work(self) -> None:
         for name in self.then:
             self.service.wakes[name].set()
 
     async def stop(self) -> None:
-        if self.task is None:
+        if not getattr(self, "tasks", None):
             return
         self.stopping.set()
         self.wake.set()
-        await asyncio.gather(self.task, return_exceptions=True)  # after the turn under way
-        await _shut(self.thread)
+        await asyncio.gather(*self.tasks, return_exceptions=True)  # after the turns under way
+        for thread in self.threads:
+            await _shut(thread)
 
 
 class WorkerPart(RunnerPart):
-    """Spooled messages, analysed in a process pool (one is made unless the service has one)."""
+    """Spooled messages, analysed in a process pool (one is made unless the service has one).
+
+    As many loops as the pool has processes ([intake] workers): a loop waits for its message's
+    analysis most of the time, so with one loop the other processes sat idle; with one each,
+    one message is routed (database) while others are analysed (CPU)."""
 
     runner_class = InboundRunner
     then = ("reports", "outbox")
@@ -180,6 +193,9 @@ class WorkerPart(RunnerPart):
     def make_runner(self) -> Runner[Any, Any]:
         pool = self.service.pool or self.owned_pool
         return InboundRunner(self.app, pool, instance=self.service.instance_id)
+
+    def loops(self) -> int:
+        return self.app.config.intake.workers
 
     async def start(self) -> None:
         if self.service.pool is None:
