@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -51,6 +51,11 @@ class Resealed(Enum):
 def lock_path(root: Path) -> Path:
     """Beside the store, not in it: every file in the store is a blob (var/blobs.lock)."""
     return root.with_name(f"{root.name}.lock")
+
+
+class BlobUse(NamedTuple):
+    name: str
+    used_at: float  # last written or used (a timestamp): a file's mtime, a row's used_at
 
 
 class BlobError(Exception):
@@ -80,6 +85,8 @@ class Blobs(Protocol):
     def opening_key(self, digest: str) -> SealingKey | None: ...
     def reseal(self, digest: str) -> Resealed: ...
     def files(self) -> Iterator[str]: ...
+    # every blob with its time of last use, in name order (the retention's orphan search)
+    def listing(self) -> Iterator[BlobUse]: ...
     def remove_abandoned_reseals(self) -> int: ...
     # for `mailflow blobs migrate`: sealed bytes as stored, copied without opening them
     def sealed_chunks(self, digest: str) -> Iterator[bytes]: ...
@@ -283,13 +290,26 @@ class BlobStore:
 
     def files(self) -> Iterator[str]:
         """Every blob's name, folder by folder (a listing of one folder at a time)."""
+        for path in self._paths():
+            yield path.name
+
+    def listing(self) -> Iterator[BlobUse]:
+        """Every blob with its mtime, in name order, one folder listed at a time."""
+        for path in self._paths():
+            try:
+                yield BlobUse(path.name, path.stat().st_mtime)
+            except FileNotFoundError:  # deleted since its folder was listed
+                continue
+
+    def _paths(self) -> Iterator[Path]:
+        # in name order: the two folder levels are the name's first four characters
         if not self.root.is_dir():
             return
         for first in sorted(self.root.iterdir()):
             for second in sorted(first.iterdir()) if first.is_dir() else ():
                 for path in sorted(second.iterdir()) if second.is_dir() else ():
                     if len(path.name) == 64 and not path.name.startswith("."):
-                        yield path.name
+                        yield path
 
     def remove_abandoned_reseals(self) -> int:
         """Files a stopped rotation left half done (only while no rotation runs)."""
