@@ -191,6 +191,9 @@ class DatabaseBlobStore:
     def remove_abandoned_reseals(self) -> int:
         return 0  # a reseal is one transaction: a stopped one leaves nothing behind
 
+    def sweep_abandoned(self, used_before: float, dry_run: bool = False) -> int:
+        return 0  # a put is one transaction: a stopped one leaves nothing behind
+
 
 def _touch(conn: Connection, digest: str) -> bool:
     done = conn.execute(update(BlobRow).where(BlobRow.name == digest).values(used_at=time.time()))

@@ -89,7 +89,8 @@ def run(app: App, now: datetime | None = None, dry_run: bool = False) -> Retenti
     config = app.config.retention
     report = RetentionReport(dry_run)
     used_before = (now - timedelta(hours=config.reuse_grace_hours)).timestamp()
-    # before the lock below, which every audit write waits for: this reads the whole store
+    # before the lock below, which every audit write waits for: these read the whole store
+    abandoned = app.blobs.sweep_abandoned(used_before, dry_run)  # unfinished writes
     orphans = find_orphans(app, used_before)
     with app.sessions() as session:
         session.connection(execution_options={WRITE: True})
@@ -103,19 +104,19 @@ def run(app: App, now: datetime | None = None, dry_run: bool = False) -> Retenti
         report.files_kept = kept
         if dry_run:
             report.files_deleted = len(unneeded)
-            report.orphans = len(orphans)
+            report.orphans = abandoned + len(orphans)
             session.rollback()
             return report
-        if not report.empty or unneeded or orphans:
+        if not report.empty or unneeded or orphans or abandoned:
             audit.record(session, "retention.run", actor=ACTOR, detail={
                 "cases": len(report.cases), "caseless_messages": report.caseless_messages,
                 "files_to_delete": len(unneeded), "files_kept_shared": kept,
-                "orphans": len(orphans),
+                "orphans": abandoned + len(orphans),
                 "raw_message_years": config.raw_message_years,
                 "photo_years": config.photo_years})
         session.commit()
     report.files_deleted = sum(app.blobs.discard(sha, used_before) for sha in unneeded)
-    report.orphans = sum(app.blobs.discard(sha, used_before) for sha in orphans)
+    report.orphans = abandoned + sum(app.blobs.discard(sha, used_before) for sha in orphans)
     log.info("retention: %d cases and %d other messages purged, %d files deleted, "
              "%d files no row named deleted", len(report.cases), report.caseless_messages,
              report.files_deleted, report.orphans)

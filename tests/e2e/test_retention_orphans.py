@@ -162,3 +162,45 @@ def test_the_store_lists_every_blob_in_name_order_with_its_last_use(
     assert [use.name for use in listed] == sorted(written)
     assert {use.name: use.used_at for use in listed} == pytest.approx(
         {**written, again: NOW.timestamp()}, abs=1)
+
+
+@pytest.mark.parametrize("config", ["files"], indirect=True)  # the database's are transactions
+def test_writes_a_stopped_process_left_unfinished_go_and_a_blob_set_aside_comes_back(
+    app: App, config: Config, provider: str,
+) -> None:
+    waiting = spool(app, Arrival("smtp", case_email(provider, CASES, FULL_FORM,
+                                                    three_photos()).as_bytes(),
+                                 mail_from=provider, rcpt_to=(CASES,), auth_user=provider))
+    with app.sessions() as session:
+        row = session.get(InboundMessage, waiting)
+        assert row is not None
+        sha = row.blob_sha
+    other = app.blobs.put(b"the same bytes, written afresh after a purge set them aside")
+    path = config.storage_dir / "blobs" / sha[:2] / sha[2:4] / sha
+    other_path = config.storage_dir / "blobs" / other[:2] / other[2:4] / other
+    unfinished = [path.with_name(".tmp-k1l2m3n4"),  # a put stopped while writing
+                  path.with_name(f".reseal-{sha}")]  # a rotation stopped before its swap
+    unfinished[0].write_bytes(path.read_bytes()[:100])
+    unfinished[1].write_bytes(path.read_bytes())
+    path.rename(path.with_name(f".purge-{sha}"))  # a purge stopped while deciding
+    other_path.with_name(f".purge-{other}").write_bytes(other_path.read_bytes())
+
+    today = cli_json(config, "retention", "run")
+
+    assert today["orphans"] == 0
+    assert all(p.exists() for p in unfinished), "a write younger than the grace was deleted"
+    assert path.exists() and other_path.exists()
+    assert not list(path.parent.glob(".purge-*")) and not list(other_path.parent.glob(".purge-*"))
+
+    later = datetime.now(UTC) + timedelta(days=2)  # the grace (24 hours) is over
+    with time_machine.travel(later, tick=False):
+        dry = cli_json(config, "retention", "run", "--dry-run")
+        assert dry["orphans"] == 3 and all(p.exists() for p in unfinished)  # and `other`
+        done = run_cli(config, "retention", "run").stdout
+    assert "deleted 3 stored files no email, photo or report uses" in done
+    assert not any(p.exists() for p in unfinished) and not other_path.exists()
+    assert app.blobs.exists(sha)
+    assert drain(app) == 1  # the message waiting all along becomes its case
+    with app.sessions() as session:
+        row = session.get(InboundMessage, waiting)
+        assert row is not None and row.status == MessageStatus.PROCESSED and row.case_id
