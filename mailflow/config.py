@@ -313,7 +313,8 @@ class RetentionConfig(_Section):
     raw_message_years: float = Field(6, gt=0)  # inbound and outbound emails as sent
     photo_years: float = Field(6, gt=0)  # original, cleaned, review and thumbnail copies
     # a blob file written or sent again this recently is never deleted: the same bytes may
-    # have just arrived in a new message whose row is not committed yet
+    # have just arrived in a new message whose row is not committed yet; a file no row names
+    # (workflow/orphans.py) waits as long, for the same reason
     reuse_grace_hours: float = Field(24, gt=0)
     run_at: str = Field("03:30", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")  # daily, UTC
 

@@ -25,7 +25,8 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     if args.json:
         emit_json({"dry_run": report.dry_run, "cases": [asdict(c) for c in report.cases],
                    "caseless_messages": report.caseless_messages,
-                   "files_deleted": report.files_deleted, "files_kept": report.files_kept})
+                   "files_deleted": report.files_deleted, "files_kept": report.files_kept,
+                   "orphans": report.orphans})
         return 0
     config = app.config.retention
     verb = "would purge" if report.dry_run else "purged"
@@ -39,6 +40,8 @@ def cmd_run(app: App, args: argparse.Namespace) -> int:
     files = "would delete" if report.dry_run else "deleted"
     print(f"{files} {report.files_deleted} stored files; {report.files_kept} kept because a "
           "newer message or photo still uses them")
+    print(f"{files} {report.orphans} stored files no email, photo or report uses (left by a "
+          "process stopped while storing them)")
     if report.empty:
         print("nothing is past its retention")
     return 0

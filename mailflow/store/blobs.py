@@ -28,7 +28,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 from cryptography.exceptions import InvalidTag
 
@@ -39,6 +39,8 @@ if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
 RESEAL_PREFIX = ".reseal-"
+TMP_PREFIX = ".tmp-"  # a blob being written
+PURGE_PREFIX = ".purge-"  # a blob the purge has set aside while it decides
 
 
 class Resealed(Enum):
@@ -51,6 +53,11 @@ class Resealed(Enum):
 def lock_path(root: Path) -> Path:
     """Beside the store, not in it: every file in the store is a blob (var/blobs.lock)."""
     return root.with_name(f"{root.name}.lock")
+
+
+class BlobUse(NamedTuple):
+    name: str
+    used_at: float  # last written or used (a timestamp): a file's mtime, a row's used_at
 
 
 class BlobError(Exception):
@@ -80,7 +87,11 @@ class Blobs(Protocol):
     def opening_key(self, digest: str) -> SealingKey | None: ...
     def reseal(self, digest: str) -> Resealed: ...
     def files(self) -> Iterator[str]: ...
+    # every blob with its time of last use, in name order (the retention's orphan search)
+    def listing(self) -> Iterator[BlobUse]: ...
     def remove_abandoned_reseals(self) -> int: ...
+    # what a process stopped halfway through a write left behind (the retention run)
+    def sweep_abandoned(self, used_before: float, dry_run: bool = False) -> int: ...
     # for `mailflow blobs migrate`: sealed bytes as stored, copied without opening them
     def sealed_chunks(self, digest: str) -> Iterator[bytes]: ...
     def write_sealed(self, digest: str, chunks: Iterable[bytes], used_at: float) -> None: ...
@@ -133,7 +144,7 @@ class BlobStore:
                 return digest
         path.parent.mkdir(parents=True, exist_ok=True)
         sealed = self.keys.seal("blob", data, digest.encode())
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 fh.write(sealed)
@@ -173,7 +184,7 @@ class BlobStore:
             return self._discard(self._path(digest), used_before)
 
     def _discard(self, path: Path, used_before: float) -> bool:
-        parked = path.with_name(f".purge-{path.name}")
+        parked = path.with_name(f"{PURGE_PREFIX}{path.name}")
         try:
             os.replace(path, parked)
         except FileNotFoundError:
@@ -256,7 +267,7 @@ class BlobStore:
         """Write a blob's sealed bytes as given (a copy between stores), as `put` writes."""
         path = self._path(digest)
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=TMP_PREFIX)
         try:
             with os.fdopen(fd, "wb") as fh:
                 for chunk in chunks:
@@ -283,13 +294,72 @@ class BlobStore:
 
     def files(self) -> Iterator[str]:
         """Every blob's name, folder by folder (a listing of one folder at a time)."""
+        for path in self._paths():
+            yield path.name
+
+    def listing(self) -> Iterator[BlobUse]:
+        """Every blob with its mtime, in name order, one folder listed at a time."""
+        for path in self._paths():
+            try:
+                yield BlobUse(path.name, path.stat().st_mtime)
+            except FileNotFoundError:  # deleted since its folder was listed
+                continue
+
+    def _paths(self) -> Iterator[Path]:
+        # in name order: the two folder levels are the name's first four characters
         if not self.root.is_dir():
             return
         for first in sorted(self.root.iterdir()):
             for second in sorted(first.iterdir()) if first.is_dir() else ():
                 for path in sorted(second.iterdir()) if second.is_dir() else ():
                     if len(path.name) == 64 and not path.name.startswith("."):
-                        yield path.name
+                        yield path
+
+    def sweep_abandoned(self, used_before: float, dry_run: bool = False) -> int:
+        """What a stopped process left in the folders, found by one walk; the number of
+        unfinished writes (`.tmp-`, `.reseal-`) deleted, or with `dry_run` to be deleted.
+
+        A write in progress changes its file's inode time (st_ctime, which no `utime` sets
+        back) at every step, so one unchanged since `used_before` was abandoned. A blob the
+        purge set aside (`.purge-`) and never finished with is put back, unless written afresh
+        since: the purge had not decided, and the same bytes may be in use again; the sweeps
+        that follow judge it like any other."""
+        count = 0
+        for entry in self._dot_files():
+            if entry.name.startswith(PURGE_PREFIX):
+                if not dry_run:
+                    self._unpark(Path(entry.path))
+                continue
+            if not entry.name.startswith((TMP_PREFIX, RESEAL_PREFIX)):
+                continue
+            try:
+                changed = entry.stat().st_ctime
+            except FileNotFoundError:  # finished meanwhile
+                continue
+            if changed < used_before:
+                count += 1
+                if not dry_run:
+                    Path(entry.path).unlink(missing_ok=True)
+        return count
+
+    def _dot_files(self) -> Iterator[os.DirEntry[str]]:
+        for first in sorted(self.root.iterdir()) if self.root.is_dir() else ():
+            for second in sorted(first.iterdir()) if first.is_dir() else ():
+                if second.is_dir():
+                    with os.scandir(second) as entries:
+                        yield from [e for e in entries if e.name.startswith(".")]
+
+    def _unpark(self, parked: Path) -> None:
+        path = parked.with_name(parked.name.removeprefix(PURGE_PREFIX))
+        with self._locked(shared=False):  # no purge is deciding about it now
+            try:
+                if path.exists():
+                    parked.unlink()
+                else:
+                    os.replace(parked, path)
+            except FileNotFoundError:
+                return
+        _fsync_dir(path.parent)
 
     def remove_abandoned_reseals(self) -> int:
         """Files a stopped rotation left half done (only while no rotation runs)."""

@@ -24,7 +24,16 @@ from sqlalchemy.orm import Session
 from mailflow.crypto.keyset import KeySet, SealingKey
 from mailflow.db.blob_models import BlobChunk, BlobRow
 from mailflow.db.session import WRITE
-from mailflow.store.blobs import BlobError, Resealed, blob_name, check_name, sealed_anew
+from mailflow.store.blobs import (
+    BlobError,
+    BlobUse,
+    Resealed,
+    blob_name,
+    check_name,
+    sealed_anew,
+)
+
+LIST_PAGE = 1000  # blob names read at once by `listing`
 
 
 class DatabaseBlobStore:
@@ -158,15 +167,22 @@ class DatabaseBlobStore:
 
     def files(self) -> Iterator[str]:
         """Every blob's name, in order (read in pages, so the listing is never held whole)."""
+        for use in self.listing():
+            yield use.name
+
+    def listing(self) -> Iterator[BlobUse]:
+        """Every blob with its `used_at`, in name order, a page at a time (each page its own
+        short read: no transaction is held open over a store of millions)."""
         after = ""
         while True:
             with self.engine.connect() as conn:
-                page = conn.scalars(select(BlobRow.name).where(BlobRow.name > after)
-                                    .order_by(BlobRow.name).limit(1000)).all()
-            yield from page
-            if len(page) < 1000:
+                page = conn.execute(select(BlobRow.name, BlobRow.used_at)
+                                    .where(BlobRow.name > after)
+                                    .order_by(BlobRow.name).limit(LIST_PAGE)).all()
+            yield from (BlobUse(name, used_at) for name, used_at in page)
+            if len(page) < LIST_PAGE:
                 return
-            after = page[-1]
+            after = page[-1][0]
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -174,6 +190,9 @@ class DatabaseBlobStore:
 
     def remove_abandoned_reseals(self) -> int:
         return 0  # a reseal is one transaction: a stopped one leaves nothing behind
+
+    def sweep_abandoned(self, used_before: float, dry_run: bool = False) -> int:
+        return 0  # a put is one transaction: a stopped one leaves nothing behind
 
 
 def _touch(conn: Connection, digest: str) -> bool:

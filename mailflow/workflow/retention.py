@@ -13,6 +13,8 @@ a file that the same bytes arriving again have just touched.
 
 Rows are marked in one transaction with their audit events; files are deleted after it
 commits. A crash in between leaves files no row needs; the next run finds and deletes them.
+Files that no row names at all (put by a process that stopped before its row committed) are
+found by workflow/orphans.py and deleted the same way, after the same grace.
 """
 
 from __future__ import annotations
@@ -33,7 +35,6 @@ from mailflow.db.models import (
     Case,
     CaseImage,
     CaseState,
-    Consult,
     InboundMessage,
     MessageStatus,
     OutboundMessage,
@@ -41,6 +42,8 @@ from mailflow.db.models import (
     utcnow,
 )
 from mailflow.db.session import ROW_LOCK, WRITE
+from mailflow.workflow.orphans import find as find_orphans
+from mailflow.workflow.orphans import named
 
 log = logging.getLogger(__name__)
 
@@ -68,10 +71,11 @@ class RetentionReport:
     caseless_messages: int = 0  # inbound and outbound emails on no case
     files_deleted: int = 0  # in a dry run: files that would be deleted
     files_kept: int = 0  # named by a purged row, but still needed (shared, or just re-sent)
+    orphans: int = 0  # files no row names (a process stopped before its row committed)
 
     @property
     def empty(self) -> bool:
-        return not self.cases and not self.caseless_messages and not self.files_deleted
+        return not (self.cases or self.caseless_messages or self.files_deleted or self.orphans)
 
 
 def cutoffs(config: RetentionConfig, now: datetime) -> tuple[datetime, datetime]:
@@ -84,6 +88,10 @@ def run(app: App, now: datetime | None = None, dry_run: bool = False) -> Retenti
     now = now or utcnow()
     config = app.config.retention
     report = RetentionReport(dry_run)
+    used_before = (now - timedelta(hours=config.reuse_grace_hours)).timestamp()
+    # before the lock below, which every audit write waits for: these read the whole store
+    abandoned = app.blobs.sweep_abandoned(used_before, dry_run)  # unfinished writes
+    orphans = find_orphans(app, used_before)
     with app.sessions() as session:
         session.connection(execution_options={WRITE: True})
         # one run at a time: a second scheduler waits here, then finds nothing left to do
@@ -96,19 +104,22 @@ def run(app: App, now: datetime | None = None, dry_run: bool = False) -> Retenti
         report.files_kept = kept
         if dry_run:
             report.files_deleted = len(unneeded)
+            report.orphans = abandoned + len(orphans)
             session.rollback()
             return report
-        if not report.empty or unneeded:
+        if not report.empty or unneeded or orphans or abandoned:
             audit.record(session, "retention.run", actor=ACTOR, detail={
                 "cases": len(report.cases), "caseless_messages": report.caseless_messages,
                 "files_to_delete": len(unneeded), "files_kept_shared": kept,
+                "orphans": abandoned + len(orphans),
                 "raw_message_years": config.raw_message_years,
                 "photo_years": config.photo_years})
         session.commit()
-    used_before = (now - timedelta(hours=config.reuse_grace_hours)).timestamp()
     report.files_deleted = sum(app.blobs.discard(sha, used_before) for sha in unneeded)
-    log.info("retention: %d cases and %d other messages purged, %d files deleted",
-             len(report.cases), report.caseless_messages, report.files_deleted)
+    report.orphans = abandoned + sum(app.blobs.discard(sha, used_before) for sha in orphans)
+    log.info("retention: %d cases and %d other messages purged, %d files deleted, "
+             "%d files no row named deleted", len(report.cases), report.caseless_messages,
+             report.files_deleted, report.orphans)
     return report
 
 
@@ -195,20 +206,7 @@ def _purged_shas(session: Session) -> Iterator[str]:
 
 def _still_needed(session: Session, shas: list[str]) -> set[str]:
     """Which of these files a row that is kept still names (every blob column there is)."""
-    needed: set[str] = set()
-    queries = [
-        select(InboundMessage.blob_sha).where(InboundMessage.purged_at.is_(None),
-                                              InboundMessage.blob_sha.in_(shas)),
-        select(OutboundMessage.blob_sha).where(OutboundMessage.purged_at.is_(None),
-                                               OutboundMessage.blob_sha.in_(shas)),
-        select(Consult.pdf_sha).where(Consult.pdf_sha.in_(shas)),
-    ]
-    queries += [select(column).where(CaseImage.purged_at.is_(None), column.in_(shas))
-                for column in (CaseImage.original_sha, CaseImage.clean_sha,
-                               CaseImage.review_sha, CaseImage.thumbnail_sha)]
-    for query in queries:
-        needed.update(session.execute(query).scalars())
-    return needed
+    return named(session, shas, kept_only=True)
 
 
 def _chunks(items: Iterable[str] | Iterable[int]) -> Iterator[list]:  # type: ignore[type-arg]
