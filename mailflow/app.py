@@ -29,6 +29,7 @@ from mailflow.store.blobs import Blobs, BlobStore
 from mailflow.store.db_blobs import DatabaseBlobStore
 from mailflow.store.tls import create_self_signed
 from mailflow.trust.passwords import set_cost as set_password_cost
+from mailflow.trust.passwords import set_remember as remember_passwords
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class App:
         signin = config.signin
         set_password_cost(signin.hash_time_cost, signin.hash_memory_kib, signin.hash_parallelism,
                           signin.hash_concurrency)
+        remember_passwords(signin.remember_minutes)
         engine = make_engine(config.database_url, echo=config.database.echo)
         sla = SlaContext(
             calendar=load_calendar(config.schedules_dir / "calendar.toml"),

@@ -204,6 +204,9 @@ class SigninConfig(_Section):
     hash_parallelism: int = Field(4, ge=1)
     # hashes or checks at once in a process: each holds hash_memory_kib while it runs
     hash_concurrency: int = Field(2, ge=1)
+    # a right password is remembered this long in the process that checked it (a keyed MAC
+    # of it, never the password): a client signing in for each message pays argon2 once
+    remember_minutes: float = Field(10, ge=0)
 
 
 class BusConfig(_Section):
