@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import resource
 import sys
 from collections.abc import Sequence
 
@@ -182,6 +183,9 @@ def cmd_audit_verify(app: App, args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # No core files: a process's memory holds the master key, patients' data and remembered
+    # passwords' MACs (trust/remembered.py); a core file would be a copy of it on disk.
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -6,19 +6,17 @@ workflow/accounts.py."""
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import hmac
 import logging
 import secrets
 import threading
-import time
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from mailflow.db.models import Account
+from mailflow.db.models import Account, AccountStatus
+from mailflow.trust.remembered import RememberedPasswords
 
 log = logging.getLogger(__name__)
 _hasher = PasswordHasher()
@@ -29,16 +27,8 @@ _dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
 _concurrency = 2
 _turns = threading.BoundedSemaphore(_concurrency)
 
-# A right password is remembered for [signin] remember_minutes, so a mail client that signs in
-# for every message it sends pays argon2 (~0.2 s of CPU, 64 MiB) once, not per message, as
-# Dovecot's auth cache does. Only a keyed MAC of the password is kept (its key made at start,
-# never stored), under the account and its stored hash: a new password misses and is checked
-# in full; a wrong one never matches and is checked in full, as slow as ever.
-_remember_seconds = 0.0
-_remember_key = secrets.token_bytes(32)
-_remembered: dict[tuple[int, str], tuple[bytes, float]] = {}  # (account, hash) -> (mac, until)
-_remember_lock = threading.Lock()
-REMEMBER_MAX = 10_000  # logins remembered at once in a process; past it the oldest go first
+_settings = threading.Lock()  # a second App opening while sign-ins run swaps these safely
+remembered = RememberedPasswords()  # trust/remembered.py: why, and what is kept
 MIN_PASSWORD_LENGTH = 10
 # OWASP's least argon2id cost holds memory x passes at about 36 MiB (19 MiB x 2, 12 MiB x 3,
 # 46 MiB x 1); below it a stolen hash table is cheap to guess through.
@@ -60,47 +50,24 @@ def set_cost(time_cost: int, memory_kib: int, parallelism: int, concurrency: int
     """The cost of new hashes ([signin] hash_*), set when the app opens; a process has one.
     `concurrency`: how many hashes or checks may hold their memory at once."""
     global _hasher, _turns, _concurrency
-    if concurrency != _concurrency:
-        _concurrency, _turns = concurrency, threading.BoundedSemaphore(concurrency)
-    if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (
-            time_cost, memory_kib, parallelism):
-        return
-    _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
-                             parallelism=parallelism)
+    with _settings:
+        if concurrency != _concurrency:
+            _concurrency, _turns = concurrency, threading.BoundedSemaphore(concurrency)
+        if (_hasher.time_cost, _hasher.memory_cost, _hasher.parallelism) == (
+                time_cost, memory_kib, parallelism):
+            return
+        _hasher = PasswordHasher(time_cost=time_cost, memory_cost=memory_kib,
+                                 parallelism=parallelism)
+        _dummy_hash.clear()  # the wasted check must cost what a real one costs
     if memory_kib * time_cost < WEAK_COST_KIB_PASSES:
         log.warning("[signin] hash_memory_kib x hash_time_cost is %d KiB, below the least "
                     "safe cost (%d): fine for tests, weak for real passwords",
                     memory_kib * time_cost, WEAK_COST_KIB_PASSES)
-    _dummy_hash.clear()  # the wasted check must cost what a real one costs
 
 
 def set_remember(minutes: float) -> None:
     """How long a right password is remembered ([signin] remember_minutes; 0: never)."""
-    global _remember_seconds
-    _remember_seconds = minutes * 60
-    with _remember_lock:
-        _remembered.clear()
-
-
-def _mac(password: str) -> bytes:
-    return hmac.new(_remember_key, password.encode("utf-8", "surrogatepass"),
-                    hashlib.sha256).digest()
-
-
-def _was_right(key: tuple[int, str], mac: bytes) -> bool:
-    with _remember_lock:
-        found = _remembered.get(key)
-    return found is not None and found[1] > time.time() and hmac.compare_digest(found[0], mac)
-
-
-def _remember(key: tuple[int, str], mac: bytes) -> None:
-    if _remember_seconds <= 0:
-        return
-    with _remember_lock:
-        _remembered.pop(key, None)  # re-inserted last: the dict's order is the age order
-        while len(_remembered) >= REMEMBER_MAX:
-            del _remembered[next(iter(_remembered))]
-        _remembered[key] = (mac, time.time() + _remember_seconds)
+    remembered.configure(minutes)
 
 
 def hash_password(password: str) -> str:
@@ -113,15 +80,18 @@ def hash_password(password: str) -> str:
 def check_password(account: Account, password: str) -> bool:
     if not account.password_hash:
         return waste_a_check(password)
-    key, mac = (account.id, account.password_hash), _mac(password)
-    if _remember_seconds > 0 and _was_right(key, mac):
+    # only an account that may sign in is remembered (trust/remembered.py says why)
+    remember = account.status == AccountStatus.APPROVED
+    key, mac = (account.id, account.password_hash), remembered.mac(password)
+    if remember and remembered.was_right(key, mac):
         return True
     try:
         with _turns:
             _hasher.verify(account.password_hash, password)  # raises unless right
     except (VerificationError, InvalidHashError):
         return False
-    _remember(key, mac)
+    if remember:
+        remembered.remember(key, mac)
     return True
 
 
@@ -129,9 +99,12 @@ def waste_a_check(password: str) -> bool:
     """A check that always fails and takes as long as a real one: an unknown login (or one
     with no password yet) answers in the same time as a wrong password, so the timing does
     not tell which accounts exist. Always False."""
+    hasher = _hasher
     with _turns:
-        if not _dummy_hash:
-            _dummy_hash.append(_hasher.hash(secrets.token_hex(16)))
+        dummy = _dummy_hash[0] if _dummy_hash else ""
+        if not dummy:  # (a cost change meanwhile empties the list: keep our own)
+            dummy = hasher.hash(secrets.token_hex(16))
+            _dummy_hash[:] = [dummy]
         with contextlib.suppress(VerificationError, InvalidHashError):
-            _hasher.verify(_dummy_hash[0], password or "-")
+            hasher.verify(dummy, password or "-")
     return False

@@ -165,17 +165,27 @@ class WebAuth:
         locked out; the answer does not say which). Failures count in the shared lockout
         (mailflow/trust/lockout.py); `slowed`: the seconds this attempt waited first."""
         charge = self.lockout.charge(email, peer)
-        with transaction(self.sessions) as session:
-            account = passwords.find_account(session, email) if email.strip() else None
-            if charge.refused is not None or account is None:
+        # argon2 runs with no transaction open: on SQLite one would hold the only write lock
+        # (the SMTP door's sign-ins and spooling) for the length of the hash
+        with self.sessions() as reader:
+            found = passwords.find_account(reader, email) if email.strip() else None
+            if charge.refused is not None or found is None:
                 passwords.waste_a_check(password)
+                right = False
+            else:
+                right = passwords.check_password(found, password)
+            checked = (found.id, found.password_hash) if found is not None else None
+        with transaction(self.sessions) as session:
+            account = session.get(Account, checked[0]) if checked is not None else None
+            if charge.refused is not None or account is None:
                 if account is not None:
                     self._refused(session, account, charge, peer)
                 else:
                     log.info("web sign-in failed: unknown account")
                 return SignIn()
             allowed = account.status == AccountStatus.APPROVED and account.role in WEB_ROLES
-            if not (passwords.check_password(account, password) and allowed):
+            # the password checked is still the account's (not changed meanwhile)
+            if not (right and allowed and checked == (account.id, account.password_hash)):
                 self._failed(session, account, charge, peer, "password", slowed)
                 return SignIn()
             if account.totp_secret:

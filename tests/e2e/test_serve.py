@@ -74,6 +74,10 @@ def test_serve_runs_every_part_and_stops_cleanly(
         assert {niceness(pid) - niceness(proc.pid) for pid in pool} == {
             min(config.intake.worker_nice, 19 - niceness(proc.pid))}
         assert niceness(proc.pid) == os.getpriority(os.PRIO_PROCESS, 0)
+        # no core file can copy the process's memory (keys, patients' data) to disk
+        for pid in (proc.pid, *pool):
+            limits = Path(f"/proc/{pid}/limits").read_text()
+            assert re.search(r"^Max core file size\s+0\s+0\s", limits, re.M), limits
         code, _ = submit(smtp_port, provider, PASSWORD,
                          case_email(provider, CASES, FULL_FORM, three_photos()))
         assert code == 250
