@@ -125,20 +125,16 @@ class InboundRunner(Runner[InboundMessage, MessageClaim]):
             if row is None:
                 return None
             row.fingerprint = analysis.fingerprint or row.fingerprint
-            seen = session.get(MessageFingerprint, row.fingerprint)
-            if seen is not None and seen.inbound_message_id != row.id:
+            first = _first_of_its_kind(session, row)
+            if first != row.id:
                 outcome = Outcome(
                     MessageStatus.DUPLICATE,
                     "duplicate",
-                    f"the same message as message {seen.inbound_message_id}; not processed again",
+                    f"the same message as message {first}; not processed again",
                 )
-                row.duplicate_of_id = seen.inbound_message_id
+                row.duplicate_of_id = first
                 _finish(session, row, outcome)
                 return outcome
-            if seen is None:
-                session.add(MessageFingerprint(fingerprint=row.fingerprint,
-                                               inbound_message_id=row.id))
-                session.flush()
             row.auth_results = checked.header if checked is not None else ""
             row.smime = smime.summary[:500] if smime is not None else ""
             inbound = Inbound(app=self.app, session=session, row=row, analysis=analysis,
@@ -201,6 +197,28 @@ def own_check(app: App, claim: MessageClaim, analysis: Analysis) -> Checked | No
         lookup=Lookup(trust.dns_resolver, trust.dns_timeout_seconds),
         authserv_id=app.config.smtp.hostname or app.config.mail.domain,
     )
+
+
+def _first_of_its_kind(session: Session, row: InboundMessage) -> int:
+    """The message that came first with this fingerprint: this one, recorded now, or another.
+
+    Two copies of one message can be analysed at the same moment (two loops, two workers).
+    On PostgreSQL the second insert waits for the first's commit and then conflicts: inside
+    a savepoint, so the copy is a duplicate at once instead of a failed attempt retried later.
+    """
+    seen = session.get(MessageFingerprint, row.fingerprint)
+    if seen is not None:
+        return seen.inbound_message_id
+    try:
+        with session.begin_nested():
+            session.add(MessageFingerprint(fingerprint=row.fingerprint,
+                                           inbound_message_id=row.id))
+    except IntegrityError:
+        seen = session.get(MessageFingerprint, row.fingerprint)
+        if seen is None:  # not a fingerprint conflict after all
+            raise
+        return seen.inbound_message_id
+    return row.id
 
 
 def _finish(session: Session, row: InboundMessage, outcome: Outcome) -> None:
