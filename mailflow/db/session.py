@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -67,10 +68,27 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
+# SQLite has one writer. Between processes, BEGIN IMMEDIATE waits in SQLite's busy handler,
+# which sleeps in steps of up to 100 ms and so wakes long after the lock is free; the
+# threads of one process (the SMTP door's spooling, the worker's loops, the outbox) queue on
+# a mutex instead, handed on the moment the writer before them commits. Re-entrant: a
+# transaction opened inside another on the same thread waits in SQLite, as it always did.
+_sqlite_writers: dict[str, threading.RLock] = {}
+_sqlite_writers_lock = threading.Lock()
+
+
+def _one_writer(factory: sessionmaker[Session]) -> AbstractContextManager[object]:
+    engine = factory.kw.get("bind")
+    if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
+        return nullcontext()
+    with _sqlite_writers_lock:
+        return _sqlite_writers.setdefault(str(engine.url.database), threading.RLock())
+
+
 @contextmanager
 def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
     """One unit of work that writes: commit on success, roll back on any exception."""
-    with factory() as session, session.begin():
+    with _one_writer(factory), factory() as session, session.begin():
         session.connection(execution_options={WRITE: True})
         yield session
 
