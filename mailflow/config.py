@@ -202,8 +202,9 @@ class SigninConfig(_Section):
     hash_time_cost: int = Field(3, ge=1)
     hash_memory_kib: int = Field(65536, ge=8)
     hash_parallelism: int = Field(4, ge=1)
-    # hashes or checks at once in a process: each holds hash_memory_kib while it runs
-    hash_concurrency: int = Field(2, ge=1)
+    # hashes or checks at once in a process: each holds hash_memory_kib while it runs, and
+    # one already runs hash_parallelism lanes on as many cores
+    hash_concurrency: int = Field(1, ge=1)
     # a right password is remembered this long in the process that checked it (a keyed MAC
     # of it, never the password): a client signing in for each message pays argon2 once
     remember_minutes: float = Field(10, ge=0)

@@ -24,7 +24,7 @@ _dummy_hash: list[str] = []  # made on first use (hashing takes a moment)
 # Each hash or check holds its whole memory cost (64 MiB) while it runs: a burst of logins on
 # one process would hold that many times over. At most this many run at once in a process
 # ([signin] hash_concurrency); the others wait their turn, which costs no CPU the machine had.
-_concurrency = 2
+_concurrency = 1
 _turns = threading.BoundedSemaphore(_concurrency)
 
 _settings = threading.Lock()  # a second App opening while sign-ins run swaps these safely
@@ -46,7 +46,7 @@ def find_account(session: Session, email: str) -> Account | None:
     ).scalar_one_or_none()
 
 
-def set_cost(time_cost: int, memory_kib: int, parallelism: int, concurrency: int = 2) -> None:
+def set_cost(time_cost: int, memory_kib: int, parallelism: int, concurrency: int = 1) -> None:
     """The cost of new hashes ([signin] hash_*), set when the app opens; a process has one.
     `concurrency`: how many hashes or checks may hold their memory at once."""
     global _hasher, _turns, _concurrency

@@ -1,4 +1,4 @@
-"""A burst of sign-ins holds at most [signin] hash_concurrency hashes' memory at once.
+"""A burst of sign-ins holds at most [signin] hash_concurrency hashes' memory at once (1).
 
 Each argon2 check holds its whole memory cost while it runs; without a bound, eight logins at
 once on one process held eight times 64 MiB. Measured as a user of the machine would: the peak
@@ -50,8 +50,9 @@ def _burst(concurrency: int) -> tuple[int, int]:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/status")
 def test_a_burst_of_logins_holds_at_most_the_configured_number_of_hashes():
-    grown, right = _burst(2)
+    # the peak before the burst already holds one hash (the password was hashed)
+    grown, right = _burst(1)
     assert right == 1  # the one right password still signs in, the wrong ones do not
-    assert grown < 3 * COST_MIB * MIB  # two at once, not eight
+    assert grown < COST_MIB * MIB // 2  # one at a time: no more than the hash before
     grown_unbounded, _ = _burst(8)
-    assert grown_unbounded > 4 * COST_MIB * MIB  # the measure does see more at once
+    assert grown_unbounded > 2 * COST_MIB * MIB  # the measure does see more at once
