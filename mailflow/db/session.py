@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -24,6 +24,7 @@ MIGRATIONS = Path(__file__).parent / "migrations"
 # audit event that names a case, deadlocked with one holding that case and waiting for the
 # head (found by the chaos test: an email recorded as sent was rolled back and sent again).
 ROW_LOCK: dict[str, Any] = {"key_share": True}
+SQLITE_BUSY_SECONDS = 30  # how long a writer waits for SQLite's write lock before failing
 
 
 def make_engine(url: str, echo: bool = False, always_write: bool = False) -> Engine:
@@ -31,7 +32,7 @@ def make_engine(url: str, echo: bool = False, always_write: bool = False) -> Eng
     reads then writes in one transaction and is not ours to mark (APScheduler's job store)."""
     kwargs: dict[str, Any] = {"echo": echo, "future": True}
     if url.startswith("sqlite"):
-        kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
+        kwargs["connect_args"] = {"timeout": SQLITE_BUSY_SECONDS, "check_same_thread": False}
     else:
         kwargs["pool_pre_ping"] = True
     engine = create_engine(url, **kwargs)
@@ -50,7 +51,7 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA synchronous=FULL")  # a committed row (our 250) survives power loss
     cur.execute("PRAGMA foreign_keys=ON")
-    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_SECONDS * 1000}")
     cur.close()
 
 
@@ -73,16 +74,26 @@ def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:
 # threads of one process (the SMTP door's spooling, the worker's loops, the outbox) queue on
 # a mutex instead, handed on the moment the writer before them commits. Re-entrant: a
 # transaction opened inside another on the same thread waits in SQLite, as it always did.
+# Bounded like SQLite's own wait: past it the transaction goes on to SQLite's busy handler,
+# so a writer that holds the mutex for long (a retention run) delays others by no more.
 _sqlite_writers: dict[str, threading.RLock] = {}
 _sqlite_writers_lock = threading.Lock()
 
 
-def _one_writer(factory: sessionmaker[Session]) -> AbstractContextManager[object]:
+@contextmanager
+def _one_writer(factory: sessionmaker[Session]) -> Iterator[None]:
     engine = factory.kw.get("bind")
     if not isinstance(engine, Engine) or engine.dialect.name != "sqlite":
-        return nullcontext()
+        yield
+        return
     with _sqlite_writers_lock:
-        return _sqlite_writers.setdefault(str(engine.url.database), threading.RLock())
+        mutex = _sqlite_writers.setdefault(str(engine.url.database), threading.RLock())
+    held = mutex.acquire(timeout=SQLITE_BUSY_SECONDS)
+    try:
+        yield
+    finally:
+        if held:
+            mutex.release()
 
 
 @contextmanager

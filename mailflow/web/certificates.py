@@ -11,6 +11,7 @@ from fastapi.exceptions import HTTPException
 from fastapi.responses import Response
 from sqlalchemy import select
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from mailflow.db.models import Account
 from mailflow.db.session import transaction
@@ -47,12 +48,17 @@ async def upload(request: Request, user: Annotated[WebUser, Depends(posted_by)],
     if not data or len(data) > MAX_CERTIFICATE_BYTES:
         return back(request, "/account", "error",
                     "Choose your certificate file (.pem, .crt or .cer) to upload.")
-    try:
+    def add() -> bool:
         with transaction(app.sessions) as session:
             account = session.get(Account, user.id)
             assert account is not None
             row = certificates.add(app, session, account, data, CertSource.UPLOAD, user.email)
-            approved = row.status == CertStatus.APPROVED
+            return row.status == CertStatus.APPROVED
+
+    try:
+        # on a thread: the event loop (the SMTP door, every page) must not wait for the
+        # database's write lock or for openssl checking the chain
+        approved = await run_in_threadpool(add)
     except certificates.CertError as exc:
         return back(request, "/account", "error", f"That certificate cannot be used: {exc}.")
     if approved:

@@ -12,6 +12,7 @@ import multiprocessing
 import os
 import signal
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -138,6 +139,14 @@ def open_stored(access: BlobAccess, raw_sha: str, envelope_from: str, mime_limit
     return Opened(analysis, replace(opened, raw=b""))
 
 
+def _start_all(executor: ProcessPoolExecutor, workers: int) -> ProcessPoolExecutor:
+    """Each task submitted while no process is idle starts one: as many at once as there are
+    to be."""
+    for started in [executor.submit(time.sleep, 0.01) for _ in range(workers)]:
+        started.result()
+    return executor
+
+
 class AnalysisPool:
     def __init__(self, workers: int, nice: int = 0) -> None:
         self.workers = workers
@@ -145,35 +154,45 @@ class AnalysisPool:
         self._lock = threading.Lock()
         self._executor = self._new()
 
-    def _new(self) -> ProcessPoolExecutor:
+    def _new(self, workers: int = 0) -> ProcessPoolExecutor:
         # spawn, not fork: forking a process that holds threads and database handles is unsafe
         return ProcessPoolExecutor(
-            self.workers, mp_context=multiprocessing.get_context("spawn"),
+            workers or self.workers, mp_context=multiprocessing.get_context("spawn"),
             initializer=_child_init, initargs=(self.nice,),
         )
 
     def warm(self) -> None:
-        self._executor.submit(int).result()
+        """Start every process now. CPython (3.11) starts a spawn pool's processes as tasks
+        come, and one started while the pool's manager is waiting is not watched: its death
+        went unnoticed until another task ended (a killed analysis held up its loop)."""
+        _start_all(self._executor, self.workers)
 
     def analyze(self, *args: Any) -> Analysis:
         """`analyze_stored(*args)` in a pool process."""
         return self.run(analyze_stored, *args)
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
-        """`fn(*args)` in a pool process."""
-        for attempt in (1, 2):
+        """`fn(*args)` in a pool process.
+
+        A process that dies breaks the whole pool, so every task in it at that moment fails,
+        not only the one that killed it. Each is tried again in a new pool; one that fails
+        there too (the same killer was in it again, beside it) is tried once more alone, in a
+        process of its own: only a task that kills its own process fails."""
+        for _attempt in (1, 2):
             executor = self._executor
             try:
                 return executor.submit(fn, *args).result()
             except BrokenProcessPool:
-                if attempt == 2:
-                    raise
                 log.error("an analysis process died; starting a new pool")
                 with self._lock:
                     if self._executor is executor:
                         executor.shutdown(wait=False, cancel_futures=True)
-                        self._executor = self._new()
-        raise AssertionError("unreachable")
+                        self._executor = _start_all(self._new(), self.workers)
+        alone = self._new(1)
+        try:
+            return alone.submit(fn, *args).result()
+        finally:
+            alone.shutdown(wait=False, cancel_futures=True)
 
     def shutdown(self) -> None:
         self._executor.shutdown(wait=True, cancel_futures=True)
