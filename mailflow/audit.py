@@ -52,6 +52,14 @@ def _digest(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def hold_chain(session: Session) -> AuditHead:
+    """The chain's head, locked until the caller's transaction ends. Every writer takes it, so
+    holding it first makes what is read next include every other writer's committed work."""
+    return session.execute(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update(**ROW_LOCK)
+    ).scalar_one()
+
+
 def record(
     session: Session,
     action: str,
@@ -63,9 +71,7 @@ def record(
     detail: dict[str, Any] | None = None,
 ) -> AuditEvent:
     """Append one event to the chain, inside the caller's transaction."""
-    head = session.execute(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update(**ROW_LOCK)
-    ).scalar_one()
+    head = hold_chain(session)
     at = utcnow()
     detail = dict(detail or {})
     event = AuditEvent(

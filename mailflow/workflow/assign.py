@@ -10,6 +10,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from mailflow import audit
 from mailflow.app import App
 from mailflow.db.models import Account, AccountStatus, Case, CaseState, Role, utcnow
 from mailflow.db.session import ROW_LOCK
@@ -31,6 +32,17 @@ class DeclinedBefore(cases.TransitionError):
 
 
 def choose(app: App, session: Session, case: Case, at: datetime) -> Account | None:
+    """Who takes the case, decided with the audit chain's head held (the assignment writes
+    there next anyway): on PostgreSQL another worker's assignment read before it commits
+    would leave a dermatologist over max_open. Nobody able is decided without it (a case
+    that waits costs nothing), so a sweep with nobody on duty blocks no other writer."""
+    if _best(app, session, case, at) is None:
+        return None
+    audit.hold_chain(session)
+    return _best(app, session, case, at)  # again: others' assignments have committed now
+
+
+def _best(app: App, session: Session, case: Case, at: datetime) -> Account | None:
     declined = {d.author_id for d in declines_of(session, [case.id])[case.id]}
     return best(survey(app, Staff.read(app, session), case.provider.license_state,
                        {i for i in declined if i is not None}, at))
