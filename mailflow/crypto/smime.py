@@ -2,9 +2,10 @@
 
 Encrypted layers (application/pkcs7-mime enveloped-data or authEnveloped-data) are decrypted
 with mailflow's key; signed layers (multipart/signed, or pkcs7-mime signed-data) are verified:
-the chain to the configured trust anchors, for email signing, and the signer's certificate
-names From:. What is left is the message as its sender wrote it: the outer headers (From, To,
-Subject...) over the innermost entity, for the parser as any other message.
+the chain to the configured trust anchors, for email signing, a hash other than MD5 or SHA-1
+(smime_digest), and the signer's certificate names From:. What is left is the message as its
+sender wrote it: the outer headers (From, To, Subject...) over the innermost entity, for the
+parser as any other message.
 
 Any failure is an answer (`Unwrapped.problem`), never an exception and never content: a
 message that fails is held for an admin with that reason, and nothing in it is parsed.
@@ -24,7 +25,7 @@ from email.utils import getaddresses
 
 from cryptography.hazmat.primitives.serialization import pkcs7
 
-from mailflow.crypto import openssl_cms
+from mailflow.crypto import openssl_cms, smime_digest
 from mailflow.crypto.openssl_cms import CmsFailure
 from mailflow.crypto.smime_certs import CertFacts, CertificateError, Identity, facts, load_one
 
@@ -47,7 +48,7 @@ class Unwrapped:
     layers: tuple[str, ...] = ()  # "encrypted" / "signed", outermost first
     signer: CertFacts | None = None
     signed_as: str = ""  # the From: address the signer's certificate was found to name
-    problem_code: str = ""  # smime-bad-signature, smime-untrusted, smime-expired, ...
+    problem_code: str = ""  # smime-bad-signature, smime-untrusted, smime-weak-hash, ...
     problem: str = ""  # for the admin: what failed, in plain words, no message content
 
     @property
@@ -103,6 +104,7 @@ def _unwrap(raw: bytes, identity: Identity, at: datetime) -> Unwrapped:
                 entity = _decrypt(der, identity)
             else:
                 verified = openssl_cms.verify(entity, identity.anchors_path, at)
+                smime_digest.check(openssl_cms.structure(entity))  # MD5, SHA-1: refused
                 signer = signer or _signer(verified.signer_pem)
                 entity = verified.content
             layers.append(kind)

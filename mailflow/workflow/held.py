@@ -75,6 +75,9 @@ PLAIN.update({
     "smime-not-for-us": ("it was locked for someone else, so we cannot open it", _SMIME_TODO),
     "smime-unreadable": ("we could not open its secure email", _SMIME_TODO),
     "smime-revoked": ("it is signed with a certificate we no longer take", _SMIME_TODO),
+    "smime-weak-hash": ("it is signed with an old kind of signature (SHA-1 or MD5) that is no "
+                        "longer safe", "Please set your email program to sign with SHA-256 and "
+                        "send it again, encrypted to us."),
 })
 DEFAULT = ("we could not tell where it belongs", "Our team will look at it and put it right.")
 

@@ -16,7 +16,7 @@ RELEASABLE = ("unverified", "not-approved")
 # Held for what the message is, not for where it was going: attaching cannot fix these.
 NOT_ATTACHABLE = ("automatic", "unreadable", "unregistered", "smime-bad-signature",
                   "smime-untrusted", "smime-expired", "smime-signer-mismatch",
-                  "smime-not-for-us", "smime-unreadable", "smime-revoked")
+                  "smime-not-for-us", "smime-unreadable", "smime-revoked", "smime-weak-hash")
 
 
 class QuarantineError(Exception):

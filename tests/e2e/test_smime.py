@@ -35,7 +35,8 @@ from tests.support.web import sign_in
 
 CIPHER = {"test_a_signed_encrypted_case_and_its_encrypted_report": "aes-256-gcm",
           "test_bad_smime_is_held_with_a_reason": "aes-256-cbc",
-          "test_a_signer_cannot_name_another_provider_in_from": "aes-256-cbc"}
+          "test_a_signer_cannot_name_another_provider_in_from": "aes-256-cbc",
+          "test_a_sha1_signature_inside_encryption_makes_no_case": "aes-256-gcm"}
 
 
 @pytest.fixture
@@ -136,6 +137,8 @@ def bad_messages(pki: Pki, provider: str, tmp_path: Path) -> dict[str, bytes]:
         "smime-expired": outer(pki.sign(case, old_cert, old_key), provider),
         "smime-untrusted": outer(pki.sign(case, stranger_cert, stranger_key), provider),
         "smime-signer-mismatch": outer(pki.sign(case, other_cert, other_key), provider),
+        # the provider's own trusted certificate, but a hash with known collisions
+        "smime-weak-hash": outer(pki.sign(case, cert, key, "-md", "sha1"), provider),
         "smime-not-for-us": pki.encrypt(good, cert, "aes-256-cbc", provider),
         "smime-unreadable": garbage,
     }
@@ -167,6 +170,7 @@ def test_bad_smime_is_held_with_a_reason(
     assert {m.reason_code for m in held} == set(messages)
     listed = run_cli(config, "messages", "list", "--status", "quarantined").stdout
     assert "has expired" in listed and "encrypted for someone else" in listed
+    assert "the signature uses SHA-1, a hash too weak to trust" in listed
     with transaction(app.sessions) as session:
         accounts.add(session, email="admin@derm.localhost", name="Ada Admin", role="admin",
                      password=PASSWORD, approved=True)
@@ -189,6 +193,31 @@ def test_bad_smime_is_held_with_a_reason(
         texts.append(body.get_content())
     assert any("its signature does not match the message" in t for t in texts)
     assert any("it was locked for someone else" in t for t in texts)
+    assert any("no longer safe" in t and "sign with SHA-256" in t for t in texts)
+
+
+def test_a_sha1_signature_inside_encryption_makes_no_case(
+    service: RunningService, app: App, sink: RelaySink, provider: str, config: Config,
+    pki: Pki,
+) -> None:
+    """RFC 8551 2.1, Direct: MD5 and SHA-1 prove nothing (collisions), though openssl verifies
+    them. Signed by the provider's trusted certificate, then encrypted to mailflow: held."""
+    cert, key = pki.issue("provider", provider)
+    case = entity(case_email(provider, CASES, FULL_FORM, three_photos()[:1]))
+    for md, name in (("sha1", "SHA-1"), ("md5", "MD5")):
+        sent = pki.encrypt(pki.sign(case, cert, key, "-md", md), pki.mailflow_cert,
+                           "aes-256-gcm", provider)
+        row = send(service, provider, sent)
+        assert (row.status, row.route, row.reason_code) == (
+            MessageStatus.QUARANTINED, "smime", "smime-weak-hash"), row.outcome
+        assert row.outcome and f"uses {name}, a hash too weak" in row.outcome
+        assert "Testpatient" not in row.outcome
+    assert case_count(app) == 0
+    listed = run_cli(config, "messages", "list", "--status", "quarantined").stdout
+    assert "the signature uses MD5, a hash too weak to trust" in listed
+    replies = sink.wait_for(provider, count=2)  # no approved certificate: told in the clear
+    assert all("no longer safe" in r.text and "sign with SHA-256" in r.text for r in replies)
+    assert all(b"Testpatient" not in r.raw for r in replies)
 
 
 def test_a_signer_cannot_name_another_provider_in_from(app: App, provider: str,

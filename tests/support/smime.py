@@ -54,8 +54,11 @@ class Pki:
             assert done.returncode == 0, done.stderr.decode()
         return done
 
-    def sign(self, entity: bytes, cert: Path, key: Path) -> bytes:
-        return self.cms("-sign", "-signer", str(cert), "-inkey", str(key), data=entity).stdout
+    def sign(self, entity: bytes, cert: Path, key: Path, *options: str) -> bytes:
+        """openssl's multipart/signed (SHA-256 unless `options` say otherwise: "-md", "sha1";
+        "-nodetach" for opaque signed-data)."""
+        return self.cms("-sign", "-signer", str(cert), "-inkey", str(key), *options,
+                        data=entity).stdout
 
     def encrypt(self, signed: bytes, to: Path, cipher: str, sender: str,
                 subject: str = "New consult") -> bytes:
