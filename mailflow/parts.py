@@ -157,9 +157,9 @@ class RunnerPart(Part):
     async def start(self) -> None:
         self.tasks, self.threads = [], []
         self.stopping = asyncio.Event()
+        self.wake = self.service.wakes[self.runner_class.name]  # one wake-up for all the loops
         for _ in range(self.loops()):
             runner = self.make_runner()
-            self.wake = self.service.wakes[runner.name]  # one wake-up for all the loops
             thread = ThreadPoolExecutor(1, thread_name_prefix=runner.name)
             self.threads.append(thread)
             self.tasks.append(asyncio.create_task(

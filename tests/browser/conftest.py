@@ -44,8 +44,10 @@ def chromium() -> Iterator[object]:
         browser.close()
 
 
-@pytest.fixture
-def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
+def site_config(tmp_path: Path, db_url: str, sink: RelaySink,
+                **sections: dict[str, object]) -> Config:
+    """The browser tests' service: mail out to the sink, the door open without AUTH; a test
+    module's own `config` fixture passes what it needs besides."""
     from mailflow.app import initialise
 
     cfg = make_config(
@@ -53,9 +55,15 @@ def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
         outbound={"relay_host": "127.0.0.1", "relay_port": sink.port,
                   "retry_schedule_seconds": [1, 1, 1]},
         smtp={"rate_per_minute": 1000, "require_auth": False},
+        **sections,
     )
     initialise(cfg)
     return cfg
+
+
+@pytest.fixture
+def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
+    return site_config(tmp_path, db_url, sink)
 
 
 @pytest.fixture

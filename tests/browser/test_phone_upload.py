@@ -17,12 +17,12 @@ import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
 
-from mailflow.app import App, initialise
+from mailflow.app import App
 from mailflow.config import Config
 from mailflow.db.models import Case
 from mailflow.spool import Arrival, spool
-from tests.browser.conftest import Browser
-from tests.conftest import PASSWORD, RunningService, make_config
+from tests.browser.conftest import Browser, site_config
+from tests.conftest import PASSWORD, RunningService
 from tests.support.cases import CASES
 from tests.support.images import skin_photo
 from tests.support.mail import FULL_FORM, case_email
@@ -37,15 +37,8 @@ FIELDS = ("distribution", "close-up", "oblique")
 
 @pytest.fixture
 def config(tmp_path: Path, db_url: str, sink: RelaySink) -> Config:
-    cfg = make_config(
-        tmp_path, db_url,
-        outbound={"relay_host": "127.0.0.1", "relay_port": sink.port,
-                  "retry_schedule_seconds": [1, 1, 1]},
-        smtp={"rate_per_minute": 1000, "require_auth": False},
-        uploads={"chunk_bytes": PIECE},  # a photo goes up in several pieces
-    )
-    initialise(cfg)
-    return cfg
+    return site_config(tmp_path, db_url, sink,
+                       uploads={"chunk_bytes": PIECE})  # a photo goes up in several pieces
 
 
 def phone(browser: Callable[[], Browser]) -> Browser:

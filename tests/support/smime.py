@@ -13,9 +13,12 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from pathlib import Path
 
+from mailflow.crypto.smime_certs import Identity
 from tests.support.tls_ca import TestCA, issue_smime
 
 MAILFLOW = "cases@derm.localhost"
+DOC = "doc@clinic.test"  # the provider whose certificate doc_pki issues
+INNER = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPatient name: Jane Testpatient\r\n"
 
 
 @dataclass
@@ -86,3 +89,14 @@ def outer(signed: bytes, sender: str, subject: str = "New consult") -> bytes:
     """A signed-only message: openssl's multipart/signed with From, To and Subject on top."""
     return (f"From: {sender}\r\nTo: {MAILFLOW}\r\nSubject: {subject}\r\n".encode()
             + signed.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"))
+
+
+def doc_pki(folder: Path) -> Pki:
+    """A CA, mailflow's certificate and DOC's (doc.pem, doc.key)."""
+    pki = Pki(folder)
+    pki.issue("doc", DOC)
+    return pki
+
+
+def mailflow_identity(pki: Pki, encryption: str = "aes-256-cbc") -> Identity:
+    return Identity.load(pki.mailflow_key, pki.mailflow_cert, pki.anchors, encryption)

@@ -26,10 +26,8 @@ from mailflow.crypto.smime_certs import (
 from mailflow.crypto.smime_out import protect_message
 from mailflow.parse.analyze import analyze
 from mailflow.parse.types import ImageLimits, MimeLimits
-from tests.support.smime import MAILFLOW, Pki, outer
+from tests.support.smime import DOC, INNER, MAILFLOW, Pki, doc_pki, mailflow_identity, outer
 from tests.support.tls_ca import TestCA
-
-DOC = "doc@clinic.test"
 
 
 def now() -> dt.datetime:
@@ -37,19 +35,15 @@ def now() -> dt.datetime:
     which in a long suite is minutes after this module was imported."""
     return dt.datetime.now(dt.UTC)
 
-INNER = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPatient name: Jane Testpatient\r\n"
-
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    pki.issue("doc", DOC)
-    return pki
+    return doc_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
 def identity(pki: Pki) -> Identity:
-    return Identity.load(pki.mailflow_key, pki.mailflow_cert, pki.anchors, "aes-256-cbc")
+    return mailflow_identity(pki)
 
 
 def headed(body: str) -> bytes:

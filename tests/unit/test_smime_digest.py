@@ -13,23 +13,19 @@ from mailflow.crypto import openssl_cms, smime_digest
 from mailflow.crypto.openssl_cms import CmsFailure
 from mailflow.crypto.smime import unwrap
 from mailflow.crypto.smime_certs import Identity
-from tests.support.smime import Pki, outer
+from tests.support.smime import DOC, INNER, Pki, doc_pki, mailflow_identity, outer
 
-DOC = "doc@clinic.test"
 SHA256_OID = bytes.fromhex("0609608648016503040201")  # 2.16.840.1.101.3.4.2.1, DER
-INNER = b"Content-Type: text/plain; charset=utf-8\r\n\r\nPatient name: Jane Testpatient\r\n"
 
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Pki:
-    pki = Pki(tmp_path_factory.mktemp("pki"))
-    pki.issue("doc", DOC)
-    return pki
+    return doc_pki(tmp_path_factory.mktemp("pki"))
 
 
 @pytest.fixture(scope="module")
 def identity(pki: Pki) -> Identity:
-    return Identity.load(pki.mailflow_key, pki.mailflow_cert, pki.anchors, "aes-256-cbc")
+    return mailflow_identity(pki)
 
 
 def signed(pki: Pki, *options: str) -> bytes:
